@@ -1,0 +1,301 @@
+//! vioboot's command line: `vioboot.KEY=VALUE` words in `/chosen/bootargs` (QEMU `-append`).
+//!
+//! Words are separated by spaces or tabs. Words that do not start with `vioboot.` belong to the
+//! kernel that vioboot may boot and are kept in order. Every `vioboot.` word is either understood or
+//! reported: an unknown key, a missing `=`, or a value outside its set is an [`OptionError`] and the
+//! option keeps its default.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Prefix of vioboot's own words.
+pub const PREFIX: &str = "vioboot.";
+
+/// Which job vioboot does after bring-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Run the smoke checks, print the TAP report, power off (exit status follows the verdict).
+    Smoke,
+    /// Boot a kernel (the bootloader; later work).
+    Boot,
+}
+
+/// Least severe log level printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// Which console vioboot writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleChoice {
+    /// Open Firmware's stdout while OF is alive, the hvterm vty afterwards.
+    Auto,
+    /// Always the hvterm vty named by the tree (H_PUT_TERM_CHAR), also while OF is alive.
+    Hvterm,
+}
+
+/// How RTAS is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtasChoice {
+    /// H_RTAS where the hypervisor has it, else `instantiate-rtas` through Open Firmware.
+    Auto,
+    /// Only `instantiate-rtas` through Open Firmware (as on PowerVM).
+    Of,
+}
+
+/// How the flattened device tree is obtained while Open Firmware is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdtChoice {
+    /// `fdt-fetch` where OF offers it, else a walk of the OF tree.
+    Auto,
+    /// Always walk the OF tree and flatten it (what PowerVM needs).
+    Walk,
+}
+
+/// A deliberate fault, for testing the exit protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inject {
+    /// A smoke check named `inject` fails.
+    Fail,
+    /// vioboot panics after the report header.
+    Panic,
+    /// vioboot executes an illegal instruction (its own vectors catch it when it runs at 0).
+    Exception,
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options<'a> {
+    pub mode: Mode,
+    pub log: LogLevel,
+    pub console: ConsoleChoice,
+    pub rtas: RtasChoice,
+    pub fdt: FdtChoice,
+    pub inject: Option<Inject>,
+    /// Words not meant for vioboot, in order.
+    pub kernel_args: Vec<&'a str>,
+    /// Number of `vioboot.` words understood.
+    pub understood: usize,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Smoke,
+            log: LogLevel::Info,
+            console: ConsoleChoice::Auto,
+            rtas: RtasChoice::Auto,
+            fdt: FdtChoice::Auto,
+            inject: None,
+            kernel_args: Vec::new(),
+            understood: 0,
+        }
+    }
+}
+
+/// One `vioboot.` word that was not understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptionError<'a> {
+    /// `vioboot.KEY` with no `=VALUE`.
+    MissingValue { word: &'a str },
+    /// A key vioboot does not know.
+    UnknownKey { key: &'a str },
+    /// A known key with a value outside its set.
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for OptionError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionError::MissingValue { word } => write!(f, "option `{word}` has no `=value`"),
+            OptionError::UnknownKey { key } => {
+                write!(
+                    f,
+                    "unknown option `{PREFIX}{key}` (known: {})",
+                    KEYS.join(", ")
+                )
+            }
+            OptionError::BadValue {
+                key,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "option `{PREFIX}{key}` has bad value `{value}` (expected {expected})"
+                )
+            }
+        }
+    }
+}
+
+/// The keys vioboot understands, for messages and documentation.
+pub const KEYS: &[&str] = &["mode", "log", "console", "rtas", "fdt", "inject"];
+
+fn pick<T: Copy>(value: &str, table: &[(&str, T)]) -> Option<T> {
+    table
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+}
+
+/// Parses a command line. Never fails: what is not understood is returned beside the options.
+pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
+    let mut opts = Options::default();
+    let mut errors = Vec::new();
+    for word in cmdline.split([' ', '\t', '\n']).filter(|w| !w.is_empty()) {
+        let Some(rest) = word.strip_prefix(PREFIX) else {
+            opts.kernel_args.push(word);
+            continue;
+        };
+        let Some((key, value)) = rest.split_once('=') else {
+            errors.push(OptionError::MissingValue { word });
+            continue;
+        };
+        // Each arm applies the value and yields whether it was in the key's set.
+        let (applied, expected) = match key {
+            "mode" => (
+                pick(value, &[("smoke", Mode::Smoke), ("boot", Mode::Boot)]).map(|v| opts.mode = v),
+                "smoke|boot",
+            ),
+            "log" => (
+                pick(
+                    value,
+                    &[
+                        ("error", LogLevel::Error),
+                        ("warn", LogLevel::Warn),
+                        ("info", LogLevel::Info),
+                        ("debug", LogLevel::Debug),
+                        ("trace", LogLevel::Trace),
+                    ],
+                )
+                .map(|v| opts.log = v),
+                "error|warn|info|debug|trace",
+            ),
+            "console" => (
+                pick(
+                    value,
+                    &[
+                        ("auto", ConsoleChoice::Auto),
+                        ("hvterm", ConsoleChoice::Hvterm),
+                    ],
+                )
+                .map(|v| opts.console = v),
+                "auto|hvterm",
+            ),
+            "rtas" => (
+                pick(value, &[("auto", RtasChoice::Auto), ("of", RtasChoice::Of)])
+                    .map(|v| opts.rtas = v),
+                "auto|of",
+            ),
+            "fdt" => (
+                pick(
+                    value,
+                    &[("auto", FdtChoice::Auto), ("walk", FdtChoice::Walk)],
+                )
+                .map(|v| opts.fdt = v),
+                "auto|walk",
+            ),
+            "inject" => (
+                pick(
+                    value,
+                    &[
+                        ("fail", Some(Inject::Fail)),
+                        ("panic", Some(Inject::Panic)),
+                        ("exception", Some(Inject::Exception)),
+                        ("none", None),
+                    ],
+                )
+                .map(|v| opts.inject = v),
+                "fail|panic|exception|none",
+            ),
+            _ => {
+                errors.push(OptionError::UnknownKey { key });
+                continue;
+            }
+        };
+        match applied {
+            Some(()) => opts.understood += 1,
+            None => errors.push(OptionError::BadValue {
+                key,
+                value,
+                expected,
+            }),
+        }
+    }
+    (opts, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        let (o, e) = parse("");
+        assert_eq!(o, Options::default());
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn parses_known_options_and_keeps_kernel_words() {
+        let (o, e) = parse(
+            "console=hvc0 vioboot.log=debug  vioboot.mode=boot\troot=/dev/vda vioboot.fdt=walk",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.log, LogLevel::Debug);
+        assert_eq!(o.mode, Mode::Boot);
+        assert_eq!(o.fdt, FdtChoice::Walk);
+        assert_eq!(o.kernel_args, ["console=hvc0", "root=/dev/vda"]);
+        assert_eq!(o.understood, 3);
+    }
+
+    #[test]
+    fn reports_unknown_keys_bad_values_and_missing_values() {
+        let (o, e) = parse("vioboot.colour=red vioboot.log=loud vioboot.mode vioboot.inject=fail");
+        assert_eq!(o.log, LogLevel::Info, "a bad value keeps the default");
+        assert_eq!(o.inject, Some(Inject::Fail));
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0], OptionError::UnknownKey { key: "colour" });
+        assert_eq!(
+            e[1],
+            OptionError::BadValue {
+                key: "log",
+                value: "loud",
+                expected: "error|warn|info|debug|trace"
+            }
+        );
+        assert_eq!(
+            e[2],
+            OptionError::MissingValue {
+                word: "vioboot.mode"
+            }
+        );
+        let msg = std::format!("{}", e[0]);
+        assert!(
+            msg.contains("vioboot.colour") && msg.contains("known:"),
+            "{msg}"
+        );
+        let msg = std::format!("{}", e[1]);
+        assert!(
+            msg.contains("`loud`") && msg.contains("vioboot.log"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn last_word_wins() {
+        let (o, e) = parse("vioboot.log=warn vioboot.log=trace");
+        assert!(e.is_empty());
+        assert_eq!(o.log, LogLevel::Trace);
+    }
+}

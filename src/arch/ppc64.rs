@@ -1,0 +1,102 @@
+//! POWER (ppc64le): boot assembly, hypervisor calls, timebase, calls into big-endian firmware.
+
+use super::HcallRegs;
+use core::arch::{asm, global_asm};
+
+global_asm!(
+    include_str!("../../boot/entry.S"),
+    MSR_SF_BIT = const 63,
+    MSR_FPVEC_HI = const 0x0280, // (MSR_VEC 1<<25 | MSR_VSX 1<<23) >> 16
+    MSR_FP = const 0x2000,
+    R_PPC64_RELATIVE = const 22,
+);
+
+unsafe extern "C" {
+    fn vioboot_call_be32(r3: u64, entry: u64, r4: u64) -> i64;
+    static __image_start: u8;
+    static __file_end: u8;
+    static __image_end: u8;
+}
+
+/// Makes a hypervisor call (`sc 1`): r3 = opcode, r4.. = arguments.
+///
+/// # Safety
+/// The hcall may read or write memory at real addresses named by the arguments; the caller
+/// guarantees those buffers are valid for the call.
+pub unsafe fn hcall(opcode: u64, args: &[u64]) -> HcallRegs {
+    let mut a = [0u64; 9];
+    a[..args.len().min(9)].copy_from_slice(&args[..args.len().min(9)]);
+    let (mut r3, [mut r4, mut r5, mut r6, mut r7, mut r8, mut r9, mut r10, mut r11, mut r12]) =
+        (opcode, a);
+    // SAFETY: `sc 1` follows PAPR's hcall convention: inputs in r3..r12, outputs in r3..r12,
+    // r0, CR, CTR and XER clobbered; memory effects are the caller's contract above.
+    unsafe {
+        asm!(
+            "sc 1",
+            inout("r3") r3, inout("r4") r4, inout("r5") r5, inout("r6") r6, inout("r7") r7,
+            inout("r8") r8, inout("r9") r9, inout("r10") r10, inout("r11") r11, inout("r12") r12,
+            out("r0") _, out("cr") _, out("ctr") _, out("xer") _,
+        );
+    }
+    HcallRegs {
+        status: r3 as i64,
+        out: [r4, r5, r6, r7, r8, r9, r10, r11, r12],
+    }
+}
+
+/// The timebase register (ticks at `timebase-frequency`).
+pub fn timebase() -> u64 {
+    let tb: u64;
+    // SAFETY: reading the timebase has no side effects.
+    unsafe { asm!("mftb {0}", out(reg) tb, options(nomem, nostack)) };
+    tb
+}
+
+/// Full memory barrier (`sync`): orders all loads and stores, including against the hypervisor.
+pub fn sync() {
+    // SAFETY: a barrier has no effect but ordering.
+    unsafe { asm!("sync", options(nostack)) };
+}
+
+/// Calls big-endian 32-bit code at `entry` with r3 and r4 (Open Firmware, instantiated RTAS).
+///
+/// # Safety
+/// `entry` must be the client-interface or RTAS entry point, and every address reachable from
+/// r3/r4 must be valid for what the callee does with it and lie below 4 GiB, as must the stack.
+pub unsafe fn call_be32(entry: u64, r3: u64, r4: u64) -> i64 {
+    // SAFETY: the trampoline saves and restores all state the 32-bit callee may clobber; the
+    // caller upholds the contract above.
+    unsafe { vioboot_call_be32(r3, entry, r4) }
+}
+
+/// Where the image lies in memory now: `(start, end_of_file_contents, end_including_bss)`.
+/// (The compiler assumes a static's address is never 0: compare the entry's load base, not
+/// these, with 0.)
+pub fn image_bounds() -> (u64, u64, u64) {
+    // Linker-script symbols: only their addresses are taken, never their contents.
+    (
+        &raw const __image_start as u64,
+        &raw const __file_end as u64,
+        &raw const __image_end as u64,
+    )
+}
+
+/// Stops this processor for good.
+pub fn halt() -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Entered from `exception_common` (boot/entry.S) on an unexpected interrupt while vioboot owns
+/// the vectors (loaded at 0): reports it and terminates.
+#[unsafe(no_mangle)]
+extern "C" fn vioboot_exception(vector: u64, srr0: u64, srr1: u64, dar: u64) -> ! {
+    crate::exit::exception(vector, srr0, srr1, dar)
+}
+
+/// Executes an illegal instruction (to test the exception path).
+pub fn illegal_instruction() {
+    // SAFETY: raises a program interrupt, which the exception vectors report; never returns.
+    unsafe { asm!(".long 0", options(nostack)) };
+}

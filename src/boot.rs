@@ -1,0 +1,708 @@
+//! The boot path (target only): [`vioboot_entry`] is called by `boot/entry.S`.
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use fdt::Fdt;
+use vioboot::console::{self, Sink};
+use vioboot::hcall::{self, Ioba, Liobn, UnitAddress};
+use vioboot::of::{self, Ihandle, Of};
+use vioboot::{arch, cprintln, exit, mem, report, rtas, time};
+use vioboot_core::fdt_write::{self, Summary};
+use vioboot_core::inventory::{self, Inventory};
+use vioboot_core::options::{self, ConsoleChoice, FdtChoice, Inject, Mode, RtasChoice};
+use vioboot_core::ranges::Range;
+
+/// Largest device tree accepted (QEMU's own limit is 1 MiB).
+const FDT_MAX: usize = 1 << 20;
+
+/// Who started vioboot, from the entry registers.
+enum Entry {
+    /// Open Firmware's client interface in r5 (SLOF, VOF, PowerVM); initrd in r3/r4.
+    OpenFirmware { of: Of },
+    /// A flattened tree in r3 and no firmware (QEMU `-bios`, kexec).
+    Fdt { fdt: u64 },
+}
+
+/// Called once by the entry code, on the boot stack, relocated, in 64-bit little-endian mode.
+#[unsafe(no_mangle)]
+extern "C" fn vioboot_entry(r3: u64, _r4: u64, r5: u64, base: u64, msr: u64) -> ! {
+    time::mark_start();
+    let entry = if r5 != 0 {
+        // SAFETY: a nonzero r5 at entry is Open Firmware's client-interface entry (PAPR, IEEE 1275).
+        let of = unsafe { Of::install(r5) };
+        Entry::OpenFirmware { of }
+    } else {
+        Entry::Fdt { fdt: r3 }
+    };
+    let pass = run(entry, base, msr);
+    exit::finish(pass)
+}
+
+fn run(entry: Entry, base: u64, msr: u64) -> bool {
+    let (image_start, _, image_end) = arch::image_bounds();
+    // Console and RTAS first, so that every later failure can be seen and can terminate.
+    let early_tree = match &entry {
+        Entry::OpenFirmware { of } => {
+            early_of(of);
+            None
+        }
+        Entry::Fdt { fdt } => Some(early_fdt(*fdt, base)),
+    };
+    cprintln!(
+        "# vioboot {} entered at {base:#x} by {}, MSR {msr:#x}",
+        env!("CARGO_PKG_VERSION"),
+        match &entry {
+            Entry::OpenFirmware { .. } => "Open Firmware",
+            Entry::Fdt { .. } => "a flattened device tree (no firmware)",
+        }
+    );
+    report::phase("entry");
+
+    // Memory for the heap and the DMA page pool.
+    let regions = match &entry {
+        Entry::OpenFirmware { of } => claim_regions(of),
+        Entry::Fdt { .. } => place_regions(
+            early_tree.unwrap_or(&[]),
+            Range {
+                start: image_start,
+                end: image_end,
+            },
+        ),
+    };
+    let (heap, pool) = match regions {
+        Ok(r) => r,
+        Err(e) => exit::terminate(&format!("vioboot: no memory for heap and page pool: {e}")),
+    };
+    // SAFETY: both regions were claimed from OF or placed clear of everything else in use.
+    unsafe {
+        mem::init_heap(heap);
+        mem::init_pool(pool, heap);
+    }
+    report::phase("memory");
+
+    // The device tree, as a blob we own.
+    let (blob, source) = match obtain_tree(&entry, early_tree) {
+        Ok(t) => t,
+        Err(e) => {
+            report::fail("fdt", &e, &[]);
+            report::finish();
+            exit::terminate(&format!("vioboot: no usable device tree: {e}"));
+        }
+    };
+    let summary = match fdt_write::validate(&blob) {
+        Ok(s) => s,
+        Err(e) => {
+            report::fail(
+                "fdt",
+                &format!("device tree from {source} is malformed: {e}"),
+                &[],
+            );
+            report::finish();
+            exit::terminate("vioboot: malformed device tree");
+        }
+    };
+    report::phase("fdt");
+    let fdt = match Fdt::new(&blob) {
+        Ok(f) => f,
+        Err(e) => exit::terminate(&format!("vioboot: device tree rejected: {e:?}")),
+    };
+    let inv = inventory::read(&fdt);
+    if let Some(hz) = inv.timebase_hz {
+        time::set_frequency(hz);
+    }
+    if let Some(r) = &inv.rtas {
+        rtas::set_tokens(
+            r.token("power-off"),
+            r.token("ibm,os-term"),
+            r.token("system-reboot"),
+        );
+    }
+    report::phase("inventory");
+
+    // Options.
+    let bootargs = inv
+        .chosen
+        .as_ref()
+        .and_then(|c| c.bootargs.clone())
+        .unwrap_or_default();
+    let (opts, option_errors) = options::parse(&bootargs);
+    console::init_log(opts.log);
+    log::info!("bootargs: \"{bootargs}\"");
+    log::debug!("image {image_start:#x}..{image_end:#x}, heap {heap}, page pool {pool}");
+    log::debug!(
+        "device tree: {} bytes from {source}, copy at {:#x}",
+        blob.len(),
+        blob.as_ptr() as u64
+    );
+    log::debug!(
+        "console on {}, RTAS by {:?}",
+        console::sink(),
+        rtas::method()
+    );
+
+    report::begin();
+    report::pass(
+        "entry",
+        format_args!(
+            "{} at {base:#x}, image {:#x}..{image_end:#x}",
+            entry_name(&entry),
+            image_start
+        ),
+    );
+    if option_errors.is_empty() {
+        report::pass(
+            "options",
+            format_args!(
+                "{} vioboot options, {} kernel words",
+                opts.understood,
+                opts.kernel_args.len()
+            ),
+        );
+    } else {
+        let list: Vec<String> = option_errors.iter().map(|e| format!("{e}")).collect();
+        for e in &list {
+            cprintln!("# vioboot: {e}");
+        }
+        report::fail("options", &list.join("; "), &[("bootargs", &bootargs)]);
+    }
+    check_tree(&summary, source, &inv);
+    print_inventory(&inv);
+    check_memory(
+        &inv,
+        heap,
+        pool,
+        Range {
+            start: image_start,
+            end: image_end,
+        },
+        blob.as_ptr() as u64,
+    );
+    check_console(&entry, &inv, opts.console);
+    check_rtas(&entry, &inv, opts.rtas);
+    check_hcalls(&inv);
+    match opts.inject {
+        Some(Inject::Fail) => {
+            report::fail("inject", "failure injected by vioboot.inject=fail", &[])
+        }
+        Some(Inject::Panic) => panic!("panic injected by vioboot.inject=panic"),
+        Some(Inject::Exception) => arch::illegal_instruction(),
+        None => {}
+    }
+    report::phase("checks");
+
+    if let (Entry::OpenFirmware { of }, Mode::Smoke) = (&entry, opts.mode) {
+        let vty = inv.console_vty().map(|v| UnitAddress(v.unit));
+        let quiesced = of.quiesce();
+        // OF's stdout is gone with OF: the vty takes over before anything more is printed.
+        if let Some(v) = vty {
+            console::set_sink(Sink::Hvterm(v));
+        }
+        match quiesced {
+            Ok(()) => report::pass(
+                "quiesce",
+                format_args!("Open Firmware quiesced; console on {}", console::sink()),
+            ),
+            Err(e) => report::fail("quiesce", &format!("{e}"), &[]),
+        }
+    }
+    if opts.mode == Mode::Boot {
+        report::skip("boot", "vioboot.mode=boot: the bootloader is not built yet");
+    }
+    report::phase("quiesce");
+    report::finish()
+}
+
+fn entry_name(e: &Entry) -> &'static str {
+    match e {
+        Entry::OpenFirmware { .. } => "Open Firmware client interface",
+        Entry::Fdt { .. } => "flattened device tree",
+    }
+}
+
+/// With Open Firmware: console on OF's stdout, RTAS tokens from `/rtas`.
+fn early_of(of: &Of) {
+    if let Some(ih) = of
+        .finddevice(c"/chosen")
+        .ok()
+        .and_then(|c| of.getprop_u32(c, c"stdout").ok().flatten())
+    {
+        let ih = Ihandle(ih);
+        // The vty behind stdout, if it is one: the console's fallback and its home after quiesce.
+        let vty = of.instance_to_package(ih).ok().and_then(|p| {
+            let mut compat = [0u8; 64];
+            let n = of.getprop(p, c"compatible", &mut compat).ok().flatten()?;
+            let is_vty =
+                vioboot_core::cells::string_list(&compat[..n.min(64)]).any(|c| c == "hvterm1");
+            is_vty
+                .then(|| of.getprop_u32(p, c"reg").ok().flatten())
+                .flatten()
+                .map(UnitAddress)
+        });
+        console::set_sink(Sink::Of(ih, vty));
+    }
+    if let Ok(r) = of.finddevice(c"/rtas") {
+        let t = |n| of.getprop_u32(r, n).ok().flatten();
+        rtas::set_tokens(t(c"power-off"), t(c"ibm,os-term"), t(c"system-reboot"));
+        rtas::probe_hcall();
+    }
+}
+
+/// Without firmware: check the tree in place (no heap yet), then console on its vty and
+/// RTAS tokens from it. A bad tree leaves nothing to print to: halt.
+fn early_fdt(at: u64, base: u64) -> &'static [u8] {
+    let mut header = [0u8; 8];
+    // SAFETY: r3 points at the tree QEMU placed in RAM; its 8-byte header is readable.
+    unsafe { core::ptr::copy_nonoverlapping(at as *const u8, header.as_mut_ptr(), 8) };
+    let size = fdt_write::total_size(&header).filter(|&s| (s as usize) <= FDT_MAX);
+    let Some(size) = size else { arch::halt() };
+    // SAFETY: the header's totalsize (bounded by FDT_MAX) says how many bytes the blob spans.
+    let blob: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(at as *const u8, size as usize) };
+    if fdt_write::validate(blob).is_err() {
+        arch::halt()
+    }
+    let Ok(fdt) = Fdt::new(blob) else {
+        arch::halt()
+    };
+    // At 0 the exception vectors are ours (boot/entry.S); they are little-endian code.
+    if base == 0 {
+        let _ = hcall::set_little_endian_interrupts(true);
+    }
+    if let Some(vdev) = fdt.find_node("/vdevice") {
+        let vty = vdev.children().find(|n| {
+            n.property("compatible")
+                .is_some_and(|p| vioboot_core::cells::string_list(p.value).any(|c| c == "hvterm1"))
+        });
+        if let Some(unit) = vty
+            .and_then(|v| v.property("reg"))
+            .and_then(|p| vioboot_core::cells::single_u32(p.value).ok())
+        {
+            console::set_sink(Sink::Hvterm(UnitAddress(unit)));
+        }
+    }
+    if let Some(r) = fdt.find_node("/rtas") {
+        let t = |n| {
+            r.property(n)
+                .and_then(|p| vioboot_core::cells::single_u32(p.value).ok())
+        };
+        rtas::set_tokens(t("power-off"), t("ibm,os-term"), t("system-reboot"));
+        rtas::probe_hcall();
+    }
+    blob
+}
+
+fn claim_regions(of: &Of) -> Result<(Range, Range), String> {
+    let heap = of
+        .claim(mem::HEAP_SIZE, mem::REGION_ALIGN)
+        .map_err(|e| format!("heap: {e}"))?;
+    let pool = of
+        .claim(mem::POOL_SIZE, mem::REGION_ALIGN)
+        .map_err(|e| format!("page pool: {e}"))?;
+    Ok((
+        Range {
+            start: heap,
+            end: heap + mem::HEAP_SIZE,
+        },
+        Range {
+            start: pool,
+            end: pool + mem::POOL_SIZE,
+        },
+    ))
+}
+
+fn place_regions(blob: &[u8], image: Range) -> Result<(Range, Range), String> {
+    let fdt = Fdt::new(blob).map_err(|e| format!("{e:?}"))?;
+    let tree = Range {
+        start: blob.as_ptr() as u64,
+        end: blob.as_ptr() as u64 + blob.len() as u64,
+    };
+    let fits = |r: Range| {
+        fdt.all_nodes()
+            .filter(|n| n.name.starts_with("memory"))
+            .flat_map(|n| n.reg().into_iter().flatten())
+            .any(|m| {
+                let start = m.starting_address as u64;
+                m.size
+                    .is_some_and(|s| r.start >= start && r.end <= start + s as u64)
+            })
+    };
+    let taken = |r: Range, extra: Option<Range>| {
+        let mut fixed = [Some(image), Some(tree), extra].into_iter().flatten();
+        let rsv = fdt
+            .memory_reservations()
+            .filter_map(|m| Range::from_base_size(m.address() as u64, m.size() as u64));
+        fixed
+            .find(|x| x.overlaps(&r))
+            .or_else(|| rsv.into_iter().find(|x| x.overlaps(&r)))
+            .map(|x| x.end)
+    };
+    // Real mode reaches the RMA only; the first memory node is the RMA on pseries. Stay below 4 GiB.
+    let limit = 1 << 32;
+    let heap = mem::place(image.end, mem::HEAP_SIZE, limit, fits, |r| taken(r, None))
+        .ok_or("no room for the heap")?;
+    let pool = mem::place(heap.end, mem::POOL_SIZE, limit, fits, |r| {
+        taken(r, Some(heap))
+    })
+    .ok_or("no room for the page pool")?;
+    Ok((heap, pool))
+}
+
+fn obtain_tree(entry: &Entry, early: Option<&[u8]>) -> Result<(Vec<u8>, &'static str), String> {
+    match entry {
+        Entry::Fdt { .. } => Ok((early.unwrap_or(&[]).to_vec(), "r3 at entry")),
+        Entry::OpenFirmware { of } => {
+            let (_, walk_only) = {
+                let bootargs = of_bootargs(of);
+                let (o, _) = options::parse(&bootargs);
+                ((), o.fdt == FdtChoice::Walk)
+            };
+            if !walk_only && of.has(c"fdt-fetch") {
+                let mut buf = vec![0u8; FDT_MAX];
+                of.fdt_fetch(&mut buf).map_err(|e| format!("{e}"))?;
+                let size = fdt_write::total_size(&buf).ok_or("fdt-fetch returned no device tree")?
+                    as usize;
+                buf.truncate(size.min(FDT_MAX));
+                buf.shrink_to_fit();
+                Ok((buf, "Open Firmware fdt-fetch"))
+            } else {
+                let blob =
+                    of::flatten(of).map_err(|e| format!("walking the Open Firmware tree: {e}"))?;
+                Ok((blob, "a walk of the Open Firmware tree"))
+            }
+        }
+    }
+}
+
+/// `/chosen/bootargs` straight from OF (needed before the tree is flattened).
+fn of_bootargs(of: &Of) -> String {
+    let Ok(chosen) = of.finddevice(c"/chosen") else {
+        return String::new();
+    };
+    let mut buf = vec![0u8; 1024];
+    match of.getprop(chosen, c"bootargs", &mut buf) {
+        Ok(Some(n)) => {
+            buf.truncate(n.min(1024));
+            String::from_utf8_lossy(&buf).trim_end_matches('\0').into()
+        }
+        _ => String::new(),
+    }
+}
+
+fn check_tree(s: &Summary, source: &str, inv: &Inventory) {
+    report::pass(
+        "fdt",
+        format_args!(
+            "{} bytes from {source}, {} nodes, {} properties, {} reservations",
+            s.totalsize, s.nodes, s.properties, s.reservations
+        ),
+    );
+    if inv.problems.is_empty() {
+        report::pass(
+            "fdt-properties",
+            format_args!("every property vioboot reads is well formed"),
+        );
+    } else {
+        let list: Vec<String> = inv.problems.iter().map(|p| format!("{p}")).collect();
+        report::fail("fdt-properties", &list.join("; "), &[]);
+    }
+    match &inv.chosen {
+        Some(_) => report::pass("chosen", format_args!("/chosen present")),
+        None => report::fail(
+            "chosen",
+            "the device tree has no /chosen: no bootargs, options left at defaults",
+            &[],
+        ),
+    }
+}
+
+fn print_inventory(inv: &Inventory) {
+    cprintln!("# ---- machine inventory ----");
+    for r in inv.memory.ranges() {
+        cprintln!("# memory    {r}  {} MiB", r.size() >> 20);
+    }
+    for r in &inv.reserved {
+        cprintln!("# reserved  {r}");
+    }
+    for c in &inv.cpus {
+        cprintln!(
+            "# cpu       {:<24} reg {:#x}, {} threads",
+            c.name,
+            c.reg,
+            c.threads
+        );
+    }
+    if let Some(hz) = inv.timebase_hz {
+        cprintln!("# timebase  {hz} Hz");
+    }
+    for d in inv.vdevices.as_deref().unwrap_or_default() {
+        let dma = d.dma.map_or(String::from("-"), |w| {
+            format!("liobn {:#x} ioba {:#x} size {:#x}", w.liobn, w.ioba, w.size)
+        });
+        cprintln!(
+            "# vdevice   {:<20} unit {:#x} compatible {:<16} irq {:<6} dma {dma}",
+            d.name,
+            d.unit,
+            d.compatible.first().map_or("-", |s| s.as_str()),
+            d.irq.map_or(String::from("-"), |i| format!("{i:#x}")),
+        );
+    }
+    for p in &inv.phbs {
+        let dma = p.dma.map_or(String::from("-"), |w| {
+            format!("liobn {:#x} ioba {:#x} size {:#x}", w.liobn, w.ioba, w.size)
+        });
+        cprintln!("# pci       {:<20} buid {:#x} dma {dma}", p.name, p.buid);
+    }
+    if let Some(r) = &inv.rtas {
+        cprintln!(
+            "# rtas      {} tokens, rtas-size {:#x}",
+            r.tokens.len(),
+            r.size.unwrap_or(0)
+        );
+    }
+    cprintln!("# ---------------------------");
+}
+
+fn check_memory(inv: &Inventory, heap: Range, pool: Range, image: Range, tree: u64) {
+    let usable = inv.usable_memory();
+    if inv.memory.ranges().is_empty() {
+        report::fail("memory", "the device tree has no memory@ node", &[]);
+    } else {
+        report::pass(
+            "memory",
+            format_args!(
+                "{} ranges, {} MiB usable, {} reservations",
+                inv.memory.ranges().len(),
+                usable.total() >> 20,
+                inv.reserved.len()
+            ),
+        );
+    }
+    let inside = |r: Range| {
+        usable
+            .ranges()
+            .iter()
+            .any(|u| r.start >= u.start && r.end <= u.end)
+    };
+    let clear = |r: Range| !r.overlaps(&image);
+    let mut problems = Vec::new();
+    for (name, r) in [("heap", heap), ("page pool", pool)] {
+        if !inside(r) {
+            problems.push(format!("{name} {r} is not inside usable memory"));
+        }
+        if !clear(r) {
+            problems.push(format!("{name} {r} overlaps the image {image}"));
+        }
+    }
+    if heap.overlaps(&pool) {
+        problems.push(format!("heap {heap} overlaps page pool {pool}"));
+    }
+    // The heap works: a 256 KiB allocation holds a pattern, and the tree copy lives in the heap.
+    let mut v = vec![0u8; 256 << 10];
+    v.iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (i * 7) as u8);
+    if !v.iter().enumerate().all(|(i, b)| *b == (i * 7) as u8) {
+        problems.push("heap memory does not hold a pattern".into());
+    }
+    drop(v);
+    if !(heap.start..heap.end).contains(&tree) {
+        problems.push(format!("the tree copy at {tree:#x} is not in the heap"));
+    }
+    let (used, free) = mem::heap_usage();
+    if problems.is_empty() {
+        report::pass(
+            "heap",
+            format_args!("{heap}, {} KiB used, {} KiB free", used >> 10, free >> 10),
+        );
+    } else {
+        report::fail("heap", &problems.join("; "), &[]);
+    }
+    report::check("pages", check_pages(pool));
+}
+
+fn check_pages(pool: Range) -> Result<String, String> {
+    let one = mem::alloc_pages(1).ok_or("cannot allocate 1 page")?;
+    let many = mem::alloc_pages(16).ok_or("cannot allocate 16 pages")?;
+    let run = Range {
+        start: many.0,
+        end: many.0 + 16 * mem::PAGE_SIZE,
+    };
+    if one.0 % mem::PAGE_SIZE != 0 || many.0 % mem::PAGE_SIZE != 0 {
+        return Err(format!(
+            "pages not 4 KiB aligned: {:#x}, {:#x}",
+            one.0, many.0
+        ));
+    }
+    if run.contains_addr(one.0) || !(pool.start..pool.end).contains(&one.0) || run.end > pool.end {
+        return Err("pages overlap or lie outside the pool".into());
+    }
+    mem::free_pages(one, 1).map_err(|e| format!("free: {e:?}"))?;
+    mem::free_pages(many, 16).map_err(|e| format!("free: {e:?}"))?;
+    if mem::free_pages(one, 1).is_ok() {
+        return Err("a double free was not refused".into());
+    }
+    let (used, total) = mem::pool_usage();
+    Ok(format!(
+        "{pool}, {total} pages of 4 KiB, {used} in use after alloc/free"
+    ))
+}
+
+trait ContainsAddr {
+    fn contains_addr(&self, a: u64) -> bool;
+}
+
+impl ContainsAddr for Range {
+    fn contains_addr(&self, a: u64) -> bool {
+        (self.start..self.end).contains(&a)
+    }
+}
+
+fn check_console(entry: &Entry, inv: &Inventory, choice: ConsoleChoice) {
+    let Some(vty) = inv.console_vty() else {
+        report::fail(
+            "console",
+            "no hvterm vty in /vdevice: no console once Open Firmware is gone",
+            &[],
+        );
+        return;
+    };
+    let unit = UnitAddress(vty.unit);
+    if choice == ConsoleChoice::Hvterm || matches!(entry, Entry::Fdt { .. }) {
+        console::set_sink(Sink::Hvterm(unit));
+    }
+    match hcall::put_term_char(unit, b"") {
+        Ok(()) => report::pass(
+            "console",
+            format_args!(
+                "{} (unit {:#x}), now on {}",
+                vty.name,
+                vty.unit,
+                console::sink()
+            ),
+        ),
+        Err(e) => report::fail(
+            "console",
+            &format!("{} does not take output: {e}", vty.name),
+            &[],
+        ),
+    }
+}
+
+fn check_rtas(entry: &Entry, inv: &Inventory, choice: RtasChoice) {
+    let Some(info) = &inv.rtas else {
+        report::fail(
+            "rtas",
+            "the device tree has no /rtas: vioboot cannot power off or report failure",
+            &[],
+        );
+        return;
+    };
+    let missing: Vec<&str> = ["power-off", "ibm,os-term", "system-reboot"]
+        .into_iter()
+        .filter(|n| info.token(n).is_none())
+        .collect();
+    if let (Entry::OpenFirmware { of }, RtasChoice::Of) = (entry, choice) {
+        if let Err(e) = rtas::instantiate(of, info.size) {
+            report::fail("rtas", &format!("instantiate-rtas: {e}"), &[]);
+            return;
+        }
+    } else if rtas::method() == rtas::Method::None {
+        if let Entry::OpenFirmware { of } = entry {
+            if let Err(e) = rtas::instantiate(of, info.size) {
+                report::fail(
+                    "rtas",
+                    &format!("no H_RTAS and instantiate-rtas failed: {e}"),
+                    &[],
+                );
+                return;
+            }
+        }
+    }
+    let method = match rtas::method() {
+        rtas::Method::None => {
+            report::fail(
+                "rtas",
+                "no way to call RTAS: no H_RTAS and no Open Firmware to instantiate it",
+                &[],
+            );
+            return;
+        }
+        rtas::Method::Hcall => String::from("H_RTAS"),
+        rtas::Method::Instantiated { base, entry } => {
+            format!("instantiated at {base:#x}, entry {entry:#x}")
+        }
+    };
+    if missing.is_empty() {
+        report::pass(
+            "rtas",
+            format_args!("{} tokens, called by {method}", info.tokens.len()),
+        );
+    } else {
+        report::fail("rtas", &format!("/rtas lacks {}", missing.join(", ")), &[]);
+    }
+}
+
+fn check_hcalls(inv: &Inventory) {
+    // A TCE table that cannot exist must be refused with H_PARAMETER, as a typed error.
+    match hcall::get_tce(Liobn(u32::MAX), Ioba(0)) {
+        Err(e) if e.is(vioboot_core::hstatus::PARAMETER) => {
+            report::pass("hcall", format_args!("H_GET_TCE on a missing window: {e}"))
+        }
+        Err(e) => report::fail(
+            "hcall",
+            &format!("H_GET_TCE on a missing window: expected H_PARAMETER, got {e}"),
+            &[],
+        ),
+        Ok(v) => report::fail(
+            "hcall",
+            &format!("H_GET_TCE on a missing window succeeded with {v:#x}"),
+            &[],
+        ),
+    }
+    // A real window: map a pool page at its last IOBA, read the TCE back, clear it.
+    let dev = inv
+        .vdevices
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|d| d.dma.is_some_and(|w| w.size >= 4096));
+    let Some(dev) = dev else {
+        report::skip("tce", "no VIO device with a DMA window");
+        return;
+    };
+    let w = dev.dma.unwrap_or(inventory::DmaWindow {
+        liobn: 0,
+        ioba: 0,
+        size: 0,
+    });
+    report::check(
+        "tce",
+        tce_round_trip(Liobn(w.liobn), Ioba(w.ioba + w.size - 4096), &dev.name),
+    );
+}
+
+fn tce_round_trip(liobn: Liobn, ioba: Ioba, name: &str) -> Result<String, String> {
+    let page = mem::alloc_pages(1).ok_or("no page")?;
+    let tce = page.0 | 3;
+    let result = (|| {
+        hcall::put_tce(liobn, ioba, tce).map_err(|e| format!("{e}"))?;
+        let got = hcall::get_tce(liobn, ioba).map_err(|e| format!("{e}"))?;
+        hcall::put_tce(liobn, ioba, 0).map_err(|e| format!("{e}"))?;
+        let cleared = hcall::get_tce(liobn, ioba).map_err(|e| format!("{e}"))?;
+        if got != tce || cleared != 0 {
+            return Err(format!(
+                "TCE read back {got:#x} (wrote {tce:#x}), after clearing {cleared:#x}"
+            ));
+        }
+        Ok(format!(
+            "{name}: H_PUT_TCE/H_GET_TCE round trip at liobn {:#x} ioba {:#x}",
+            liobn.0, ioba.0
+        ))
+    })();
+    let _ = mem::free_pages(page, 1);
+    result
+}

@@ -1,0 +1,200 @@
+//! Hypervisor calls: one typed wrapper per PAPR hcall vioboot uses, one error type, one retry loop.
+//!
+//! Status codes become [`HcallError`] here and nowhere else; H_BUSY and long-busy are retried in
+//! [`call`] (bounded), so callers never loop on them.
+
+use crate::{arch, time};
+use core::fmt;
+use vioboot_core::hstatus;
+
+pub const H_GET_TCE: u64 = 0x1C;
+pub const H_PUT_TCE: u64 = 0x20;
+pub const H_GET_TERM_CHAR: u64 = 0x54;
+pub const H_PUT_TERM_CHAR: u64 = 0x58;
+pub const H_REG_CRQ: u64 = 0xFC;
+pub const H_FREE_CRQ: u64 = 0x100;
+pub const H_VIO_SIGNAL: u64 = 0x104;
+pub const H_SEND_CRQ: u64 = 0x108;
+pub const H_STUFF_TCE: u64 = 0x138;
+pub const H_PUT_TCE_INDIRECT: u64 = 0x13C;
+pub const H_ENABLE_CRQ: u64 = 0x2B0;
+pub const H_SET_MODE: u64 = 0x31C;
+/// QEMU's private hcall that runs an RTAS call (KVMPPC_H_RTAS); absent on PowerVM.
+pub const H_RTAS: u64 = 0xF000;
+
+/// Most time [`call`] keeps retrying a busy hypervisor.
+const BUSY_BUDGET_US: u64 = 10_000_000;
+
+/// A logical I/O bus number: names a TCE table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liobn(pub u32);
+
+/// An I/O bus address: what a device sees through a TCE window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ioba(pub u64);
+
+/// A real (physical) address in this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RealAddr(pub u64);
+
+/// A VIO unit address (`reg` of a `/vdevice` child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitAddress(pub u32);
+
+/// An hcall that did not succeed: which one, and the PAPR status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HcallError {
+    pub call: &'static str,
+    pub status: i64,
+}
+
+impl HcallError {
+    pub fn is(&self, status: i64) -> bool {
+        self.status == status
+    }
+}
+
+impl fmt::Display for HcallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match hstatus::name(self.status) {
+            Some(name) => write!(f, "{} failed: {name} ({})", self.call, self.status),
+            None => write!(f, "{} failed: unknown status {}", self.call, self.status),
+        }
+    }
+}
+
+/// Makes hcall `opcode` (named `name` in errors), retrying H_BUSY and long-busy for up to 10 s.
+///
+/// # Safety
+/// As [`arch::hcall`]: buffers named by real address in `args` must be valid for the call.
+pub unsafe fn call(name: &'static str, opcode: u64, args: &[u64]) -> Result<[u64; 9], HcallError> {
+    let start = time::now_us();
+    loop {
+        // SAFETY: forwarded contract.
+        let regs = unsafe { arch::hcall(opcode, args) };
+        if regs.status == hstatus::SUCCESS {
+            return Ok(regs.out);
+        }
+        if !hstatus::is_busy(regs.status) || time::now_us() - start > BUSY_BUDGET_US {
+            return Err(HcallError {
+                call: name,
+                status: regs.status,
+            });
+        }
+        if let Some(ms) = hstatus::long_busy_ms(regs.status) {
+            time::delay_us(ms * 1000);
+        }
+    }
+}
+
+/// Writes up to 16 bytes to a virtual terminal.
+pub fn put_term_char(vterm: UnitAddress, bytes: &[u8]) -> Result<(), HcallError> {
+    let (hi, lo) = vioboot_core::hvterm::pack(bytes);
+    // SAFETY: passes registers only, no memory.
+    unsafe {
+        call(
+            "H_PUT_TERM_CHAR",
+            H_PUT_TERM_CHAR,
+            &[vterm.0.into(), bytes.len() as u64, hi, lo],
+        )
+    }
+    .map(|_| ())
+}
+
+/// Reads up to 16 bytes from a virtual terminal; returns how many arrived.
+pub fn get_term_char(vterm: UnitAddress, out: &mut [u8; 16]) -> Result<usize, HcallError> {
+    // SAFETY: registers only.
+    let r = unsafe { call("H_GET_TERM_CHAR", H_GET_TERM_CHAR, &[vterm.0.into()]) }?;
+    Ok(vioboot_core::hvterm::unpack(r[0], r[1], r[2], out))
+}
+
+/// Sets one TCE: `tce` = real page address | permission bits (0 clears).
+pub fn put_tce(liobn: Liobn, ioba: Ioba, tce: u64) -> Result<(), HcallError> {
+    // SAFETY: the hypervisor validates the window; no guest buffer is passed.
+    unsafe { call("H_PUT_TCE", H_PUT_TCE, &[liobn.0.into(), ioba.0, tce]) }.map(|_| ())
+}
+
+/// Reads one TCE.
+pub fn get_tce(liobn: Liobn, ioba: Ioba) -> Result<u64, HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_GET_TCE", H_GET_TCE, &[liobn.0.into(), ioba.0]) }.map(|r| r[0])
+}
+
+/// Sets `count` consecutive TCEs to the same value (normally 0, to clear a range).
+pub fn stuff_tce(liobn: Liobn, ioba: Ioba, tce: u64, count: u64) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe {
+        call(
+            "H_STUFF_TCE",
+            H_STUFF_TCE,
+            &[liobn.0.into(), ioba.0, tce, count],
+        )
+    }
+    .map(|_| ())
+}
+
+/// Sets `count` (<= 512) TCEs from a list of big-endian u64 at a 4 KiB-aligned real address.
+///
+/// # Safety
+/// `list` must hold `count` TCE values, stay unchanged during the call, and be 4 KiB aligned.
+pub unsafe fn put_tce_indirect(
+    liobn: Liobn,
+    ioba: Ioba,
+    list: RealAddr,
+    count: u64,
+) -> Result<(), HcallError> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(
+            "H_PUT_TCE_INDIRECT",
+            H_PUT_TCE_INDIRECT,
+            &[liobn.0.into(), ioba.0, list.0, count],
+        )
+    }
+    .map(|_| ())
+}
+
+/// Registers a CRQ of `len` bytes at `queue` (an IOBA in the unit's own window).
+pub fn reg_crq(unit: UnitAddress, queue: Ioba, len: u64) -> Result<(), HcallError> {
+    // SAFETY: the hypervisor reaches the queue through the unit's TCE window, which validates it.
+    unsafe { call("H_REG_CRQ", H_REG_CRQ, &[unit.0.into(), queue.0, len]) }.map(|_| ())
+}
+
+/// Frees the unit's CRQ.
+pub fn free_crq(unit: UnitAddress) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_FREE_CRQ", H_FREE_CRQ, &[unit.0.into()]) }.map(|_| ())
+}
+
+/// Re-enables the unit's CRQ after a migration.
+pub fn enable_crq(unit: UnitAddress) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_ENABLE_CRQ", H_ENABLE_CRQ, &[unit.0.into()]) }.map(|_| ())
+}
+
+/// Sends one 16-byte CRQ entry (two big-endian words) to the partner.
+pub fn send_crq(unit: UnitAddress, word0: u64, word1: u64) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_SEND_CRQ", H_SEND_CRQ, &[unit.0.into(), word0, word1]) }.map(|_| ())
+}
+
+/// Turns the unit's interrupts on (1) or off (0).
+pub fn vio_signal(unit: UnitAddress, mode: u64) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_VIO_SIGNAL", H_VIO_SIGNAL, &[unit.0.into(), mode]) }.map(|_| ())
+}
+
+/// H_SET_MODE resource 4: interrupts are taken in little-endian mode (mflags 1) or big (0).
+pub fn set_little_endian_interrupts(le: bool) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_SET_MODE", H_SET_MODE, &[u64::from(le), 4, 0, 0]) }.map(|_| ())
+}
+
+/// Runs the RTAS call whose argument block is at `block` (QEMU only).
+///
+/// # Safety
+/// `block` must be a valid RTAS argument block, writable for the return words.
+pub unsafe fn rtas(block: RealAddr) -> Result<(), HcallError> {
+    // SAFETY: forwarded contract.
+    unsafe { call("H_RTAS", H_RTAS, &[block.0]) }.map(|_| ())
+}

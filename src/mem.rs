@@ -1,0 +1,184 @@
+//! Memory: the heap and a pool of 4 KiB pages for DMA, each in a region that overlaps neither
+//! the image, the device tree, Open Firmware, RTAS nor any reserved range.
+//!
+//! With Open Firmware the regions are claimed from it; without, they are placed from the
+//! tree's memory nodes and reservations (see [`place`]).
+
+use crate::hcall::RealAddr;
+use spin::Mutex;
+use vioboot_core::pages::{PageBitmap, PageError};
+use vioboot_core::ranges::Range;
+
+/// Bytes of heap.
+pub const HEAP_SIZE: u64 = 16 << 20;
+/// Bytes of DMA page pool.
+pub const POOL_SIZE: u64 = 8 << 20;
+pub const PAGE_SIZE: u64 = 4096;
+/// Alignment of both regions.
+pub const REGION_ALIGN: u64 = 1 << 20;
+
+#[cfg(target_os = "none")]
+#[global_allocator]
+static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
+
+/// The regions in use, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Regions {
+    pub heap: Range,
+    pub pool: Range,
+}
+
+static REGIONS: Mutex<Option<Regions>> = Mutex::new(None);
+
+struct Pool {
+    base: u64,
+    bits: PageBitmap,
+}
+
+static POOL: Mutex<Option<Pool>> = Mutex::new(None);
+
+/// Starts the heap in `heap`.
+///
+/// # Safety
+/// `heap` must be RAM that nothing else uses, for as long as vioboot runs; call once.
+pub unsafe fn init_heap(heap: Range) {
+    #[cfg(target_os = "none")]
+    // SAFETY: the caller gives us exclusive, valid memory.
+    unsafe {
+        HEAP.lock()
+            .init(heap.start as *mut u8, heap.size() as usize)
+    };
+    #[cfg(not(target_os = "none"))]
+    let _ = heap;
+}
+
+/// Starts the page pool in `pool` (after the heap: its bitmap lives there).
+///
+/// # Safety
+/// As [`init_heap`].
+pub unsafe fn init_pool(pool: Range, heap: Range) {
+    *POOL.lock() = Some(Pool {
+        base: pool.start,
+        bits: PageBitmap::new((pool.size() / PAGE_SIZE) as usize),
+    });
+    *REGIONS.lock() = Some(Regions { heap, pool });
+}
+
+pub fn regions() -> Option<Regions> {
+    *REGIONS.lock()
+}
+
+/// Heap bytes in use and free.
+pub fn heap_usage() -> (usize, usize) {
+    #[cfg(target_os = "none")]
+    {
+        let h = HEAP.lock();
+        (h.used(), h.free())
+    }
+    #[cfg(not(target_os = "none"))]
+    (0, 0)
+}
+
+/// Allocates `count` physically contiguous 4 KiB pages, zeroed.
+pub fn alloc_pages(count: usize) -> Option<RealAddr> {
+    let mut p = POOL.lock();
+    let pool = p.as_mut()?;
+    let first = pool.bits.alloc(count)?;
+    let addr = pool.base + first as u64 * PAGE_SIZE;
+    // SAFETY: the pages lie in the pool, which `init_pool` gave us exclusively, and were free.
+    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, count * PAGE_SIZE as usize) };
+    Some(RealAddr(addr))
+}
+
+/// Returns pages from [`alloc_pages`].
+pub fn free_pages(addr: RealAddr, count: usize) -> Result<(), PageError> {
+    let mut p = POOL.lock();
+    let pool = p.as_mut().ok_or(PageError::OutOfPool { first: 0, count })?;
+    let off = addr.0.wrapping_sub(pool.base);
+    if off % PAGE_SIZE != 0 || addr.0 < pool.base {
+        return Err(PageError::OutOfPool {
+            first: usize::MAX,
+            count,
+        });
+    }
+    pool.bits.free((off / PAGE_SIZE) as usize, count)
+}
+
+/// Pages of the pool in use and in all.
+pub fn pool_usage() -> (usize, usize) {
+    POOL.lock()
+        .as_ref()
+        .map_or((0, 0), |p| (p.bits.used(), p.bits.len()))
+}
+
+/// Places `size` bytes (aligned to [`REGION_ALIGN`]) at or above `from` without the tree's
+/// help beyond `fits` (is this range inside one memory node?) and `taken` (what is the end of
+/// a reservation overlapping this range?). Works before the heap exists, so it cannot allocate.
+pub fn place(
+    from: u64,
+    size: u64,
+    limit: u64,
+    fits: impl Fn(Range) -> bool,
+    taken: impl Fn(Range) -> Option<u64>,
+) -> Option<Range> {
+    let mut start = from.checked_next_multiple_of(REGION_ALIGN)?;
+    // Each round either succeeds or moves past one obstacle; bound it anyway.
+    for _ in 0..1024 {
+        let r = Range::from_base_size(start, size)?;
+        if r.end > limit {
+            return None;
+        }
+        match taken(r) {
+            Some(end) => {
+                start = end
+                    .checked_next_multiple_of(REGION_ALIGN)?
+                    .max(start + REGION_ALIGN)
+            }
+            None if fits(r) => return Some(r),
+            None => start += REGION_ALIGN,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn place_skips_reservations_and_respects_limit() {
+        let ram = Range {
+            start: 0,
+            end: 0x4000_0000,
+        };
+        let rsv = [
+            Range {
+                start: 0x10_0000,
+                end: 0x28_0000,
+            },
+            Range {
+                start: 0x30_0000,
+                end: 0x31_0000,
+            },
+        ];
+        let taken = |r: Range| rsv.iter().find(|x| x.overlaps(&r)).map(|x| x.end);
+        let fits = |r: Range| r.start >= ram.start && r.end <= ram.end;
+        let r = place(0x8_0000, 0x10_0000, u64::MAX, fits, taken).unwrap();
+        assert_eq!(
+            r,
+            Range {
+                start: 0x40_0000,
+                end: 0x50_0000
+            }
+        );
+        assert_eq!(place(0, 0x20_0000, 0x28_0000, fits, taken), None);
+        assert_eq!(
+            place(0, 0x10_0000, 0x20_0000, fits, taken),
+            Some(Range {
+                start: 0,
+                end: 0x10_0000
+            })
+        );
+        assert_eq!(place(0x3ff0_0000, 0x20_0000, u64::MAX, fits, taken), None);
+    }
+}

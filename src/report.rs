@@ -1,0 +1,173 @@
+//! The smoke report on the console: TAP lines as checks finish, boot phases with their
+//! timebase durations, the plan and the verdict line (format in `vioboot_core::tap`).
+
+use crate::console::ConsoleWriter;
+use crate::time;
+use alloc::string::String;
+use core::fmt::{self, Write};
+use spin::Mutex;
+use vioboot_core::tap::Tap;
+
+struct State {
+    tap: Tap,
+    started: bool,
+    /// (phase, µs it took); a fixed array, as the first phase ends before the heap exists.
+    phases: [(&'static str, u64); MAX_PHASES],
+    nphases: usize,
+    phase_start_us: u64,
+}
+
+const MAX_PHASES: usize = 16;
+
+static STATE: Mutex<State> = Mutex::new(State {
+    tap: Tap {
+        passed: 0,
+        failed: 0,
+        skipped: 0,
+    },
+    started: false,
+    phases: [("", 0); MAX_PHASES],
+    nphases: 0,
+    phase_start_us: 0,
+});
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    f(&mut STATE.lock())
+}
+
+/// Prints the TAP header (once).
+pub fn begin() {
+    with(|s| {
+        if !s.started {
+            s.started = true;
+            let _ = s.tap.header(&mut ConsoleWriter);
+        }
+    });
+}
+
+/// A passing check.
+pub fn pass(name: &str, detail: fmt::Arguments) {
+    begin();
+    with(|s| {
+        let _ = s.tap.pass(&mut ConsoleWriter, name, detail);
+    });
+}
+
+/// A failing check, with `key: value` diagnostics for its YAML block.
+pub fn fail(name: &str, message: &str, fields: &[(&str, &str)]) {
+    begin();
+    log::error!("{name}: {message}");
+    with(|s| {
+        let _ = s.tap.fail(&mut ConsoleWriter, name, message, fields);
+    });
+}
+
+/// A check that does not apply.
+pub fn skip(name: &str, reason: &str) {
+    begin();
+    with(|s| {
+        let _ = s.tap.skip(&mut ConsoleWriter, name, reason);
+    });
+}
+
+/// A check from a result: `Ok(detail)` passes, `Err(message)` fails.
+pub fn check(name: &str, result: Result<String, String>) -> bool {
+    match result {
+        Ok(detail) => {
+            pass(name, format_args!("{detail}"));
+            true
+        }
+        Err(message) => {
+            fail(name, &message, &[]);
+            false
+        }
+    }
+}
+
+/// Ends the current boot phase (its time runs from the previous one's end).
+pub fn phase(name: &'static str) {
+    let now = time::now_us();
+    with(|s| {
+        let took = now - s.phase_start_us;
+        if s.nphases < MAX_PHASES {
+            s.phases[s.nphases] = (name, took);
+            s.nphases += 1;
+        }
+        s.phase_start_us = now;
+    });
+}
+
+/// Prints the phase times, the plan and the verdict; returns whether all checks passed.
+pub fn finish() -> bool {
+    begin();
+    let total = time::now_us();
+    with(|s| {
+        let mut w = ConsoleWriter;
+        for (name, us) in &s.phases[..s.nphases] {
+            let _ = writeln!(w, "# phase {name}: {us} us");
+        }
+        let _ = writeln!(w, "# phase total: {total} us");
+        let _ = s.tap.finish(&mut w);
+        s.tap.verdict_pass()
+    })
+}
+
+/// A message in a fixed buffer: the panic path must not allocate (the heap may be what failed).
+pub struct FixedText {
+    buf: [u8; 240],
+    len: usize,
+}
+
+impl FixedText {
+    pub const fn new() -> Self {
+        FixedText {
+            buf: [0; 240],
+            len: 0,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl Default for FixedText {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for FixedText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let mut b = [0u8; 4];
+            let e = c.encode_utf8(&mut b);
+            if self.len + e.len() > self.buf.len() {
+                break;
+            }
+            self.buf[self.len..self.len + e.len()].copy_from_slice(e.as_bytes());
+            self.len += e.len();
+        }
+        Ok(())
+    }
+}
+
+/// Called by the panic handler and the exception vectors: a failing check `name` with the
+/// message, the bail-out and the verdict. Allocates nothing.
+pub fn aborted(name: &str, at: &str, message: &str) {
+    // SAFETY: single processor, interrupts off: the holder of the lock (if any) panicked and
+    // will never run again.
+    unsafe { STATE.force_unlock() };
+    let mut bail = FixedText::new();
+    let _ = write!(bail, "{name} at {at}");
+    with(|s| {
+        let mut w = ConsoleWriter;
+        if !s.started {
+            s.started = true;
+            let _ = s.tap.header(&mut w);
+        }
+        let _ = s.tap.fail(&mut w, name, message, &[("at", at)]);
+        let _ = s.tap.bail_out(&mut w, bail.as_str());
+        let _ = s.tap.finish(&mut w);
+    });
+}

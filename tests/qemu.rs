@@ -1,0 +1,307 @@
+//! Boots the built image in qemu-system-ppc64 for every entry path and asserts on its console:
+//! the TAP report, the inventory, the verdict line and QEMU's exit status, which must agree.
+//!
+//! Needs `target/image` (`cargo xtask image`; `cargo xtask test` builds it first).
+
+use std::path::PathBuf;
+use std::time::Duration;
+use vioboot_harness::{Boot, Qemu, Run};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn image_dir() -> PathBuf {
+    let dir = vioboot_harness::image_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        dir.join("vioboot.elf").exists() && dir.join("vioboot.bin").exists(),
+        "{} has no image: run `cargo xtask image` (or `cargo xtask test`) first",
+        dir.display()
+    );
+    dir
+}
+
+fn boot(q: Qemu) -> Run {
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU starts");
+    assert!(
+        !run.timed_out(),
+        "QEMU did not finish in {TIMEOUT:?}:\n{}",
+        run.output
+    );
+    run
+}
+
+/// A run that passed: exit 0, a complete report, verdict PASS, no failing line.
+fn assert_pass(run: &Run) {
+    let r = run.report();
+    assert!(r.is_complete(), "incomplete TAP report:\n{}", run.output);
+    assert_eq!(
+        r.verdict,
+        Some(true),
+        "verdict is not PASS:\n{}",
+        run.output
+    );
+    assert!(
+        r.failures().is_empty(),
+        "failing checks {:?}:\n{}",
+        r.failures(),
+        run.output
+    );
+    assert_eq!(
+        run.exit_code(),
+        Some(0),
+        "QEMU exit status:\n{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("# vioboot: powering off"),
+        "{}",
+        run.output
+    );
+}
+
+/// A run that failed: exit 1 (ibm,os-term), verdict FAIL, and the named check failing.
+fn assert_fail(run: &Run, check: &str) {
+    let r = run.report();
+    assert_eq!(
+        r.verdict,
+        Some(false),
+        "verdict is not FAIL:\n{}",
+        run.output
+    );
+    assert!(
+        r.check(check).is_some_and(|l| !l.ok),
+        "check `{check}` did not fail:\n{}",
+        run.output
+    );
+    assert_eq!(
+        run.exit_code(),
+        Some(1),
+        "QEMU exit status:\n{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("OS terminated: vioboot"),
+        "{}",
+        run.output
+    );
+}
+
+fn line<'a>(run: &'a Run, check: &str) -> &'a str {
+    let r = run.report();
+    let l = r
+        .check(check)
+        .unwrap_or_else(|| panic!("no `{check}` line:\n{}", run.output));
+    let at = run.output.find(&l.description).unwrap_or(0);
+    &run.output[at..at + l.description.len()]
+}
+
+/// What every full boot on QEMU pseries must show in its inventory.
+fn assert_inventory(run: &Run) {
+    for want in [
+        "# memory    0x0..0x40000000  1024 MiB",
+        "# vdevice   vty@71000000",
+        "unit 0x71000000 compatible hvterm1",
+        "# cpu       PowerPC,",
+    ] {
+        assert!(
+            run.output.contains(want),
+            "inventory lacks `{want}`:\n{}",
+            run.output
+        );
+    }
+    assert!(line(run, "rtas").contains("tokens"), "{}", run.output);
+    assert!(
+        line(run, "hcall").contains("H_PARAMETER (-4)"),
+        "{}",
+        run.output
+    );
+    for phase in ["entry", "memory", "fdt", "inventory", "checks", "total"] {
+        assert!(
+            run.output.contains(&format!("# phase {phase}: ")),
+            "no time for phase {phase}:\n{}",
+            run.output
+        );
+    }
+}
+
+#[test]
+fn slof_boots_to_a_passing_report() {
+    let run = boot(Qemu::new(Boot::Slof, image_dir()));
+    assert_pass(&run);
+    assert_inventory(&run);
+    assert!(
+        line(&run, "entry").starts_with("entry: Open Firmware client interface at 0x400000"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "fdt").contains("from Open Firmware fdt-fetch"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "rtas").contains("called by H_RTAS"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "quiesce").contains("console on hvterm 0x71000000"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn vof_boots_by_walking_the_tree() {
+    let run = boot(Qemu::new(Boot::Vof, image_dir()));
+    assert_pass(&run);
+    assert_inventory(&run);
+    assert!(
+        line(&run, "fdt").contains("from a walk of the Open Firmware tree"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn bios_boots_without_firmware() {
+    let run = boot(Qemu::new(Boot::Bios, image_dir()));
+    assert_pass(&run);
+    assert_inventory(&run);
+    assert!(
+        line(&run, "entry").starts_with("entry: flattened device tree at 0x0"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "fdt").contains("from r3 at entry"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.report().check("quiesce").is_none(),
+        "nothing to quiesce without OF:\n{}",
+        run.output
+    );
+}
+
+#[test]
+fn boots_at_another_load_address() {
+    let run = boot(Qemu::new(Boot::Slof, image_dir()).kernel_addr(0x200_0000));
+    assert_pass(&run);
+    assert!(
+        line(&run, "entry").contains("at 0x2000000, image 0x2000000.."),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn vof_at_another_load_address() {
+    let run = boot(Qemu::new(Boot::Vof, image_dir()).kernel_addr(0x1230000));
+    assert_pass(&run);
+    assert!(
+        line(&run, "entry").contains("at 0x1230000"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn slof_walk_and_rtas_through_open_firmware() {
+    // What PowerVM needs: no fdt-fetch, RTAS instantiated through OF and entered big-endian.
+    let run = boot(
+        Qemu::new(Boot::Slof, image_dir())
+            .append("vioboot.fdt=walk vioboot.rtas=of vioboot.log=debug"),
+    );
+    assert_pass(&run);
+    assert_inventory(&run);
+    assert!(
+        line(&run, "fdt").contains("from a walk of the Open Firmware tree"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "rtas").contains("called by instantiated at"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "options").starts_with("options: 3 vioboot options"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn options_reach_vioboot_without_firmware() {
+    let run = boot(Qemu::new(Boot::Bios, image_dir()).append("vioboot.log=debug console=hvc0"));
+    assert_pass(&run);
+    assert!(
+        line(&run, "options").starts_with("options: 1 vioboot options, 1 kernel words"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("DEBUG"),
+        "vioboot.log=debug had no effect:\n{}",
+        run.output
+    );
+}
+
+#[test]
+fn injected_failure_exits_1() {
+    let run = boot(Qemu::new(Boot::Slof, image_dir()).append("vioboot.inject=fail"));
+    assert_fail(&run, "inject");
+    assert!(run.report().is_complete(), "{}", run.output);
+    assert!(
+        run.output
+            .contains("  message: \"failure injected by vioboot.inject=fail\""),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn unknown_option_is_named_and_fails() {
+    let run =
+        boot(Qemu::new(Boot::Bios, image_dir()).append("vioboot.colour=red vioboot.log=loud"));
+    assert_fail(&run, "options");
+    assert!(
+        run.output.contains("unknown option `vioboot.colour`"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.output
+            .contains("option `vioboot.log` has bad value `loud`"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn panic_names_file_and_line_and_exits_1() {
+    let run = boot(Qemu::new(Boot::Vof, image_dir()).append("vioboot.inject=panic"));
+    assert_fail(&run, "panic");
+    assert!(
+        run.output.contains("# vioboot: PANIC at src/boot.rs:"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("Bail out! panic at src/boot.rs:"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn exception_is_caught_by_our_vectors_and_exits_1() {
+    let run = boot(Qemu::new(Boot::Bios, image_dir()).append("vioboot.inject=exception"));
+    assert_fail(&run, "exception");
+    assert!(
+        run.output.contains("program interrupt 0x700 at 0x"),
+        "{}",
+        run.output
+    );
+}

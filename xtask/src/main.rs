@@ -1,0 +1,308 @@
+//! `cargo xtask <command>`: vioboot's project commands.
+//!
+//! - `image`: build the firmware into `target/image/vioboot.{elf,bin}`
+//! - `run`:   build and boot it in QEMU (the main job)
+//! - `test`:  every check and test: fmt, clippy, host tests, QEMU boots
+//! - `bench`: image size and boot time per entry path
+//!
+//! `run` and `test` install what they need on a fresh machine (qemu-system-ppc with apt,
+//! rust-src with rustup) or say exactly what is missing.
+
+mod elf;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+use vioboot_harness::{Boot, Qemu};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const USAGE: &str = "usage: cargo xtask <command>
+  image                      build target/image/vioboot.elf and vioboot.bin
+  run [options] [-- QEMU..]  build and boot vioboot in QEMU
+      --boot slof|vof|bios   how QEMU starts it (default slof)
+      --append \"WORDS\"       command line: vioboot options, e.g. \"vioboot.log=debug\"
+      --kernel-addr ADDR     load address for slof/vof (64 KiB aligned)
+  test                       fmt, clippy, host tests and QEMU boot tests
+  bench [--runs N]           image size and wall time from QEMU start to power-off";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("image") => image().map(|_| ExitCode::SUCCESS),
+        Some("run") => run(&args[1..]),
+        Some("test") => test().map(|_| ExitCode::SUCCESS),
+        Some("bench") => bench(&args[1..]).map(|_| ExitCode::SUCCESS),
+        _ => Err(USAGE.to_string()),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("xtask: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn status(what: &str, c: &mut Command) -> Result {
+    eprintln!("xtask: {what}");
+    let s = c
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if s.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: failed ({s})"))
+    }
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Installs Debian packages if missing (as root), else names them.
+pub fn ensure_apt(packages: &[&str], why: &str) -> Result {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() || !have("apt-get") {
+        return Err(format!(
+            "{why} needs the Debian packages {}: run `apt-get install {}` as root",
+            missing.join(" "),
+            missing.join(" ")
+        ));
+    }
+    let list = missing.join(" ");
+    status(
+        &format!("installing {list} ({why})"),
+        Command::new("sh").args(["-c", &format!("(apt-get install -y --no-install-recommends {list} || (apt-get update && apt-get install -y --no-install-recommends {list})) >/dev/null")]),
+    )
+}
+
+fn ensure_tools() -> Result {
+    ensure_apt(&["qemu-system-ppc"], "booting vioboot")?;
+    let sysroot = cargo_rustc_sysroot()?;
+    if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
+        status(
+            "installing rust-src",
+            Command::new("rustup")
+                .current_dir(root())
+                .args(["component", "add", "rust-src"]),
+        )?;
+    }
+    Ok(())
+}
+
+fn cargo_rustc_sysroot() -> Result<PathBuf> {
+    let o = Command::new("rustc")
+        .current_dir(root())
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("rustc: {e}"))?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+}
+
+/// The cargo arguments that build the firmware for the bare-metal target.
+fn firmware_args(sub: &str) -> Vec<String> {
+    [
+        sub,
+        "--release",
+        "-p",
+        "vioboot",
+        "--bin",
+        "vioboot",
+        "--target",
+        "targets/powerpc64le-none.json",
+        "-Zbuild-std=core,alloc",
+        "-Zbuild-std-features=compiler-builtins-mem",
+        "-Zjson-target-spec",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Builds the image; returns its folder.
+fn image() -> Result<PathBuf> {
+    let sysroot = cargo_rustc_sysroot()?;
+    if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
+        ensure_tools()?;
+    }
+    status(
+        "building the firmware",
+        cargo().args(firmware_args("build")),
+    )?;
+    let elf_path = root().join("target/powerpc64le-none/release/vioboot");
+    let bytes = std::fs::read(&elf_path).map_err(|e| format!("{}: {e}", elf_path.display()))?;
+    let image = elf::Image::parse(&bytes).map_err(|e| format!("{}: {e}", elf_path.display()))?;
+    let bin = image.raw_binary();
+    let out = vioboot_harness::image_dir(&root());
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("vioboot.elf"), &bytes).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("vioboot.bin"), &bin).map_err(|e| e.to_string())?;
+    eprintln!(
+        "xtask: target/image/vioboot.elf ({} bytes), vioboot.bin ({} bytes, {} KiB in memory with BSS), {} relocations",
+        bytes.len(),
+        bin.len(),
+        image.memory_size() / 1024,
+        image.relocations
+    );
+    Ok(out)
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let (ours, qemu_extra) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let mut boot = Boot::Slof;
+    let mut append = String::new();
+    let mut kernel_addr = None;
+    let mut it = ours.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or(format!("{a} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--boot" => {
+                let v = value()?;
+                boot = Boot::parse(&v).ok_or(format!("--boot {v}: expected slof, vof or bios"))?;
+            }
+            "--append" => append = value()?,
+            "--kernel-addr" => {
+                let v = value()?;
+                let n = parse_number(&v).ok_or(format!("--kernel-addr {v}: not a number"))?;
+                if n % 0x10000 != 0 {
+                    return Err(format!("--kernel-addr {v}: must be 64 KiB aligned"));
+                }
+                kernel_addr = Some(n);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    ensure_tools()?;
+    let dir = image()?;
+    let mut q = Qemu::new(boot, dir).append(&append);
+    q.kernel_addr = kernel_addr;
+    q.extra = qemu_extra.to_vec();
+    eprintln!("xtask: {} {}", q.binary.display(), q.args().join(" "));
+    let s = q
+        .command()
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", q.binary.display()))?;
+    Ok(ExitCode::from(s.code().unwrap_or(1) as u8))
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn test() -> Result {
+    ensure_tools()?;
+    status(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
+    status(
+        "clippy (host)",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let mut fw = firmware_args("clippy");
+    fw.extend(["--".into(), "-D".into(), "warnings".into()]);
+    status("clippy (firmware)", cargo().args(fw))?;
+    image()?;
+    status("host and QEMU tests", cargo().args(["test", "--workspace"]))
+}
+
+fn bench(args: &[String]) -> Result {
+    let runs = match args {
+        [] => 5,
+        [flag, n] if flag == "--runs" => {
+            n.parse().map_err(|_| format!("--runs {n}: not a number"))?
+        }
+        _ => return Err(USAGE.into()),
+    };
+    ensure_tools()?;
+    let dir = image()?;
+    let elf_len = std::fs::metadata(dir.join("vioboot.elf"))
+        .map_err(|e| e.to_string())?
+        .len();
+    let bin_len = std::fs::metadata(dir.join("vioboot.bin"))
+        .map_err(|e| e.to_string())?
+        .len();
+    println!("image: vioboot.elf {elf_len} bytes, vioboot.bin {bin_len} bytes");
+    println!("wall time from QEMU start to power-off, median of {runs} runs (min..max):");
+    println!(
+        "{:<28} {:>10} {:>22}",
+        "entry path", "median ms", "range ms"
+    );
+    let paths: [(&str, Qemu); 4] = [
+        ("SLOF (-kernel)", Qemu::new(Boot::Slof, &dir)),
+        ("VOF (x-vof=on)", Qemu::new(Boot::Vof, &dir)),
+        ("no firmware (-bios)", Qemu::new(Boot::Bios, &dir)),
+        (
+            "SLOF, kernel-addr=0x2000000",
+            Qemu::new(Boot::Slof, &dir).kernel_addr(0x200_0000),
+        ),
+    ];
+    for (name, q) in paths {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let r =
+                vioboot_harness::run(&q, Duration::from_secs(120)).map_err(|e| e.to_string())?;
+            if r.exit_code() != Some(0) || r.report().verdict != Some(true) {
+                return Err(format!("{name}: run did not pass:\n{}", r.output));
+            }
+            times.push(r.wall.as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{name:<28} {:>10.0} {:>22}",
+            times[times.len() / 2],
+            format!("{:.0}..{:.0}", times[0], times[times.len() - 1])
+        );
+    }
+    Ok(())
+}
