@@ -10,10 +10,12 @@ use fdt::Fdt;
 use vioboot::console::{self, Sink};
 use vioboot::hcall::{self, Ioba, Liobn, UnitAddress};
 use vioboot::of::{self, Ihandle, Of};
-use vioboot::{arch, cprintln, exit, mem, report, rtas, time};
+use vioboot::virtio::blk::Blk;
+use vioboot::{arch, cprintln, exit, mem, report, rtas, time, vio};
 use vioboot_core::fdt_write::{self, Summary};
 use vioboot_core::inventory::{self, Inventory};
-use vioboot_core::options::{self, ConsoleChoice, FdtChoice, Inject, Mode, RtasChoice};
+use vioboot_core::options::{self, ConsoleChoice, FdtChoice, Inject, Mode, Options, RtasChoice};
+use vioboot_core::pattern;
 use vioboot_core::ranges::Range;
 
 /// Largest device tree accepted (QEMU's own limit is 1 MiB).
@@ -184,6 +186,7 @@ fn run(entry: Entry, base: u64, msr: u64) -> bool {
     check_console(&entry, &inv, opts.console);
     check_rtas(&entry, &inv, opts.rtas);
     check_hcalls(&inv);
+    check_virtio(&inv, &opts);
     match opts.inject {
         Some(Inject::Fail) => {
             report::fail("inject", "failure injected by vioboot.inject=fail", &[])
@@ -705,4 +708,247 @@ fn tce_round_trip(liobn: Liobn, ioba: Ioba, name: &str) -> Result<String, String
     })();
     let _ = mem::free_pages(page, 1);
     result
+}
+
+/// The virtio-vio checks: every adapter on the VIO bus is opened and, for block devices, read,
+/// written (only disks that carry the test pattern), flushed and shut down again.
+fn check_virtio(inv: &Inventory, opts: &Options) {
+    let (adapters, unusable) = vio::discover(inv);
+    for u in &unusable {
+        report::fail("virtio-vio", &format!("{u}"), &[]);
+    }
+    if adapters.is_empty() {
+        if unusable.is_empty() {
+            report::skip("virtio-vio", "no virtio-vio adapter under /vdevice");
+        }
+        return;
+    }
+    let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
+    for a in &adapters {
+        let tag = a.name.clone();
+        let errmsg = |e: &dyn core::fmt::Display| {
+            let text = format!("{e}");
+            text.strip_prefix(&format!("{}: ", a.name))
+                .map(String::from)
+                .unwrap_or(text)
+        };
+        let start = time::now_us();
+        let mut blk = match Blk::open(a, timeout_us) {
+            Ok(b) => b,
+            Err(e) => {
+                report::fail(
+                    &tag,
+                    &format!("{e}"),
+                    &[("unit", &format!("{:#x}", a.unit))],
+                );
+                continue;
+            }
+        };
+        let h = blk.handle().header();
+        report::pass(
+            &tag,
+            format_args!(
+                "CRQ handshake and PROBE in {} us: device id {}, {} queue(s), liobn {:#x} window {:#x}+{:#x}",
+                time::now_us() - start,
+                h.device_id,
+                h.num_queues,
+                a.window.liobn,
+                a.window.ioba,
+                a.window.size
+            ),
+        );
+        blk_checks(&tag, &mut blk, opts);
+        let name = blk.name.clone();
+        match blk.shut_down() {
+            Ok(()) => report::pass(
+                &format!("{tag} shutdown"),
+                format_args!("{name}: device reset, CRQ freed, every TCE cleared"),
+            ),
+            Err(e) => report::fail(&format!("{tag} shutdown"), &errmsg(&e), &[]),
+        }
+    }
+}
+
+fn blk_checks(tag: &str, blk: &mut Blk, opts: &Options) {
+    let features = blk.handle().negotiated_features().unwrap_or(0);
+    report::pass(
+        &format!("{tag} features"),
+        format_args!(
+            "negotiated {features:#x} of offered {:#x}",
+            blk.handle().header().device_features
+        ),
+    );
+    let sectors = blk.capacity_sectors();
+    report::pass(
+        &format!("{tag} capacity"),
+        format_args!(
+            "{sectors} sectors ({} MiB), {}",
+            (sectors * 512) >> 20,
+            if blk.readonly() {
+                "read-only"
+            } else {
+                "read-write"
+            }
+        ),
+    );
+    match blk.serial() {
+        Ok(s) => report::pass(&format!("{tag} id"), format_args!("serial \"{s}\"")),
+        Err(e) => report::fail(&format!("{tag} id"), &format!("{e}"), &[]),
+    }
+    // The pattern the test harness wrote; a disk without it is never written.
+    let mut buf = vec![0u8; 64 * pattern::SECTOR];
+    let pattern_disk = match blk.read(0, &mut buf) {
+        Err(e) => {
+            report::fail(&format!("{tag} read"), &format!("{e}"), &[]);
+            return;
+        }
+        Ok(()) if buf.starts_with(pattern::MAGIC) => {
+            let bad = (0..64u64).find_map(|l| {
+                let at = l as usize * pattern::SECTOR;
+                pattern::check(0, l, &buf[at..at + pattern::SECTOR])
+                    .err()
+                    .map(|o| (l, o))
+            });
+            match bad {
+                None => report::pass(
+                    &format!("{tag} read"),
+                    format_args!("sectors 0..64 hold the test pattern"),
+                ),
+                Some((l, o)) => report::fail(
+                    &format!("{tag} read"),
+                    &format!("sector {l} differs from the pattern at byte {o}"),
+                    &[],
+                ),
+            }
+            true
+        }
+        Ok(()) => {
+            report::pass(
+                &format!("{tag} read"),
+                format_args!("read sectors 0..64 (no test pattern: the disk will not be written)"),
+            );
+            false
+        }
+    };
+    if pattern_disk && !blk.readonly() && sectors > 256 {
+        report::check(
+            &format!("{tag} write"),
+            write_read_back(blk, sectors - 128, 128),
+        );
+        match blk.flush() {
+            Ok(()) => report::pass(
+                &format!("{tag} flush"),
+                format_args!("VIRTIO_BLK_T_FLUSH completed"),
+            ),
+            Err(e) => report::fail(&format!("{tag} flush"), &format!("{e}"), &[]),
+        }
+        if opts.blk_verify_mib > 0 {
+            report::check(&format!("{tag} verify"), verify(blk, opts.blk_verify_mib));
+        }
+    } else {
+        report::skip(
+            &format!("{tag} write"),
+            "read-only, too small, or no test pattern",
+        );
+    }
+    let left = blk.pages_left_mapped();
+    let (link, crq) = blk.handle().stats();
+    if left == 0 {
+        report::pass(
+            &format!("{tag} unmapped"),
+            format_args!("no buffer left in the TCE window; {} requests, {} notifies, {} CRQ entries received, {} protocol errors, {} resets", link.requests, link.notifies, crq.received, link.protocol_errors, link.resets),
+        );
+    } else {
+        report::fail(
+            &format!("{tag} unmapped"),
+            &format!("{left} IOBA pages still mapped after the requests finished"),
+            &[],
+        );
+    }
+}
+
+/// Writes `count` sectors from `first` with a fresh pattern, reads them back and compares.
+fn write_read_back(blk: &mut Blk, first: u64, count: u64) -> Result<String, String> {
+    let seed = arch::timebase() | 1;
+    let mut out = vec![0u8; count as usize * pattern::SECTOR];
+    for (i, s) in out.chunks_mut(pattern::SECTOR).enumerate() {
+        pattern::fill(seed, first + i as u64, s);
+    }
+    blk.write(first, &out).map_err(|e| format!("write: {e}"))?;
+    let mut back = vec![0u8; out.len()];
+    blk.read(first, &mut back)
+        .map_err(|e| format!("read back: {e}"))?;
+    match back.chunks(pattern::SECTOR).enumerate().find_map(|(i, s)| {
+        pattern::check(seed, first + i as u64, s)
+            .err()
+            .map(|o| (first + i as u64, o))
+    }) {
+        None => Ok(format!(
+            "wrote and read back sectors {first}..{}",
+            first + count
+        )),
+        Some((l, o)) => Err(format!("sector {l} read back differs at byte {o}")),
+    }
+}
+
+/// Writes `mib` MiB from sector 2048 in 256 KiB requests, then reads all back and verifies it.
+/// Prints progress lines, so a test can stop the server in the middle.
+fn verify(blk: &mut Blk, mib: u32) -> Result<String, String> {
+    const CHUNK: usize = 256 << 10;
+    let first = 2048u64;
+    let total = u64::from(mib) << 20;
+    if first * 512 + total > blk.capacity_sectors() * 512 {
+        return Err(format!(
+            "{mib} MiB from sector {first} does not fit the disk"
+        ));
+    }
+    let seed = arch::timebase() | 1;
+    let sectors_per_chunk = (CHUNK / pattern::SECTOR) as u64;
+    let chunks = total / CHUNK as u64;
+    let mut buf = vec![0u8; CHUNK];
+    let start = time::now_us();
+    for c in 0..chunks {
+        let lba = first + c * sectors_per_chunk;
+        for (i, s) in buf.chunks_mut(pattern::SECTOR).enumerate() {
+            pattern::fill(seed, lba + i as u64, s);
+        }
+        blk.write(lba, &buf)
+            .map_err(|e| format!("write at sector {lba}: {e}"))?;
+        if (c + 1) % 16 == 0 {
+            cprintln!(
+                "# verify {}: wrote {} of {mib} MiB",
+                blk.name,
+                ((c + 1) * CHUNK as u64) >> 20
+            );
+        }
+    }
+    let written_us = time::now_us() - start;
+    for c in 0..chunks {
+        let lba = first + c * sectors_per_chunk;
+        blk.read(lba, &mut buf)
+            .map_err(|e| format!("read at sector {lba}: {e}"))?;
+        if let Some((i, o)) = buf.chunks(pattern::SECTOR).enumerate().find_map(|(i, s)| {
+            pattern::check(seed, lba + i as u64, s)
+                .err()
+                .map(|o| (i, o))
+        }) {
+            return Err(format!(
+                "sector {} differs at byte {o} after write and read",
+                lba + i as u64
+            ));
+        }
+        if (c + 1) % 16 == 0 {
+            cprintln!(
+                "# verify {}: read {} of {mib} MiB",
+                blk.name,
+                ((c + 1) * CHUNK as u64) >> 20
+            );
+        }
+    }
+    let read_us = time::now_us() - start - written_us;
+    Ok(format!(
+        "{mib} MiB written ({} ms) and read back ({} ms) intact",
+        written_us / 1000,
+        read_us / 1000
+    ))
 }

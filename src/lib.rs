@@ -16,3 +16,5 @@ pub mod of;
 pub mod report;
 pub mod rtas;
 pub mod time;
+pub mod vio;
+pub mod virtio;

@@ -141,6 +141,89 @@ pub fn place(
     None
 }
 
+/// Pages from the pool, owned: freed when dropped. The device may see them only through a TCE
+/// mapping its user makes; reads of what a device wrote go through [`DmaPages::read_volatile`].
+pub struct DmaPages {
+    addr: RealAddr,
+    count: usize,
+}
+
+impl DmaPages {
+    /// `count` zeroed pages, or `None` when the pool is exhausted.
+    pub fn alloc(count: usize) -> Option<DmaPages> {
+        alloc_pages(count).map(|addr| DmaPages { addr, count })
+    }
+
+    pub fn addr(&self) -> RealAddr {
+        self.addr
+    }
+
+    pub fn len(&self) -> usize {
+        self.count * PAGE_SIZE as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The pages as bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the pages are ours (from the pool) for as long as `self` lives.
+        unsafe { core::slice::from_raw_parts(self.addr.0 as *const u8, self.len()) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `bytes`, and `&mut self` makes the access exclusive on our side.
+        unsafe { core::slice::from_raw_parts_mut(self.addr.0 as *mut u8, self.len()) }
+    }
+
+    /// Reads a byte that a device may change at any time.
+    pub fn read_volatile(&self, at: usize) -> u8 {
+        assert!(
+            at < self.len(),
+            "DMA read at {at} beyond {} bytes",
+            self.len()
+        );
+        volatile::VolatileRef::from_ref(&self.bytes()[at])
+            .as_ptr()
+            .read()
+    }
+
+    /// Writes a byte that a device reads.
+    pub fn write_volatile(&mut self, at: usize, v: u8) {
+        assert!(
+            at < self.len(),
+            "DMA write at {at} beyond {} bytes",
+            self.len()
+        );
+        volatile::VolatileRef::from_mut_ref(&mut self.bytes_mut()[at])
+            .as_mut_ptr()
+            .write(v);
+    }
+}
+
+impl Drop for DmaPages {
+    fn drop(&mut self) {
+        let _ = free_pages(self.addr, self.count);
+    }
+}
+
+/// Writes big-endian u64s at the start of one pool page (an H_PUT_TCE_INDIRECT list).
+pub fn write_be_u64s(page: RealAddr, values: &[u64]) {
+    assert!(
+        values.len() * 8 <= PAGE_SIZE as usize,
+        "TCE list larger than a page"
+    );
+    let in_pool = POOL.lock().as_ref().is_some_and(|p| {
+        page.0 >= p.base && page.0 + PAGE_SIZE <= p.base + p.bits.len() as u64 * PAGE_SIZE
+    });
+    assert!(in_pool, "TCE list page {:#x} is not a pool page", page.0);
+    for (i, v) in values.iter().enumerate() {
+        // SAFETY: the page lies in the pool (checked) and belongs to the caller's window.
+        unsafe { core::ptr::write((page.0 as *mut u64).add(i), v.to_be()) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

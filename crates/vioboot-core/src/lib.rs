@@ -17,6 +17,7 @@ pub mod hvterm;
 pub mod inventory;
 pub mod options;
 pub mod pages;
+pub mod pattern;
 pub mod ranges;
 pub mod rtas;
 pub mod tap;

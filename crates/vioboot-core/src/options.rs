@@ -77,6 +77,13 @@ pub struct Options<'a> {
     pub rtas: RtasChoice,
     pub fdt: FdtChoice,
     pub inject: Option<Inject>,
+    /// MiB that the virtio-vio block check writes, reads back and verifies (0: only the
+    /// standard checks).
+    pub blk_verify_mib: u32,
+    /// Run the virtio-vio block benchmark and print its numbers.
+    pub bench: bool,
+    /// Milliseconds a virtio-vio request or handshake may take.
+    pub vio_timeout_ms: u32,
     /// Words not meant for vioboot, in order.
     pub kernel_args: Vec<&'a str>,
     /// Number of `vioboot.` words understood.
@@ -92,6 +99,9 @@ impl Default for Options<'_> {
             rtas: RtasChoice::Auto,
             fdt: FdtChoice::Auto,
             inject: None,
+            blk_verify_mib: 0,
+            bench: false,
+            vio_timeout_ms: 5000,
             kernel_args: Vec::new(),
             understood: 0,
         }
@@ -139,7 +149,17 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The keys vioboot understands, for messages and documentation.
-pub const KEYS: &[&str] = &["mode", "log", "console", "rtas", "fdt", "inject"];
+pub const KEYS: &[&str] = &[
+    "mode",
+    "log",
+    "console",
+    "rtas",
+    "fdt",
+    "inject",
+    "blk-verify",
+    "bench",
+    "vio-timeout",
+];
 
 fn pick<T: Copy>(value: &str, table: &[(&str, T)]) -> Option<T> {
     table
@@ -218,6 +238,26 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                 .map(|v| opts.inject = v),
                 "fail|panic|exception|none",
             ),
+            "blk-verify" => (
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&v| v <= 4096)
+                    .map(|v| opts.blk_verify_mib = v),
+                "a number of MiB, 0..=4096",
+            ),
+            "bench" => (
+                pick(value, &[("off", false), ("on", true)]).map(|v| opts.bench = v),
+                "on|off",
+            ),
+            "vio-timeout" => (
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&v| (10..=600_000).contains(&v))
+                    .map(|v| opts.vio_timeout_ms = v),
+                "milliseconds, 10..=600000",
+            ),
             _ => {
                 errors.push(OptionError::UnknownKey { key });
                 continue;
@@ -290,6 +330,19 @@ mod tests {
             msg.contains("`loud`") && msg.contains("vioboot.log"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn numeric_options_are_range_checked() {
+        let (o, e) = parse("vioboot.blk-verify=64 vioboot.vio-timeout=250 vioboot.bench=on");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            (o.blk_verify_mib, o.vio_timeout_ms, o.bench),
+            (64, 250, true)
+        );
+        let (o, e) = parse("vioboot.blk-verify=lots vioboot.vio-timeout=1");
+        assert_eq!(e.len(), 2);
+        assert_eq!((o.blk_verify_mib, o.vio_timeout_ms), (0, 5000));
     }
 
     #[test]

@@ -96,9 +96,18 @@ mod tests {
     fn classifies_entries() {
         assert_eq!(Entry::parse(Entry::init(false)), Entry::Init);
         assert_eq!(Entry::parse(Entry::init(true)), Entry::InitComplete);
-        assert_eq!(Entry::parse(Entry::transport(1)), Entry::Transport(TransportEvent::PartnerFailed));
-        assert_eq!(Entry::parse(Entry::transport(6)), Entry::Transport(TransportEvent::Migrated));
-        assert_eq!(Entry::parse(Entry::transport(9)), Entry::Transport(TransportEvent::Other(9)));
+        assert_eq!(
+            Entry::parse(Entry::transport(1)),
+            Entry::Transport(TransportEvent::PartnerFailed)
+        );
+        assert_eq!(
+            Entry::parse(Entry::transport(6)),
+            Entry::Transport(TransportEvent::Migrated)
+        );
+        assert_eq!(
+            Entry::parse(Entry::transport(9)),
+            Entry::Transport(TransportEvent::Other(9))
+        );
         let mut odd = Entry::init(false);
         odd[1] = 7;
         assert_eq!(Entry::parse(odd), Entry::Invalid(odd));

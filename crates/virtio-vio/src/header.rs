@@ -50,7 +50,10 @@ impl fmt::Debug for Header {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Header")
             .field("device_id", &self.device_id)
-            .field("device_features", &format_args!("{:#x}", self.device_features))
+            .field(
+                "device_features",
+                &format_args!("{:#x}", self.device_features),
+            )
             .field("num_queues", &self.num_queues)
             .field("queue_max", &&self.queue_max[..self.num_queues as usize])
             .field("config_len", &self.config_len)
@@ -76,9 +79,14 @@ impl fmt::Display for HeaderError {
             HeaderError::BadVersion(v) => write!(f, "header version {v} is not 1"),
             HeaderError::BadLength(l) => write!(f, "header length {l} is not {LEN}"),
             HeaderError::BadQueueCount(n) => write!(f, "{n} queues (allowed 1..={MAX_QUEUES})"),
-            HeaderError::BadConfigLength(n) => write!(f, "config length {n} (allowed 0..={MAX_CONFIG})"),
+            HeaderError::BadConfigLength(n) => {
+                write!(f, "config length {n} (allowed 0..={MAX_CONFIG})")
+            }
             HeaderError::BadQueueSize { queue, size } => {
-                write!(f, "queue {queue} maximum size {size} is not a power of two <= {MAX_QUEUE_SIZE}")
+                write!(
+                    f,
+                    "queue {queue} maximum size {size} is not a power of two <= {MAX_QUEUE_SIZE}"
+                )
             }
         }
     }
@@ -151,12 +159,16 @@ impl Header {
         for (i, q) in queue_max.iter_mut().enumerate().take(num_queues as usize) {
             let size = crate::be16(b, QUEUES_AT + 2 * i);
             if size != 0 && (!size.is_power_of_two() || size > MAX_QUEUE_SIZE) {
-                return Err(HeaderError::BadQueueSize { queue: i as u16, size });
+                return Err(HeaderError::BadQueueSize {
+                    queue: i as u16,
+                    size,
+                });
             }
             *q = size;
         }
         let mut config = [0u8; MAX_CONFIG];
-        config[..config_len as usize].copy_from_slice(&b[CONFIG_AT..CONFIG_AT + config_len as usize]);
+        config[..config_len as usize]
+            .copy_from_slice(&b[CONFIG_AT..CONFIG_AT + config_len as usize]);
         Ok(Header {
             version,
             device_id: crate::be32(b, 8),
@@ -208,7 +220,13 @@ mod tests {
         assert_eq!(Header::decode(&b), Err(HeaderError::BadConfigLength(300)));
         let mut b = blk().encode();
         b[32..34].copy_from_slice(&100u16.to_be_bytes());
-        assert_eq!(Header::decode(&b), Err(HeaderError::BadQueueSize { queue: 0, size: 100 }));
+        assert_eq!(
+            Header::decode(&b),
+            Err(HeaderError::BadQueueSize {
+                queue: 0,
+                size: 100
+            })
+        );
         let mut b = blk().encode();
         b[0] = 0;
         assert!(matches!(Header::decode(&b), Err(HeaderError::BadMagic(_))));

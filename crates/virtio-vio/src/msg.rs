@@ -171,7 +171,9 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::NotCommand(b) => write!(f, "byte 0 is {b:#04x}, not a command/response"),
-            DecodeError::Format(b) => write!(f, "format {b:#04x} is not virtio-vio ({FORMAT:#04x})"),
+            DecodeError::Format(b) => {
+                write!(f, "format {b:#04x} is not virtio-vio ({FORMAT:#04x})")
+            }
             DecodeError::Opcode(b) => write!(f, "unknown opcode {b:#04x}"),
         }
     }
@@ -180,17 +182,44 @@ impl fmt::Display for DecodeError {
 impl Message {
     /// A request (or a server notice such as USED) with byte 3 = 0.
     pub fn request(opcode: Opcode, tag: u16, arg16: u16, arg64: u64) -> Message {
-        Message { opcode, response: false, byte3: 0, tag, arg16, arg64 }
+        Message {
+            opcode,
+            response: false,
+            byte3: 0,
+            tag,
+            arg16,
+            arg64,
+        }
     }
 
     /// The response to `req` with `status`.
     pub fn response_to(req: &Message, status: Status, arg16: u16, arg64: u64) -> Message {
-        Message { opcode: req.opcode, response: true, byte3: status as u8, tag: req.tag, arg16, arg64 }
+        Message {
+            opcode: req.opcode,
+            response: true,
+            byte3: status as u8,
+            tag: req.tag,
+            arg16,
+            arg64,
+        }
     }
 
     /// A config request: `len` bytes at `offset`; `data` (for writes) in bytes 8.. .
-    pub fn config(opcode: Opcode, tag: u16, offset: u16, len: u8, data: [u8; CONFIG_CHUNK]) -> Message {
-        Message { opcode, response: false, byte3: len, tag, arg16: offset, arg64: u64::from_be_bytes(data) }
+    pub fn config(
+        opcode: Opcode,
+        tag: u16,
+        offset: u16,
+        len: u8,
+        data: [u8; CONFIG_CHUNK],
+    ) -> Message {
+        Message {
+            opcode,
+            response: false,
+            byte3: len,
+            tag,
+            arg16: offset,
+            arg64: u64::from_be_bytes(data),
+        }
     }
 
     /// The status byte of a response (`None` if it is not one we know).
@@ -261,7 +290,13 @@ mod tests {
 
     #[test]
     fn config_bytes_travel_raw() {
-        let m = Message::config(Opcode::WriteConfig, 1, 0x14, 2, [0xaa, 0xbb, 0, 0, 0, 0, 0, 0]);
+        let m = Message::config(
+            Opcode::WriteConfig,
+            1,
+            0x14,
+            2,
+            [0xaa, 0xbb, 0, 0, 0, 0, 0, 0],
+        );
         let b = m.encode();
         assert_eq!((b[3], &b[8..10]), (2, &[0xaa, 0xbb][..]));
         assert_eq!(Message::decode(&b).unwrap().data()[..2], [0xaa, 0xbb]);

@@ -33,19 +33,30 @@ pub struct QueueSetup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueError {
     /// The block names another queue than the message.
-    WrongQueue { block: u16, message: u16 },
+    WrongQueue {
+        block: u16,
+        message: u16,
+    },
     BadSize(u16),
-    Misaligned { part: &'static str, ioba: u64 },
+    Misaligned {
+        part: &'static str,
+        ioba: u64,
+    },
 }
 
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             QueueError::WrongQueue { block, message } => {
-                write!(f, "setup block is for queue {block}, message for queue {message}")
+                write!(
+                    f,
+                    "setup block is for queue {block}, message for queue {message}"
+                )
             }
             QueueError::BadSize(s) => write!(f, "queue size {s} is not a power of two <= 32768"),
-            QueueError::Misaligned { part, ioba } => write!(f, "{part} at IOBA {ioba:#x} is misaligned"),
+            QueueError::Misaligned { part, ioba } => {
+                write!(f, "{part} at IOBA {ioba:#x} is misaligned")
+            }
         }
     }
 }
@@ -77,13 +88,19 @@ impl QueueSetup {
             device: crate::be64(b, 24),
         };
         if q.queue != queue {
-            return Err(QueueError::WrongQueue { block: q.queue, message: queue });
+            return Err(QueueError::WrongQueue {
+                block: q.queue,
+                message: queue,
+            });
         }
         if !q.size.is_power_of_two() || q.size > crate::header::MAX_QUEUE_SIZE {
             return Err(QueueError::BadSize(q.size));
         }
-        for (part, ioba, align) in [("descriptor table", q.desc, 16), ("available ring", q.driver, 2), ("used ring", q.device, 4)]
-        {
+        for (part, ioba, align) in [
+            ("descriptor table", q.desc, 16),
+            ("available ring", q.driver, 2),
+            ("used ring", q.device, 4),
+        ] {
             if ioba % align != 0 {
                 return Err(QueueError::Misaligned { part, ioba });
             }
@@ -98,13 +115,37 @@ mod tests {
 
     #[test]
     fn round_trip_and_checks() {
-        let q = QueueSetup { queue: 0, size: 128, desc: 0x1000, driver: 0x1800, device: 0x2000 };
+        let q = QueueSetup {
+            queue: 0,
+            size: 128,
+            desc: 0x1000,
+            driver: 0x1800,
+            device: 0x2000,
+        };
         assert_eq!(QueueSetup::decode(&q.encode(), 0), Ok(q));
-        assert_eq!(QueueSetup::decode(&q.encode(), 1), Err(QueueError::WrongQueue { block: 0, message: 1 }));
+        assert_eq!(
+            QueueSetup::decode(&q.encode(), 1),
+            Err(QueueError::WrongQueue {
+                block: 0,
+                message: 1
+            })
+        );
         let bad = QueueSetup { size: 100, ..q };
-        assert_eq!(QueueSetup::decode(&bad.encode(), 0), Err(QueueError::BadSize(100)));
-        let bad = QueueSetup { device: 0x2002, ..q };
-        assert!(matches!(QueueSetup::decode(&bad.encode(), 0), Err(QueueError::Misaligned { part: "used ring", .. })));
+        assert_eq!(
+            QueueSetup::decode(&bad.encode(), 0),
+            Err(QueueError::BadSize(100))
+        );
+        let bad = QueueSetup {
+            device: 0x2002,
+            ..q
+        };
+        assert!(matches!(
+            QueueSetup::decode(&bad.encode(), 0),
+            Err(QueueError::Misaligned {
+                part: "used ring",
+                ..
+            })
+        ));
         assert_eq!(QueueSetup::part_sizes(256), (4096, 518, 2054));
     }
 }

@@ -1,0 +1,231 @@
+//! The Command/Response Queue (PAPR): one 4 KiB page of 16-byte entries that the partner
+//! fills through the hypervisor, registered by its IOBA in the adapter's own window.
+//!
+//! [`Crq::open`] maps and registers the queue and does the INIT handshake; [`Crq::poll`] takes
+//! the next entry; transport events are answered by [`Crq::recover`] as Linux's ibmvscsi does
+//! (partner failed or deregistered: free, clear, register again, INIT; migrated: H_ENABLE_CRQ,
+//! INIT).
+
+use super::tce::{self, Access, TceError};
+use crate::arch;
+use crate::hcall::{self, HcallError, Ioba, UnitAddress};
+use crate::mem::DmaPages;
+use crate::time;
+use core::fmt;
+use vioboot_core::hstatus;
+use virtio_vio::crq::{self as wire, Entry, TransportEvent, ENTRY_LEN};
+
+/// Bytes of the queue: one page, 256 entries.
+const QUEUE_BYTES: usize = 4096;
+
+/// Why the CRQ cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrqError {
+    NoMemory,
+    Tce(TceError),
+    Hcall(HcallError),
+    /// The partner did not complete the INIT handshake in time.
+    HandshakeTimeout {
+        waited_ms: u64,
+    },
+    /// H_SEND_CRQ said H_CLOSED: the partner has no queue (the server is not there).
+    Closed,
+}
+
+impl fmt::Display for CrqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CrqError::NoMemory => write!(f, "no page for the CRQ"),
+            CrqError::Tce(e) => write!(f, "{e}"),
+            CrqError::Hcall(e) => write!(f, "{e}"),
+            CrqError::HandshakeTimeout { waited_ms } => {
+                write!(f, "the partner did not answer INIT within {waited_ms} ms (is the VIO server running?)")
+            }
+            CrqError::Closed => write!(f, "the partner's queue is closed (H_CLOSED)"),
+        }
+    }
+}
+
+impl From<HcallError> for CrqError {
+    fn from(e: HcallError) -> Self {
+        if e.is(hstatus::CLOSED) {
+            CrqError::Closed
+        } else {
+            CrqError::Hcall(e)
+        }
+    }
+}
+
+impl From<TceError> for CrqError {
+    fn from(e: TceError) -> Self {
+        CrqError::Tce(e)
+    }
+}
+
+/// Counters for the benchmark and the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrqStats {
+    pub sent: u64,
+    pub received: u64,
+    pub transport_events: u64,
+    pub recoveries: u64,
+    /// Entries that are neither INIT, a message nor a transport event.
+    pub invalid: u64,
+}
+
+/// One adapter's CRQ.
+pub struct Crq {
+    unit: UnitAddress,
+    window: usize,
+    queue: DmaPages,
+    ioba: Ioba,
+    head: usize,
+    closed: bool,
+    pub stats: CrqStats,
+}
+
+impl Crq {
+    /// Maps a queue page in window `window`, registers it and does the handshake.
+    pub fn open(unit: UnitAddress, window: usize, timeout_us: u64) -> Result<Crq, CrqError> {
+        let queue = DmaPages::alloc(1).ok_or(CrqError::NoMemory)?;
+        let ioba = tce::with(window, |w| w.map(queue.addr(), QUEUE_BYTES, Access::Both))??;
+        let mut crq = Crq {
+            unit,
+            window,
+            queue,
+            ioba,
+            head: 0,
+            closed: false,
+            stats: CrqStats::default(),
+        };
+        crq.register()?;
+        crq.handshake(timeout_us)?;
+        Ok(crq)
+    }
+
+    pub fn unit(&self) -> UnitAddress {
+        self.unit
+    }
+
+    /// H_REG_CRQ; on H_RESOURCE (a queue left registered, e.g. by firmware before us) free it
+    /// and register once more.
+    fn register(&mut self) -> Result<(), CrqError> {
+        match hcall::reg_crq(self.unit, self.ioba, QUEUE_BYTES as u64) {
+            Err(e) if e.is(hstatus::RESOURCE) => {
+                hcall::free_crq(self.unit)?;
+                hcall::reg_crq(self.unit, self.ioba, QUEUE_BYTES as u64)?;
+            }
+            r => r?,
+        }
+        self.head = 0;
+        Ok(())
+    }
+
+    /// Sends INIT and waits for the partner: an INIT (answered with INIT COMPLETE) or an INIT
+    /// COMPLETE. H_CLOSED on our INIT only means the partner is not there yet.
+    pub fn handshake(&mut self, timeout_us: u64) -> Result<(), CrqError> {
+        match self.send(Entry::init(false)) {
+            Ok(()) | Err(CrqError::Closed) => {}
+            Err(e) => return Err(e),
+        }
+        let start = time::now_us();
+        loop {
+            match self.poll() {
+                Some(Entry::Init) => {
+                    match self.send(Entry::init(true)) {
+                        Ok(()) => return Ok(()),
+                        // The partner went away again between its INIT and our answer.
+                        Err(CrqError::Closed) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(Entry::InitComplete) => return Ok(()),
+                Some(Entry::Transport(ev)) => {
+                    self.stats.transport_events += 1;
+                    self.reset_queue(ev)?;
+                    let _ = self.send(Entry::init(false));
+                }
+                Some(_) => {}
+                None => {
+                    if time::now_us() - start > timeout_us {
+                        return Err(CrqError::HandshakeTimeout {
+                            waited_ms: timeout_us / 1000,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one entry (H_BUSY is retried by the hcall layer).
+    pub fn send(&mut self, entry: [u8; ENTRY_LEN]) -> Result<(), CrqError> {
+        let (w0, w1) = wire::to_words(&entry);
+        hcall::send_crq(self.unit, w0, w1)?;
+        self.stats.sent += 1;
+        Ok(())
+    }
+
+    /// Takes the next entry, if the partner has written one.
+    pub fn poll(&mut self) -> Option<Entry> {
+        let at = self.head * ENTRY_LEN;
+        if self.queue.read_volatile(at) & 0x80 == 0 {
+            return None;
+        }
+        // The partner writes bytes 8..15 before byte 0: order our reads after the valid byte.
+        arch::sync();
+        let mut e = [0u8; ENTRY_LEN];
+        for (i, b) in e.iter_mut().enumerate() {
+            *b = self.queue.read_volatile(at + i);
+        }
+        // Give the slot back only after the entry is copied out.
+        arch::sync();
+        self.queue.write_volatile(at, 0);
+        self.head = (self.head + 1) % (QUEUE_BYTES / ENTRY_LEN);
+        self.stats.received += 1;
+        let entry = Entry::parse(e);
+        if matches!(entry, Entry::Invalid(_)) {
+            self.stats.invalid += 1;
+        }
+        Some(entry)
+    }
+
+    /// Brings the queue back after a transport event, without the handshake.
+    fn reset_queue(&mut self, ev: TransportEvent) -> Result<(), CrqError> {
+        self.stats.recoveries += 1;
+        match ev {
+            TransportEvent::Migrated => hcall::enable_crq(self.unit)?,
+            _ => {
+                // The partner is gone: drop our registration, forget every entry, register again.
+                let _ = hcall::free_crq(self.unit);
+                self.queue.bytes_mut().fill(0);
+                self.register()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a transport event: re-register (or re-enable) and INIT again.
+    pub fn recover(&mut self, ev: TransportEvent, timeout_us: u64) -> Result<(), CrqError> {
+        self.stats.transport_events += 1;
+        self.reset_queue(ev)?;
+        self.handshake(timeout_us)
+    }
+
+    /// Frees the queue and unmaps its page (before a kernel takes over, or on giving up).
+    /// Idempotent; the page itself is returned when the `Crq` is dropped.
+    pub fn close(&mut self) -> Result<(), CrqError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let r = hcall::free_crq(self.unit).map_err(CrqError::from);
+        let u = tce::with(self.window, |w| w.unmap(self.ioba, QUEUE_BYTES));
+        r?;
+        u??;
+        Ok(())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}

@@ -1,0 +1,603 @@
+//! `virtio_drivers::transport::Transport` over a virtio-vio link.
+//!
+//! Device status, features, config space and queue setup are CRQ requests (docs/virtio-vio.md
+//! section 3); what does not fit in an entry (the device header, queue addresses) travels through
+//! a page mapped in the adapter's TCE window for the duration of the request. The transport
+//! remembers what it told the device, so that when the server fails and comes back
+//! ([`LinkError::Reset`]) it replays the device state and retries, with no request lost.
+
+use crate::hcall::UnitAddress;
+use crate::mem::DmaPages;
+use crate::vio::crq::{Crq, CrqError};
+use crate::vio::link::{Link, LinkError};
+use crate::vio::tce::{self, Access, TceError};
+use crate::vio::Adapter;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::fmt;
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::{Error as VirtioError, PhysAddr};
+use virtio_vio::header::{self, Header, HeaderError};
+use virtio_vio::msg::{Message, Opcode, CONFIG_CHUNK};
+use virtio_vio::queue::{self, QueueSetup};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// How many times in a row one request may be interrupted by a server restart.
+const MAX_RESETS: usize = 8;
+
+/// What went wrong with a virtio-vio device; names the adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VioError {
+    Crq {
+        adapter: String,
+        error: CrqError,
+    },
+    Tce {
+        adapter: String,
+        error: TceError,
+    },
+    Link {
+        adapter: String,
+        error: LinkError,
+    },
+    Header {
+        adapter: String,
+        error: HeaderError,
+    },
+    /// The server kept failing while vioboot tried to replay the device state.
+    TooManyResets {
+        adapter: String,
+    },
+    /// After a restart the server offered another device or fewer features.
+    Changed {
+        adapter: String,
+        what: &'static str,
+    },
+    NoMemory {
+        adapter: String,
+    },
+    /// The header names a device id virtio does not define.
+    UnknownDevice {
+        adapter: String,
+        id: u32,
+    },
+    /// virtio-drivers refused the device.
+    Driver {
+        adapter: String,
+        error: VirtioError,
+    },
+}
+
+impl fmt::Display for VioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VioError::Crq { adapter, error } => write!(f, "{adapter}: CRQ: {error}"),
+            VioError::Tce { adapter, error } => write!(f, "{adapter}: {error}"),
+            VioError::Link { adapter, error } => write!(f, "{adapter}: {error}"),
+            VioError::Header { adapter, error } => {
+                write!(f, "{adapter}: bad device header: {error}")
+            }
+            VioError::TooManyResets { adapter } => {
+                write!(
+                    f,
+                    "{adapter}: the VIO server failed {MAX_RESETS} times in a row"
+                )
+            }
+            VioError::Changed { adapter, what } => {
+                write!(f, "{adapter}: after the server restarted, {what}")
+            }
+            VioError::NoMemory { adapter } => write!(f, "{adapter}: DMA page pool exhausted"),
+            VioError::UnknownDevice { adapter, id } => {
+                write!(f, "{adapter}: device id {id} is no virtio device type")
+            }
+            VioError::Driver { adapter, error } => write!(f, "{adapter}: virtio: {error}"),
+        }
+    }
+}
+
+struct Inner {
+    name: String,
+    device_type: DeviceType,
+    window: usize,
+    link: Link,
+    header: Header,
+    status: u8,
+    /// Driver features sent with SET_FEATURES.
+    features: Option<u64>,
+    queues: Vec<Option<QueueSetup>>,
+    /// The first failure of a `Transport` method that cannot return one.
+    error: Option<VioError>,
+}
+
+/// One virtio-vio adapter as a virtio transport.
+pub struct VioTransport {
+    window: usize,
+    inner: Rc<RefCell<Inner>>,
+}
+
+/// A second handle on a transport that virtio-drivers owns: its errors, counters, shutdown.
+#[derive(Clone)]
+pub struct VioHandle {
+    window: usize,
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl Inner {
+    fn link_err(&self, error: LinkError) -> VioError {
+        VioError::Link {
+            adapter: self.name.clone(),
+            error,
+        }
+    }
+
+    /// One request; on a server restart, replays the device state and tries again.
+    fn call(&mut self, msg: Message) -> Result<Message, VioError> {
+        for _ in 0..MAX_RESETS {
+            match self.link.request(msg) {
+                Err(LinkError::Reset) => match self.replay() {
+                    Ok(()) | Err(LinkError::Reset) => continue,
+                    Err(e) => return Err(self.link_err(e)),
+                },
+                Err(e) => return Err(self.link_err(e)),
+                Ok(r) => return Ok(r),
+            }
+        }
+        Err(VioError::TooManyResets {
+            adapter: self.name.clone(),
+        })
+    }
+
+    /// Sends NOTIFY and waits for the server's USED, replaying after a restart.
+    fn notify(&mut self, queue: u16) -> Result<(), VioError> {
+        for _ in 0..MAX_RESETS {
+            let r = self
+                .link
+                .notify(queue)
+                .and_then(|()| self.link.wait_used(queue));
+            match r {
+                Err(LinkError::Reset) => match self.replay() {
+                    // The replay notifies every queue and waits for its USED.
+                    Ok(()) => return Ok(()),
+                    Err(LinkError::Reset) => continue,
+                    Err(e) => return Err(self.link_err(e)),
+                },
+                Err(e) => return Err(self.link_err(e)),
+                Ok(()) => return Ok(()),
+            }
+        }
+        Err(VioError::TooManyResets {
+            adapter: self.name.clone(),
+        })
+    }
+
+    /// Tells a fresh server session everything the device was told before.
+    fn replay(&mut self) -> Result<(), LinkError> {
+        log::info!(
+            "{}: replaying device state to the restarted server",
+            self.name
+        );
+        let h = probe(&mut self.link, self.window).map_err(|e| match e {
+            ProbeError::Link(l) => l,
+            _ => LinkError::Crq(CrqError::NoMemory),
+        })?;
+        if h.device_id != self.header.device_id {
+            log::error!(
+                "{}: device id changed from {} to {}",
+                self.name,
+                self.header.device_id,
+                h.device_id
+            );
+            return Err(LinkError::Crq(CrqError::Closed));
+        }
+        let s = self.status;
+        let steps = [
+            DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER,
+            DeviceStatus::FEATURES_OK,
+        ];
+        let mut sent = 0u8;
+        for (i, bits) in steps.iter().enumerate() {
+            if s & bits.bits() as u8 == 0 {
+                break;
+            }
+            if i == 1 {
+                if let Some(f) = self.features {
+                    self.link
+                        .request(Message::request(Opcode::SetFeatures, 0, 0, f))?;
+                }
+            }
+            sent |= bits.bits() as u8;
+            self.link
+                .request(Message::request(Opcode::SetStatus, 0, 0, u64::from(sent)))?;
+        }
+        for q in self.queues.iter().flatten() {
+            queue_setup(&mut self.link, self.window, q)?;
+        }
+        if s & DeviceStatus::DRIVER_OK.bits() as u8 != 0 {
+            self.link
+                .request(Message::request(Opcode::SetStatus, 0, 0, u64::from(s)))?;
+        }
+        for q in self.queues.iter().flatten() {
+            self.link.notify(q.queue)?;
+            self.link.wait_used(q.queue)?;
+        }
+        Ok(())
+    }
+}
+
+enum ProbeError {
+    Link(LinkError),
+    Header(HeaderError),
+    NoMemory,
+    Tce(TceError),
+}
+
+/// PROBE: the server writes the device header into a page the device may write.
+fn probe(link: &mut Link, window: usize) -> Result<Header, ProbeError> {
+    let page = DmaPages::alloc(1).ok_or(ProbeError::NoMemory)?;
+    let ioba = tce::with(window, |w| {
+        w.map(page.addr(), header::LEN, Access::DeviceWrites)
+    })
+    .and_then(|r| r)
+    .map_err(ProbeError::Tce)?;
+    let r = link.request(Message::request(
+        Opcode::Probe,
+        0,
+        virtio_vio::VERSION,
+        ioba.0,
+    ));
+    let unmapped = tce::with(window, |w| w.unmap(ioba, header::LEN)).and_then(|r| r);
+    let r = r.map_err(ProbeError::Link)?;
+    unmapped.map_err(ProbeError::Tce)?;
+    if r.arg16 != virtio_vio::VERSION {
+        return Err(ProbeError::Header(HeaderError::BadVersion(r.arg16)));
+    }
+    let mut bytes = [0u8; header::LEN];
+    bytes.copy_from_slice(&page.bytes()[..header::LEN]);
+    let h = Header::decode(&bytes).map_err(ProbeError::Header)?;
+    link.queues = h.num_queues;
+    Ok(h)
+}
+
+/// QUEUE_SETUP: the block goes through a page the device may only read.
+fn queue_setup(link: &mut Link, window: usize, q: &QueueSetup) -> Result<(), LinkError> {
+    let mut page = DmaPages::alloc(1).ok_or(LinkError::Crq(CrqError::NoMemory))?;
+    page.bytes_mut()[..queue::LEN].copy_from_slice(&q.encode());
+    let ioba = tce::with(window, |w| {
+        w.map(page.addr(), queue::LEN, Access::DeviceReads)
+    })
+    .and_then(|r| r)
+    .map_err(|e| LinkError::Crq(CrqError::Tce(e)))?;
+    let r = link.request(Message::request(Opcode::QueueSetup, 0, q.queue, ioba.0));
+    let unmapped = tce::with(window, |w| w.unmap(ioba, queue::LEN)).and_then(|r| r);
+    r?;
+    unmapped.map_err(|e| LinkError::Crq(CrqError::Tce(e)))
+}
+
+impl VioTransport {
+    /// Registers the adapter's window, opens its CRQ, does the handshake and PROBE.
+    pub fn open(adapter: &Adapter, timeout_us: u64) -> Result<VioTransport, VioError> {
+        let name = adapter.name.clone();
+        let window = tce::register(tce::TceWindow::new(adapter.window));
+        let crq = Crq::open(UnitAddress(adapter.unit), window, timeout_us).map_err(|error| {
+            VioError::Crq {
+                adapter: name.clone(),
+                error,
+            }
+        })?;
+        Self::over(name, window, crq, timeout_us)
+    }
+
+    /// The transport over an open CRQ (for tests that make their own).
+    pub fn over(
+        name: String,
+        window: usize,
+        crq: Crq,
+        timeout_us: u64,
+    ) -> Result<VioTransport, VioError> {
+        let mut link = Link::new(crq, timeout_us);
+        let header = probe(&mut link, window).map_err(|e| match e {
+            ProbeError::Link(error) => VioError::Link {
+                adapter: name.clone(),
+                error,
+            },
+            ProbeError::Header(error) => VioError::Header {
+                adapter: name.clone(),
+                error,
+            },
+            ProbeError::NoMemory => VioError::NoMemory {
+                adapter: name.clone(),
+            },
+            ProbeError::Tce(error) => VioError::Tce {
+                adapter: name.clone(),
+                error,
+            },
+        })?;
+        let device_type =
+            DeviceType::try_from(header.device_id).map_err(|_| VioError::UnknownDevice {
+                adapter: name.clone(),
+                id: header.device_id,
+            })?;
+        let queues = vec![None; header.num_queues as usize];
+        Ok(VioTransport {
+            window,
+            inner: Rc::new(RefCell::new(Inner {
+                name,
+                device_type,
+                window,
+                link,
+                header,
+                status: 0,
+                features: None,
+                queues,
+                error: None,
+            })),
+        })
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// A handle that stays usable after the transport is moved into a driver.
+    pub fn handle(&self) -> VioHandle {
+        VioHandle {
+            window: self.window,
+            inner: self.inner.clone(),
+        }
+    }
+
+    fn record(&self, r: Result<Message, VioError>) -> Option<Message> {
+        self.handle().record(r)
+    }
+}
+
+impl VioHandle {
+    pub fn header(&self) -> Header {
+        self.inner.borrow().header.clone()
+    }
+
+    /// The first failure of a transport method that could not report it, taken out.
+    pub fn take_error(&self) -> Option<VioError> {
+        self.inner.borrow_mut().error.take()
+    }
+
+    pub fn stats(&self) -> (crate::vio::link::LinkStats, crate::vio::crq::CrqStats) {
+        let i = self.inner.borrow();
+        (i.link.stats, i.link.crq().stats)
+    }
+
+    /// Driver features the device accepted.
+    pub fn negotiated_features(&self) -> Option<u64> {
+        self.inner.borrow().features
+    }
+
+    fn record(&self, r: Result<Message, VioError>) -> Option<Message> {
+        match r {
+            Ok(m) => Some(m),
+            Err(e) => {
+                log::error!("{e}");
+                let mut i = self.inner.borrow_mut();
+                i.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// Resets the device, frees its CRQ and clears every TCE of its window: afterwards the
+    /// server can reach nothing. Call after the driver is dropped.
+    pub fn shut_down(&self) -> Result<(), VioError> {
+        let mut i = self.inner.borrow_mut();
+        let name = i.name.clone();
+        if i.link.crq().is_closed() {
+            return Ok(());
+        }
+        let _ = i.call(Message::request(Opcode::SetStatus, 0, 0, 0));
+        i.link.crq_mut().close().map_err(|error| VioError::Crq {
+            adapter: name.clone(),
+            error,
+        })?;
+        tce::with(self.window, |w| w.clear_all())
+            .and_then(|r| r)
+            .map_err(|error| VioError::Tce {
+                adapter: name,
+                error,
+            })
+    }
+}
+
+impl Transport for VioTransport {
+    fn device_type(&self) -> DeviceType {
+        self.inner.borrow().device_type
+    }
+
+    fn read_device_features(&mut self) -> u64 {
+        self.inner.borrow().header.device_features
+    }
+
+    fn write_driver_features(&mut self, driver_features: u64) {
+        let r = self.inner.borrow_mut().call(Message::request(
+            Opcode::SetFeatures,
+            0,
+            0,
+            driver_features,
+        ));
+        if self.record(r).is_some() {
+            self.inner.borrow_mut().features = Some(driver_features);
+        }
+    }
+
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        let i = self.inner.borrow();
+        i.header
+            .queue_max
+            .get(queue as usize)
+            .filter(|_| queue < i.header.num_queues)
+            .map_or(0, |&s| s.into())
+    }
+
+    fn notify(&mut self, queue: u16) {
+        let r = self.inner.borrow_mut().notify(queue);
+        if let Err(e) = r {
+            // virtio-drivers now spins on the used ring; without a server it never fills.
+            panic!("{e}: queue {queue} cannot complete");
+        }
+    }
+
+    fn get_status(&self) -> DeviceStatus {
+        DeviceStatus::from_bits_truncate(self.inner.borrow().status.into())
+    }
+
+    fn set_status(&mut self, status: DeviceStatus) {
+        let v = status.bits() as u8;
+        let r = self
+            .inner
+            .borrow_mut()
+            .call(Message::request(Opcode::SetStatus, 0, 0, v.into()));
+        if self.record(r).is_some() {
+            let mut i = self.inner.borrow_mut();
+            i.status = v;
+            if v == 0 {
+                i.features = None;
+                i.queues.iter_mut().for_each(|q| *q = None);
+            }
+        }
+    }
+
+    fn set_guest_page_size(&mut self, _guest_page_size: u32) {}
+
+    fn requires_legacy_layout(&self) -> bool {
+        false
+    }
+
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        let q = QueueSetup {
+            queue,
+            size: size as u16,
+            desc: descriptors,
+            driver: driver_area,
+            device: device_area,
+        };
+        let r = {
+            let mut i = self.inner.borrow_mut();
+            let window = i.window;
+            let mut result = Ok(());
+            for _ in 0..MAX_RESETS {
+                match queue_setup(&mut i.link, window, &q) {
+                    Err(LinkError::Reset) => {
+                        let _ = i.replay();
+                    }
+                    other => {
+                        result = other;
+                        break;
+                    }
+                }
+            }
+            result.map_err(|e| i.link_err(e))
+        };
+        match r {
+            Ok(()) => {
+                if let Some(slot) = self.inner.borrow_mut().queues.get_mut(queue as usize) {
+                    *slot = Some(q);
+                }
+            }
+            Err(e) => {
+                let _ = self.record(Err(e));
+            }
+        }
+    }
+
+    fn queue_unset(&mut self, queue: u16) {
+        let r = self
+            .inner
+            .borrow_mut()
+            .call(Message::request(Opcode::QueueReset, 0, queue, 0));
+        let _ = self.record(r);
+        if let Some(slot) = self.inner.borrow_mut().queues.get_mut(queue as usize) {
+            *slot = None;
+        }
+    }
+
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.inner
+            .borrow()
+            .queues
+            .get(queue as usize)
+            .is_some_and(Option::is_some)
+    }
+
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        let mut i = self.inner.borrow_mut();
+        if core::mem::take(&mut i.link.config_changed) {
+            InterruptStatus::DEVICE_CONFIGURATION_INTERRUPT
+        } else {
+            InterruptStatus::empty()
+        }
+    }
+
+    fn read_config_generation(&self) -> u32 {
+        self.inner.borrow().header.config_generation.into()
+    }
+
+    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, VirtioError> {
+        let size = core::mem::size_of::<T>();
+        let len = self.inner.borrow().header.config_len as usize;
+        if offset.checked_add(size).is_none_or(|end| end > len) {
+            return Err(VirtioError::ConfigSpaceTooSmall);
+        }
+        let mut bytes = vec![0u8; size];
+        for (n, chunk) in bytes.chunks_mut(CONFIG_CHUNK).enumerate() {
+            let at = (offset + n * CONFIG_CHUNK) as u16;
+            let msg = Message::config(
+                Opcode::ReadConfig,
+                0,
+                at,
+                chunk.len() as u8,
+                [0; CONFIG_CHUNK],
+            );
+            let r = self.inner.borrow_mut().call(msg);
+            let Some(m) = self.record(r) else {
+                return Err(VirtioError::IoError);
+            };
+            chunk.copy_from_slice(&m.data()[..chunk.len()]);
+        }
+        T::read_from_bytes(&bytes).map_err(|_| VirtioError::ConfigSpaceTooSmall)
+    }
+
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> Result<(), VirtioError> {
+        let bytes = value.as_bytes();
+        let len = self.inner.borrow().header.config_len as usize;
+        if offset.checked_add(bytes.len()).is_none_or(|end| end > len) {
+            return Err(VirtioError::ConfigSpaceTooSmall);
+        }
+        for (n, chunk) in bytes.chunks(CONFIG_CHUNK).enumerate() {
+            let mut data = [0u8; CONFIG_CHUNK];
+            data[..chunk.len()].copy_from_slice(chunk);
+            let at = (offset + n * CONFIG_CHUNK) as u16;
+            let r = self.inner.borrow_mut().call(Message::config(
+                Opcode::WriteConfig,
+                0,
+                at,
+                chunk.len() as u8,
+                data,
+            ));
+            if self.record(r).is_none() {
+                return Err(VirtioError::IoError);
+            }
+        }
+        Ok(())
+    }
+}
