@@ -845,6 +845,9 @@ fn blk_checks(tag: &str, blk: &mut Blk, opts: &Options) {
         if opts.blk_verify_mib > 0 {
             report::check(&format!("{tag} verify"), verify(blk, opts.blk_verify_mib));
         }
+        if opts.bench {
+            report::check(&format!("{tag} bench"), bench(blk));
+        }
     } else {
         report::skip(
             &format!("{tag} write"),
@@ -950,5 +953,68 @@ fn verify(blk: &mut Blk, mib: u32) -> Result<String, String> {
         "{mib} MiB written ({} ms) and read back ({} ms) intact",
         written_us / 1000,
         read_us / 1000
+    ))
+}
+
+/// Sequential write and read MB/s (256 KiB requests over 32 MiB), 4 KiB random-read IOPS and
+/// hcalls per request, by the timebase. Prints `# bench ...` lines that `cargo xtask bench`
+/// collects.
+fn bench(blk: &mut Blk) -> Result<String, String> {
+    const CHUNK: usize = 256 << 10;
+    const TOTAL: u64 = 32 << 20;
+    const RANDOM: u64 = 2000;
+    let first = 2048u64;
+    if first * 512 + TOTAL > blk.capacity_sectors() * 512 {
+        return Err("the disk is smaller than the 32 MiB benchmark area".into());
+    }
+    let mut buf = vec![0x5au8; CHUNK];
+    let per = (CHUNK / 512) as u64;
+    let n = TOTAL / CHUNK as u64;
+    let mbps = |us: u64| (TOTAL as f64 / (1 << 20) as f64) / (us.max(1) as f64 / 1e6);
+
+    let (h0, t0) = (hcall::count(), time::now_us());
+    for c in 0..n {
+        blk.write(first + c * per, &buf)
+            .map_err(|e| format!("write: {e}"))?;
+    }
+    let (h1, t1) = (hcall::count(), time::now_us());
+    for c in 0..n {
+        blk.read(first + c * per, &mut buf)
+            .map_err(|e| format!("read: {e}"))?;
+    }
+    let (h2, t2) = (hcall::count(), time::now_us());
+    let mut small = vec![0u8; 4096];
+    let span = TOTAL / 4096;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..RANDOM {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        blk.read(first + (x % span) * 8, &mut small)
+            .map_err(|e| format!("random read: {e}"))?;
+    }
+    let (h3, t3) = (hcall::count(), time::now_us());
+    let (w_us, r_us, rr_us) = (t1 - t0, t2 - t1, t3 - t2);
+    let iops = RANDOM as f64 / (rr_us.max(1) as f64 / 1e6);
+    cprintln!("# bench seq-write-MBps {:.1}", mbps(w_us));
+    cprintln!("# bench seq-read-MBps {:.1}", mbps(r_us));
+    cprintln!("# bench rand-read-4k-IOPS {iops:.0}");
+    cprintln!(
+        "# bench hcalls-per-256k-write {:.1}",
+        (h1 - h0) as f64 / n as f64
+    );
+    cprintln!(
+        "# bench hcalls-per-256k-read {:.1}",
+        (h2 - h1) as f64 / n as f64
+    );
+    cprintln!(
+        "# bench hcalls-per-4k-read {:.1}",
+        (h3 - h2) as f64 / RANDOM as f64
+    );
+    cprintln!("# bench requests {}", 2 * n + RANDOM);
+    Ok(format!(
+        "write {:.1} MB/s, read {:.1} MB/s, 4 KiB random read {iops:.0} IOPS",
+        mbps(w_us),
+        mbps(r_us)
     ))
 }

@@ -22,6 +22,14 @@ pub const H_SET_MODE: u64 = 0x31C;
 /// QEMU's private hcall that runs an RTAS call (KVMPPC_H_RTAS); absent on PowerVM.
 pub const H_RTAS: u64 = 0xF000;
 
+/// Hcalls made since boot (each try counts), for the benchmark.
+static HCALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Number of hcalls made so far.
+pub fn count() -> u64 {
+    HCALLS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Most time [`call`] keeps retrying a busy hypervisor.
 const BUSY_BUDGET_US: u64 = 10_000_000;
 
@@ -70,6 +78,7 @@ impl fmt::Display for HcallError {
 pub unsafe fn call(name: &'static str, opcode: u64, args: &[u64]) -> Result<[u64; 9], HcallError> {
     let start = time::now_us();
     loop {
+        HCALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         // SAFETY: forwarded contract.
         let regs = unsafe { arch::hcall(opcode, args) };
         if regs.status == hstatus::SUCCESS {

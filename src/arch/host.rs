@@ -1,25 +1,46 @@
 //! Host stand-ins for the processor, so the portable layers compile and unit-test on x86_64.
-//! Hypervisor calls answer H_FUNCTION; calls into firmware are impossible.
+//! Hypervisor calls go to a simulated hypervisor a test installs ([`set_hypervisor`]), else
+//! answer H_FUNCTION; calls into firmware are impossible. "Real addresses" are host pointers.
 
 use super::HcallRegs;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
+use std::boxed::Box;
+use std::cell::RefCell;
 
-/// No hypervisor on the host: every call is H_FUNCTION (-2).
+/// A simulated hypervisor: gets the opcode and r4.., returns r3.. .
+pub type Hypervisor = Box<dyn FnMut(u64, &[u64]) -> HcallRegs>;
+
+std::thread_local! {
+    static HYPERVISOR: RefCell<Option<Hypervisor>> = const { RefCell::new(None) };
+}
+
+/// Routes this thread's hcalls to `hv` (or back to H_FUNCTION with `None`).
+pub fn set_hypervisor(hv: Option<Hypervisor>) {
+    HYPERVISOR.with(|h| *h.borrow_mut() = hv);
+}
+
+/// Calls the simulated hypervisor, or answers H_FUNCTION (-2) when none is installed.
 ///
 /// # Safety
 /// Safe on the host; `unsafe` to match the real signature.
-pub unsafe fn hcall(_opcode: u64, _args: &[u64]) -> HcallRegs {
-    HcallRegs {
-        status: -2,
-        out: [0; 9],
-    }
+pub unsafe fn hcall(opcode: u64, args: &[u64]) -> HcallRegs {
+    HYPERVISOR.with(|h| match h.borrow_mut().as_mut() {
+        Some(hv) => hv(opcode, args),
+        None => HcallRegs {
+            status: -2,
+            out: [0; 9],
+        },
+    })
 }
 
-static TB: AtomicU64 = AtomicU64::new(0);
-
-/// A counter that advances on every read.
+/// A 512 MHz timebase (POWER's and QEMU's frequency) from the host's monotonic clock.
 pub fn timebase() -> u64 {
-    TB.fetch_add(1, Ordering::Relaxed)
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let ns = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64;
+    ns * 512 / 1000
 }
 
 pub fn sync() {

@@ -19,8 +19,10 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str = "usage: cargo xtask <command>
   image                      build target/image/vioboot.elf and vioboot.bin
-  run [options] [-- QEMU..]  build and boot vioboot in QEMU
+  run [options] [-- QEMU..]  build and boot vioboot in QEMU with a virtio-vio disk served by
+                             the VIO server (QEMU with the device model is built once, cached)
       --boot slof|vof|bios   how QEMU starts it (default slof)
+      --plain                Debian's QEMU, no virtio-vio adapter, no server
       --append \"WORDS\"       command line: vioboot options, e.g. \"vioboot.log=debug\"
       --kernel-addr ADDR     load address for slof/vof (64 KiB aligned)
   test                       fmt, clippy, host tests and QEMU boot tests
@@ -186,6 +188,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         None => (args, &[][..]),
     };
     let mut boot = Boot::Slof;
+    let mut plain = false;
     let mut append = String::new();
     let mut kernel_addr = None;
     let mut it = ours.iter();
@@ -201,6 +204,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
                 boot = Boot::parse(&v).ok_or(format!("--boot {v}: expected slof, vof or bios"))?;
             }
             "--append" => append = value()?,
+            "--plain" => plain = true,
             "--kernel-addr" => {
                 let v = value()?;
                 let n = parse_number(&v).ok_or(format!("--kernel-addr {v}: not a number"))?;
@@ -216,7 +220,14 @@ fn run(args: &[String]) -> Result<ExitCode> {
     let dir = image()?;
     let mut q = Qemu::new(boot, dir).append(&append);
     q.kernel_addr = kernel_addr;
-    q.extra = qemu_extra.to_vec();
+    let mut _server = None;
+    if !plain {
+        let vio = VioSetup::prepare()?;
+        q.binary = vio.qemu.clone();
+        q.extra = vioboot_harness::virtio_vio_device("v0", &vio.socket, 0x7100_0010);
+        _server = Some(vio.start_server(&[])?);
+    }
+    q.extra.extend(qemu_extra.iter().cloned());
     eprintln!("xtask: {} {}", q.binary.display(), q.args().join(" "));
     let s = q
         .command()
@@ -253,8 +264,14 @@ fn test() -> Result {
     fw.extend(["--".into(), "-D".into(), "warnings".into()]);
     status("clippy (firmware)", cargo().args(fw))?;
     image()?;
+    let vio = VioSetup::prepare()?;
     eprintln!("xtask: host and QEMU tests");
-    let (passed, failed) = cargo_test_counting(cargo().args(["test", "--workspace"]))?;
+    let (passed, failed) = cargo_test_counting(
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("VIOBOOT_BUILT_QEMU", &vio.qemu)
+            .env("VIOBOOT_VIO_SERVER", &vio.server),
+    )?;
     // One closing line for the whole run, in the plain form CI systems read.
     println!("vioboot-tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
@@ -365,4 +382,50 @@ fn bench(args: &[String]) -> Result {
         );
     }
     Ok(())
+}
+
+/// What a virtio-vio boot needs: the QEMU with the device model, the VIO server, a disk.
+struct VioSetup {
+    qemu: PathBuf,
+    server: PathBuf,
+    disk: PathBuf,
+    socket: PathBuf,
+}
+
+/// MiB of the demo disk: room for the pattern checks and a 64 MiB verify run.
+const DEMO_DISK_MIB: u64 = 80;
+
+impl VioSetup {
+    fn prepare() -> Result<VioSetup> {
+        eprintln!("xtask: QEMU with the virtio-vio device model (host/qemu/build.sh: about 4 minutes the first time, cached after)");
+        let qemu = vioboot_harness::built_qemu(&root()).map_err(|e| e.to_string())?;
+        status(
+            "building the VIO server",
+            cargo().args(["build", "--release", "-p", "vio-server"]),
+        )?;
+        let run = root().join("target/run");
+        std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+        let disk = run.join("disk0.img");
+        if std::fs::metadata(&disk).map(|m| m.len()).unwrap_or(0) != DEMO_DISK_MIB << 20 {
+            vioboot_harness::pattern_disk(&disk, DEMO_DISK_MIB)
+                .map_err(|e| format!("{}: {e}", disk.display()))?;
+        }
+        let socket = run.join("v0.sock");
+        let _ = std::fs::remove_file(&socket);
+        Ok(VioSetup {
+            qemu,
+            server: vioboot_harness::vio_server_binary(&root()),
+            disk,
+            socket,
+        })
+    }
+
+    fn start_server(&self, extra: &[&str]) -> Result<vioboot_harness::VioServer> {
+        let disk = self.disk.display().to_string();
+        let mut args = vec!["--blk", disk.as_str(), "--serial", "vioboot-demo"];
+        args.extend_from_slice(extra);
+        let log = self.socket.with_extension("log");
+        vioboot_harness::VioServer::start(&self.server, &self.socket, &args, &log)
+            .map_err(|e| e.to_string())
+    }
 }

@@ -95,6 +95,9 @@ impl Qemu {
             machine.push_str(&format!(",kernel-addr={a:#x}"));
         }
         let mut a: Vec<String> = vec![
+            // Debian's SLOF and VOF, also for the QEMU built from source (it has none of its own).
+            "-L".into(),
+            "/usr/share/qemu".into(),
             "-M".into(),
             machine,
             "-m".into(),
@@ -182,6 +185,12 @@ impl Drop for KillOnDrop {
 
 /// Runs QEMU to its end or until `timeout`, capturing stdout and stderr.
 pub fn run(q: &Qemu, timeout: Duration) -> std::io::Result<Run> {
+    run_watch(q, timeout, |_| {})
+}
+
+/// As [`run`], calling `watch` with each console line as it arrives (to act in mid-run, e.g.
+/// to kill the VIO server when vioboot reports progress).
+pub fn run_watch(q: &Qemu, timeout: Duration, mut watch: impl FnMut(&str)) -> std::io::Result<Run> {
     let start = Instant::now();
     let mut cmd = q.command();
     cmd.stdin(Stdio::null())
@@ -193,9 +202,11 @@ pub fn run(q: &Qemu, timeout: Duration) -> std::io::Result<Run> {
             format!("cannot start {}: {e}", q.binary.display()),
         )
     })?);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    // Stdout (the console) and stderr (QEMU's own messages) are kept apart, so a QEMU message
+    // can never land in the middle of a console line; the output is stdout, then stderr.
+    let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>();
     let mut readers = Vec::new();
-    for mut pipe in [
+    let pipes = [
         child
             .0
             .stdout
@@ -206,43 +217,57 @@ pub fn run(q: &Qemu, timeout: Duration) -> std::io::Result<Run> {
             .stderr
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    ];
+    for (stream, pipe) in pipes.into_iter().enumerate() {
+        let Some(mut pipe) = pipe else { continue };
         let tx = tx.clone();
         readers.push(std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                if n == 0 || tx.send((stream, buf[..n].to_vec())).is_err() {
                     break;
                 }
             }
         }));
     }
     drop(tx);
-    let mut out = Vec::new();
-    let status = loop {
-        while let Ok(chunk) = rx.try_recv() {
-            out.extend_from_slice(&chunk);
+    let mut out = [Vec::new(), Vec::new()];
+    let mut seen = [0usize, 0];
+    let mut feed = |out: &[Vec<u8>; 2], seen: &mut [usize; 2]| {
+        for k in 0..2 {
+            while let Some(nl) = out[k][seen[k]..].iter().position(|&b| b == b'\n') {
+                let line =
+                    String::from_utf8_lossy(&out[k][seen[k]..seen[k] + nl]).replace('\r', "");
+                watch(&line);
+                seen[k] += nl + 1;
+            }
         }
+    };
+    let status = loop {
+        while let Ok((k, chunk)) = rx.try_recv() {
+            out[k].extend_from_slice(&chunk);
+        }
+        feed(&out, &mut seen);
         if let Some(s) = child.0.try_wait()? {
             break Some(s);
         }
         if start.elapsed() > timeout {
             break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     };
     let wall = start.elapsed();
     drop(child);
     for r in readers {
         let _ = r.join();
     }
-    while let Ok(chunk) = rx.try_recv() {
-        out.extend_from_slice(&chunk);
+    while let Ok((k, chunk)) = rx.try_recv() {
+        out[k].extend_from_slice(&chunk);
     }
-    let output = String::from_utf8_lossy(&out).replace('\r', "");
+    feed(&out, &mut seen);
+    let mut all = std::mem::take(&mut out[0]);
+    all.extend_from_slice(&out[1]);
+    let output = String::from_utf8_lossy(&all).replace('\r', "");
     Ok(Run {
         output,
         status,
@@ -326,6 +351,136 @@ impl Report {
     pub fn failures(&self) -> Vec<&TapLine> {
         self.lines.iter().filter(|l| !l.ok).collect()
     }
+}
+
+/// A VIO server process serving one virtio-vio device to QEMU; killed when dropped.
+pub struct VioServer {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    args: Vec<String>,
+    binary: PathBuf,
+    log: PathBuf,
+}
+
+impl VioServer {
+    /// Starts `vio-server --socket SOCKET ARGS...`, its stderr going to `log`.
+    pub fn start(
+        binary: &Path,
+        socket: &Path,
+        args: &[&str],
+        log: &Path,
+    ) -> std::io::Result<VioServer> {
+        let mut s = VioServer {
+            child: None,
+            socket: socket.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            binary: binary.to_path_buf(),
+            log: log.to_path_buf(),
+        };
+        s.restart()?;
+        Ok(s)
+    }
+
+    /// Kills the server (as a crash would: SIGKILL, no goodbye).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the server if it runs and starts it again with the same arguments.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.binary)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start {}: {e}", self.binary.display()),
+                )
+            })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for VioServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// QEMU arguments for one virtio-vio adapter at `unit` whose socket is `socket`.
+pub fn virtio_vio_device(id: &str, socket: &Path, unit: u32) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!(
+            "socket,id={id},path={},server=on,wait=off",
+            socket.display()
+        ),
+        "-device".into(),
+        format!("spapr-virtio-vio,chardev={id},reg={unit:#x}"),
+    ]
+}
+
+/// Writes a disk image of `mib` MiB holding vioboot's test pattern (`vioboot_core::pattern`).
+pub fn pattern_disk(path: &Path, mib: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut sector = [0u8; vioboot_core::pattern::SECTOR];
+    for lba in 0..(mib << 20) / vioboot_core::pattern::SECTOR as u64 {
+        vioboot_core::pattern::fill(0, lba, &mut sector);
+        f.write_all(&sector)?;
+    }
+    f.flush()
+}
+
+/// The QEMU with the virtio-vio device model: `$VIOBOOT_BUILT_QEMU`, else what
+/// `host/qemu/build.sh` prints (it builds once, then answers from its cache at once).
+pub fn built_qemu(workspace: &Path) -> std::io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("VIOBOOT_BUILT_QEMU") {
+        return Ok(PathBuf::from(p));
+    }
+    let out = Command::new("bash")
+        .arg(workspace.join("host/qemu/build.sh"))
+        .stderr(Stdio::inherit())
+        .output()?;
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if !out.status.success() || path.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "host/qemu/build.sh failed ({})",
+            out.status
+        )));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The VIO server binary: `$VIOBOOT_VIO_SERVER`, else `target/release/vio-server`.
+pub fn vio_server_binary(workspace: &Path) -> PathBuf {
+    std::env::var_os("VIOBOOT_VIO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target/release/vio-server"))
 }
 
 /// The image folder: `target/image` under the workspace root.

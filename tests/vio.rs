@@ -1,0 +1,230 @@
+//! virtio-vio end to end: vioboot in QEMU with the spapr-virtio-vio device model, served by the
+//! VIO server process, over real CRQs, TCE windows and remote DMA.
+//!
+//! Needs the image (`cargo xtask image`), the QEMU built by `host/qemu/build.sh` and the VIO
+//! server (`cargo build --release -p vio-server`); `cargo xtask test` prepares all three.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vioboot_harness::{Boot, Qemu, Run, VioServer};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch folder for one test: disks, sockets, server logs.
+fn scratch(name: &str) -> PathBuf {
+    let d = root().join("target/test-vio").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+fn qemu(boot: Boot) -> Qemu {
+    let dir = vioboot_harness::image_dir(&root());
+    assert!(
+        dir.join("vioboot.elf").exists(),
+        "no image: run `cargo xtask image` first"
+    );
+    let mut q = Qemu::new(boot, dir);
+    q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU with the virtio-vio device model");
+    q
+}
+
+fn server(dir: &Path, n: u32, disk_mib: u64, extra: &[&str]) -> (VioServer, Vec<String>) {
+    let disk = dir.join(format!("disk{n}.img"));
+    vioboot_harness::pattern_disk(&disk, disk_mib).expect("disk image");
+    let socket = dir.join(format!("v{n}.sock"));
+    let bin = vioboot_harness::vio_server_binary(&root());
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --release -p vio-server`",
+        bin.display()
+    );
+    let disk_arg = disk.display().to_string();
+    let serial = format!("disk-{n}");
+    let mut args = vec!["--blk", disk_arg.as_str(), "--serial", serial.as_str()];
+    args.extend_from_slice(extra);
+    let s = VioServer::start(&bin, &socket, &args, &dir.join(format!("server{n}.log")))
+        .expect("server starts");
+    let dev = vioboot_harness::virtio_vio_device(&format!("v{n}"), &socket, 0x7100_0010 + n);
+    (s, dev)
+}
+
+fn line(run: &Run, check: &str) -> String {
+    let r = run.report();
+    r.check(check)
+        .map(|l| l.description.clone())
+        .unwrap_or_else(|| panic!("no `{check}` line:\n{}", run.output))
+}
+
+fn assert_pass(run: &Run) {
+    let r = run.report();
+    assert!(!run.timed_out(), "QEMU timed out:\n{}", run.output);
+    assert!(r.is_complete(), "incomplete report:\n{}", run.output);
+    assert!(
+        r.failures().is_empty(),
+        "failing checks {:?}:\n{}",
+        r.failures(),
+        run.output
+    );
+    assert_eq!(r.verdict, Some(true), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+}
+
+#[test]
+fn blk_smoke_checks_pass_under_slof() {
+    let dir = scratch("smoke");
+    let (srv, dev) = server(&dir, 0, 8, &[]);
+    let mut q = qemu(Boot::Slof);
+    q.extra = dev;
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    assert_pass(&run);
+    let d = "virtio@71000010";
+    assert!(
+        line(&run, d).contains("CRQ handshake and PROBE"),
+        "{}",
+        run.output
+    );
+    assert!(line(&run, d).contains("device id 2"), "{}", run.output);
+    assert!(
+        line(&run, &format!("{d} capacity")).contains("16384 sectors (8 MiB), read-write"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} id")).contains("serial \"disk-0\""),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} read")).contains("hold the test pattern"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} write")).contains("wrote and read back"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} flush")).contains("completed"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} unmapped")).contains("no buffer left"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} shutdown")).contains("every TCE cleared"),
+        "{}",
+        run.output
+    );
+    drop(srv);
+}
+
+#[test]
+fn blk_under_vof_and_without_firmware() {
+    for boot in [Boot::Vof, Boot::Bios] {
+        let dir = scratch(boot.name());
+        let (_srv, dev) = server(&dir, 0, 4, &[]);
+        let mut q = qemu(boot);
+        q.extra = dev;
+        let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+        assert_pass(&run);
+        assert!(
+            line(&run, "virtio@71000010 write").contains("wrote and read back"),
+            "{}",
+            run.output
+        );
+    }
+}
+
+#[test]
+fn two_devices_at_once() {
+    let dir = scratch("two");
+    let (_s0, d0) = server(&dir, 0, 4, &[]);
+    let (_s1, d1) = server(&dir, 1, 8, &["--read-only"]);
+    let mut q = qemu(Boot::Slof);
+    q.extra = d0;
+    q.extra.extend(d1);
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    assert_pass(&run);
+    assert!(
+        line(&run, "virtio@71000010 capacity").contains("8192 sectors"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "virtio@71000011 capacity").contains("16384 sectors (8 MiB), read-only"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "virtio@71000011 id").contains("disk-1"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "virtio@71000011 write").contains("SKIP"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn verify_64_mib_survives_a_server_restart() {
+    let dir = scratch("restart");
+    let (mut srv, dev) = server(&dir, 0, 80, &[]);
+    let mut q = qemu(Boot::Bios).append("vioboot.blk-verify=64");
+    q.extra = dev;
+    let mut restarts = 0;
+    let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
+        // Kill the server in the middle of the writes and again in the middle of the reads.
+        if l.contains("wrote 32 of 64 MiB") || l.contains("read 16 of 64 MiB") {
+            srv.restart().expect("server restarts");
+            restarts += 1;
+        }
+    })
+    .expect("QEMU runs");
+    assert_eq!(restarts, 2, "{}", run.output);
+    assert_pass(&run);
+    assert!(
+        line(&run, "virtio@71000010 verify").contains("64 MiB written"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "virtio@71000010 verify").contains("intact"),
+        "{}",
+        run.output
+    );
+    let unmapped = line(&run, "virtio@71000010 unmapped");
+    assert!(
+        !unmapped.contains(" 0 resets"),
+        "the restarts were not noticed: {unmapped}\n{}",
+        run.output
+    );
+}
+
+#[test]
+fn no_server_is_a_clear_failure() {
+    let dir = scratch("noserver");
+    let socket = dir.join("nobody.sock");
+    let mut q = qemu(Boot::Bios).append("vioboot.vio-timeout=500");
+    q.extra = vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010);
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    let r = run.report();
+    assert_eq!(r.verdict, Some(false), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(1), "{}", run.output);
+    let l = r.check("virtio@71000010").expect("a line for the adapter");
+    assert!(
+        !l.ok && l.description.contains("did not answer INIT within 500 ms"),
+        "{}",
+        run.output
+    );
+}
