@@ -165,6 +165,11 @@ impl Crq {
         Ok(())
     }
 
+    /// Whether the partner has written an entry not taken yet.
+    pub fn pending(&self) -> bool {
+        self.queue.read_volatile(self.head * ENTRY_LEN) & 0x80 != 0
+    }
+
     /// Takes the next entry, if the partner has written one.
     pub fn poll(&mut self) -> Option<Entry> {
         let at = self.head * ENTRY_LEN;

@@ -143,6 +143,18 @@ impl Link {
 
     /// Sends NOTIFY(queue); the server answers with USED(queue) (see [`wait_used`](Self::wait_used)).
     pub fn notify(&mut self, queue: u16) -> Result<(), LinkError> {
+        // Whatever is queued now was sent before this NOTIFY and cannot answer it: handle it
+        // first, so a stale USED (or a flood of them) is not taken for this one's answer.
+        while self.crq.pending() {
+            if let Some(r) = self.step()? {
+                self.stats.protocol_errors += 1;
+                log::warn!(
+                    "virtio-vio {:#x}: dropped unexpected response {:?}",
+                    self.unit().0,
+                    r
+                );
+            }
+        }
         self.used_pending &= !(1u64 << (queue % 64));
         self.stats.notifies += 1;
         self.send(&Message::request(Opcode::Notify, 0, queue, 0))

@@ -137,3 +137,11 @@ impl Blk {
         self.window
     }
 }
+
+impl Drop for Blk {
+    /// The driver frees its rings through `VioHal`, which must know the window.
+    fn drop(&mut self) {
+        let w = self.window;
+        tce::with_window(w, || drop(self.dev.take()));
+    }
+}

@@ -389,6 +389,24 @@ impl VioServer {
         }
     }
 
+    /// Stops the server as an operator would (SIGTERM), so it prints its stats line.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Kills the server if it runs and starts it again with the same arguments.
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.kill();

@@ -1,0 +1,232 @@
+//! vioboot's virtio-blk driver against the real VIO server logic (`vio-server`'s `Session`),
+//! through the simulated hypervisor, in one process: every CRQ entry, TCE and remote DMA is
+//! real on both sides, only the hypervisor and QEMU are simulated. Fault injection comes from
+//! the server's own `Faults`.
+
+mod sim;
+
+use sim::{Hv, Server, Sim, SERIAL, UNIT, WINDOW};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use vio_server::{Faults, Partner, PartnerError, Session, Stats};
+use vioboot::vio::Adapter;
+use vioboot::virtio::blk::Blk;
+use vioboot_core::pattern;
+
+/// The server's view of the simulated hypervisor.
+struct HvPartner<'a>(&'a mut Hv);
+
+impl Partner for HvPartner<'_> {
+    fn send_crq(&mut self, entry: [u8; 16]) -> Result<(), PartnerError> {
+        self.0.deliver(entry).map_err(PartnerError::Status)
+    }
+    fn rdma_read(&mut self, ioba: u64, buf: &mut [u8]) -> Result<(), PartnerError> {
+        self.0.rdma_read(ioba, buf).map_err(PartnerError::Status)
+    }
+    fn rdma_write(&mut self, ioba: u64, data: &[u8]) -> Result<(), PartnerError> {
+        self.0.rdma_write(ioba, data).map_err(PartnerError::Status)
+    }
+    fn next_event(&mut self, _timeout: std::time::Duration) -> Option<vio_server::Event> {
+        self.0
+            .to_server
+            .pop_front()
+            .map(vio_server::Event::GuestCrq)
+    }
+    fn disconnect(&mut self) {
+        self.0.partner_failed();
+    }
+}
+
+/// One server session serving a disk file.
+struct Real {
+    session: Session<vio_server::Blk>,
+}
+
+impl Real {
+    fn new(disk: &Path, faults: Faults, stats: Arc<Stats>) -> Real {
+        let blk =
+            vio_server::Blk::open(disk, false, Some("sim-disk"), stats.clone()).expect("disk");
+        let mirror =
+            vio_server::Mirror::new(WINDOW.ioba, WINDOW.size, stats.clone()).expect("mirror");
+        Real {
+            session: Session::new(mirror, blk, faults, stats),
+        }
+    }
+}
+
+impl Server for Real {
+    fn pump(&mut self, hv: &mut Hv) {
+        while let Some(e) = hv.to_server.pop_front() {
+            if self.session.handle(&mut HvPartner(hv), e).is_err() {
+                // Died or disconnected: the hypervisor tells the guest its partner failed.
+                hv.partner_failed();
+                return;
+            }
+        }
+    }
+}
+
+fn disk(name: &str, mib: u64) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-serve");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let p = dir.join(format!("{name}.img"));
+    vioboot_harness::pattern_disk(&p, mib).expect("disk image");
+    p
+}
+
+fn adapter() -> Adapter {
+    Adapter {
+        name: "virtio@71000010".into(),
+        unit: UNIT,
+        window: WINDOW,
+        irq: None,
+    }
+}
+
+/// Boots the guest side against a server with `faults`; later servers (after a failure) have none.
+fn setup(name: &str, faults: &str) -> (Sim, Blk, Arc<Stats>, PathBuf) {
+    let path = disk(name, 4);
+    let stats = Arc::new(Stats::default());
+    let sim = Sim::install(Box::new(Real::new(
+        &path,
+        Faults::parse(faults).expect("faults"),
+        stats.clone(),
+    )));
+    let (p2, s2) = (path.clone(), stats.clone());
+    sim.on_failure(Box::new(move || {
+        Box::new(Real::new(&p2, Faults::default(), s2.clone()))
+    }));
+    let blk = Blk::open(&adapter(), 2_000_000).expect("the device opens");
+    (sim, blk, stats, path)
+}
+
+fn fill(seed: u64, first: u64, sectors: usize) -> Vec<u8> {
+    let mut v = vec![0u8; sectors * 512];
+    for (i, s) in v.chunks_mut(512).enumerate() {
+        pattern::fill(seed, first + i as u64, s);
+    }
+    v
+}
+
+fn check(seed: u64, first: u64, buf: &[u8]) {
+    for (i, s) in buf.chunks(512).enumerate() {
+        assert_eq!(
+            pattern::check(seed, first + i as u64, s),
+            Ok(()),
+            "sector {}",
+            first + i as u64
+        );
+    }
+}
+
+#[test]
+fn read_write_flush_id_and_nothing_left_mapped() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (sim, mut blk, stats, path) = setup("plain", "");
+    assert_eq!(blk.capacity_sectors(), 8192);
+    assert_eq!(blk.serial().expect("serial"), "sim-disk");
+    let mut buf = vec![0u8; 64 * 512];
+    blk.read(0, &mut buf).expect("read");
+    check(0, 0, &buf);
+    let data = fill(7, 100, 128);
+    blk.write(100, &data).expect("write");
+    blk.flush().expect("flush");
+    let mut back = vec![0u8; data.len()];
+    blk.read(100, &mut back).expect("read back");
+    check(7, 100, &back);
+    // The file holds it too.
+    let file = std::fs::read(&path).expect("disk");
+    check(7, 100, &file[100 * 512..228 * 512]);
+    assert_eq!(
+        blk.pages_left_mapped(),
+        0,
+        "buffers left mapped after the requests"
+    );
+    assert!(Stats::get(&stats.rdma_reads) > 0 && Stats::get(&stats.requests) >= 5);
+    blk.shut_down().expect("shutdown");
+    assert!(sim.hv.borrow().tces.is_empty(), "TCEs left after shutdown");
+    assert!(sim.hv.borrow().crq.is_none());
+}
+
+#[test]
+fn a_server_that_dies_mid_request_loses_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (sim, mut blk, _stats, path) = setup("die", "die-mid-request");
+    // The first NOTIFY kills the first server after serving half its chains.
+    let data = fill(9, 512, 256);
+    blk.write(512, &data)
+        .expect("the write completes on the restarted server");
+    let mut back = vec![0u8; data.len()];
+    blk.read(512, &mut back).expect("read back");
+    check(9, 512, &back);
+    let file = std::fs::read(&path).expect("disk");
+    check(9, 512, &file[512 * 512..768 * 512]);
+    assert_eq!(sim.hv.borrow().failures, 1);
+    let (link, crq) = blk.handle().stats();
+    assert!(link.resets >= 1 && crq.recoveries >= 1, "{link:?} {crq:?}");
+    assert_eq!(blk.pages_left_mapped(), 0);
+}
+
+#[test]
+fn a_used_id_out_of_range_is_an_error_not_a_hang() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_sim, mut blk, _stats, _path) = setup("badid", "bad-used-id");
+    let mut buf = vec![0u8; 4096];
+    let e = blk.read(0, &mut buf).err().expect("refused");
+    let text = e.to_string();
+    assert!(text.contains("virtio@71000010"), "{text}");
+}
+
+#[test]
+fn a_used_length_beyond_the_buffer_reads_nothing_extra() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_sim, mut blk, _stats, _path) = setup("badlen", "bad-used-len");
+    let mut buf = vec![0u8; 8192 + 512];
+    let guard = buf.len() - 512;
+    buf[guard..].fill(0xEE);
+    blk.read(0, &mut buf[..guard]).expect("read");
+    check(0, 0, &buf[..guard]);
+    assert!(
+        buf[guard..].iter().all(|&b| b == 0xEE),
+        "bytes past the buffer changed"
+    );
+}
+
+#[test]
+fn a_flooded_crq_does_not_confuse_completions() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_sim, mut blk, _stats, _path) = setup("flood", "flood");
+    let mut buf = vec![0u8; 16 * 512];
+    for round in 0..6u64 {
+        blk.read(round * 16, &mut buf).expect("read");
+        check(0, round * 16, &buf);
+    }
+    let (link, crq) = blk.handle().stats();
+    assert!(
+        link.used_notices > 250,
+        "the flood did not arrive: {link:?} {crq:?}"
+    );
+    assert_eq!(blk.pages_left_mapped(), 0);
+}
+
+#[test]
+fn unknown_opcodes_and_unmapped_probes_are_survived() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (sim, mut blk, stats, _path) = setup("noise", "unknown-opcode,touch-unmapped");
+    let mut buf = vec![0u8; 16 * 512];
+    for round in 0..4u64 {
+        blk.read(round * 16, &mut buf).expect("read");
+        check(0, round * 16, &buf);
+    }
+    let (link, _) = blk.handle().stats();
+    assert!(
+        link.protocol_errors >= 4,
+        "unknown opcodes were not counted: {link:?}"
+    );
+    assert!(
+        sim.hv.borrow().refused_rdma >= 4,
+        "the server reached an unmapped IOBA"
+    );
+    assert!(Stats::get(&stats.rdma_refused) >= 4);
+    assert_eq!(blk.pages_left_mapped(), 0);
+}
