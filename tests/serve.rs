@@ -172,7 +172,7 @@ fn a_used_id_out_of_range_is_an_error_not_a_hang() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_sim, mut blk, _stats, _path) = setup("badid", "bad-used-id");
     let mut buf = vec![0u8; 4096];
-    let e = blk.read(0, &mut buf).err().expect("refused");
+    let e = blk.read(0, &mut buf).expect_err("refused");
     let text = e.to_string();
     assert!(text.contains("virtio@71000010"), "{text}");
 }
