@@ -11,12 +11,16 @@ use vioboot::console::{self, Sink};
 use vioboot::hcall::{self, Ioba, Liobn, UnitAddress};
 use vioboot::of::{self, Ihandle, Of};
 use vioboot::virtio::blk::Blk;
+use vioboot::virtio::fs::{self, VirtioFs};
+use vioboot::virtio::VioTransport;
 use vioboot::{arch, cprintln, exit, mem, report, rtas, time, vio};
+use vioboot_core::checks::{self, Check};
 use vioboot_core::fdt_write::{self, Summary};
 use vioboot_core::inventory::{self, Inventory};
 use vioboot_core::options::{self, ConsoleChoice, FdtChoice, Inject, Mode, Options, RtasChoice};
 use vioboot_core::pattern;
 use vioboot_core::ranges::Range;
+use vioboot_core::sha256::{self, Sha256};
 
 /// Largest device tree accepted (QEMU's own limit is 1 MiB).
 const FDT_MAX: usize = 1 << 20;
@@ -733,18 +737,14 @@ fn check_virtio(inv: &Inventory, opts: &Options) {
                 .unwrap_or(text)
         };
         let start = time::now_us();
-        let mut blk = match Blk::open(a, timeout_us) {
-            Ok(b) => b,
+        let t = match VioTransport::open(a, timeout_us) {
+            Ok(t) => t,
             Err(e) => {
-                report::fail(
-                    &tag,
-                    &format!("{e}"),
-                    &[("unit", &format!("{:#x}", a.unit))],
-                );
+                report::fail(&tag, &errmsg(&e), &[("unit", &format!("{:#x}", a.unit))]);
                 continue;
             }
         };
-        let h = blk.handle().header();
+        let h = t.handle().header();
         report::pass(
             &tag,
             format_args!(
@@ -757,6 +757,20 @@ fn check_virtio(inv: &Inventory, opts: &Options) {
                 a.window.size
             ),
         );
+        if h.device_id == fs::DEVICE_ID {
+            match VirtioFs::over(a.name.clone(), t) {
+                Ok(dev) => fs_checks(&tag, dev, opts),
+                Err(e) => report::fail(&format!("{tag} fs"), &errmsg(&e), &[]),
+            }
+            continue;
+        }
+        let mut blk = match Blk::over(a.name.clone(), t) {
+            Ok(b) => b,
+            Err(e) => {
+                report::fail(&format!("{tag} blk"), &errmsg(&e), &[]);
+                continue;
+            }
+        };
         blk_checks(&tag, &mut blk, opts);
         let name = blk.name.clone();
         match blk.shut_down() {
@@ -1017,4 +1031,196 @@ fn bench(blk: &mut Blk) -> Result<String, String> {
         mbps(w_us),
         mbps(r_us)
     ))
+}
+
+/// The virtio-fs checks: mount by tag, list the root, run the share's check list
+/// (`/vioboot-checks.txt`), statfs, and unmount; no buffer may stay mapped.
+fn fs_checks(tag: &str, dev: VirtioFs, opts: &Options) {
+    let share = dev.tag.clone();
+    let queues = dev.request_queues;
+    let mut fs = dev.into_fs();
+    match fs.mount() {
+        Ok(i) => report::pass(
+            &format!("{tag} mount"),
+            format_args!(
+                "tag \"{share}\", FUSE {}.{}, {queues} request queue(s), READDIRPLUS {}",
+                i.major,
+                i.minor,
+                if i.readdirplus { "yes" } else { "no" }
+            ),
+        ),
+        Err(e) => {
+            report::fail(&format!("{tag} mount"), &format!("{e}"), &[]);
+            let _ = fs.into_transport().shut_down();
+            return;
+        }
+    }
+    match fs.list_dir("/") {
+        Ok(l) => {
+            let names: Vec<&str> = l.iter().take(8).map(|e| e.name.as_str()).collect();
+            report::pass(
+                &format!("{tag} list"),
+                format_args!(
+                    "/ holds {} entries: {}{}",
+                    l.len(),
+                    names.join(", "),
+                    if l.len() > 8 { ", ..." } else { "" }
+                ),
+            )
+        }
+        Err(e) => report::fail(&format!("{tag} list"), &format!("{e}"), &[]),
+    }
+    match fs.read_file("/vioboot-checks.txt", &mut |_| {}) {
+        Err(e) if e.errno() == Some(fuse_client::fs::errno::ENOENT) => {
+            report::skip(
+                &format!("{tag} checks"),
+                "the share has no /vioboot-checks.txt",
+            );
+        }
+        Err(e) => report::fail(&format!("{tag} checks"), &format!("{e}"), &[]),
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let (list, bad) = checks::parse(&text);
+            for b in &bad {
+                report::fail(&format!("{tag} checks"), &format!("{b}"), &[]);
+            }
+            for c in &list {
+                run_fs_check(tag, &mut fs, c, opts);
+            }
+        }
+    }
+    match fs.statfs() {
+        Ok((blocks, free, bsize, files)) => report::pass(
+            &format!("{tag} statfs"),
+            format_args!("{blocks} blocks of {bsize} bytes, {free} free, {files} files"),
+        ),
+        Err(e) => report::fail(&format!("{tag} statfs"), &format!("{e}"), &[]),
+    }
+    let unmount = fs.unmount();
+    let stats = fs.stats;
+    let dev = fs.into_transport();
+    let left = dev.pages_left_mapped();
+    match unmount {
+        Ok(()) if left == 0 => report::pass(
+            &format!("{tag} unmount"),
+            format_args!("DESTROY sent; {} FUSE requests, {} FORGETs, {} bytes read; no buffer left in the TCE window", stats.requests, stats.forgets, stats.bytes_read),
+        ),
+        Ok(()) => report::fail(&format!("{tag} unmount"), &format!("{left} IOBA pages still mapped after the requests finished"), &[]),
+        Err(e) => report::fail(&format!("{tag} unmount"), &format!("{e}"), &[]),
+    }
+    match dev.shut_down() {
+        Ok(()) => report::pass(
+            &format!("{tag} shutdown"),
+            format_args!("device reset, CRQ freed, every TCE cleared"),
+        ),
+        Err(e) => report::fail(&format!("{tag} shutdown"), &format!("{e}"), &[]),
+    }
+}
+
+fn run_fs_check(tag: &str, fs: &mut fuse_client::Fs<VirtioFs>, c: &Check, opts: &Options) {
+    match c {
+        Check::File {
+            sha256: want,
+            size,
+            path,
+        } => {
+            let start = time::now_us();
+            let mut h = Sha256::new();
+            match fs.read_stream(path, None, &mut |piece| h.update(piece)) {
+                Err(e) => report::fail(&format!("{tag} file"), &format!("{e}"), &[]),
+                Ok((len, read)) if len != *size || read != *size => report::fail(
+                    &format!("{tag} file"),
+                    &format!("{path}: {read} bytes read, file size {len}, expected {size}"),
+                    &[],
+                ),
+                Ok(_) => {
+                    let got = h.finish();
+                    let us = (time::now_us() - start).max(1);
+                    if got == *want {
+                        report::pass(
+                            &format!("{tag} file"),
+                            format_args!(
+                                "{path}: {size} bytes, sha256 matches ({:.1} MB/s)",
+                                *size as f64 / us as f64
+                            ),
+                        )
+                    } else {
+                        report::fail(
+                            &format!("{tag} file"),
+                            &format!(
+                                "{path}: sha256 {} differs from {}",
+                                sha256::hex(&got),
+                                sha256::hex(want)
+                            ),
+                            &[],
+                        )
+                    }
+                }
+            }
+        }
+        Check::Enoent { path } => match fs.stat(path) {
+            Err(e) if e.errno() == Some(fuse_client::fs::errno::ENOENT) => {
+                report::pass(&format!("{tag} enoent"), format_args!("{e}, as expected"))
+            }
+            Err(e) => report::fail(
+                &format!("{tag} enoent"),
+                &format!("expected ENOENT, got {e}"),
+                &[],
+            ),
+            Ok(_) => report::fail(&format!("{tag} enoent"), &format!("{path} exists"), &[]),
+        },
+        Check::Dir { count, path } => {
+            let start = time::now_us();
+            match fs.list_dir(path) {
+                Ok(l) if l.len() == *count => report::pass(
+                    &format!("{tag} dir"),
+                    format_args!(
+                        "{path}: all {count} entries listed in {} ms",
+                        (time::now_us() - start) / 1000
+                    ),
+                ),
+                Ok(l) => report::fail(
+                    &format!("{tag} dir"),
+                    &format!("{path}: {} entries listed, expected {count}", l.len()),
+                    &[],
+                ),
+                Err(e) => report::fail(&format!("{tag} dir"), &format!("{e}"), &[]),
+            }
+        }
+        Check::BenchFile { path } if opts.bench => {
+            let start = time::now_us();
+            match fs.read_stream(path, None, &mut |_| {}) {
+                Ok((_, n)) => {
+                    let mbps = n as f64 / (time::now_us() - start).max(1) as f64;
+                    cprintln!("# bench fs-file-MBps {mbps:.1}");
+                    report::pass(
+                        &format!("{tag} bench"),
+                        format_args!("{path}: {n} bytes at {mbps:.1} MB/s"),
+                    )
+                }
+                Err(e) => report::fail(&format!("{tag} bench"), &format!("{e}"), &[]),
+            }
+        }
+        Check::BenchDir { path } if opts.bench => {
+            let start = time::now_us();
+            let r = fs.list_dir(path).and_then(|l| {
+                for e in &l {
+                    fs.read_stream(&format!("{path}/{}", e.name), None, &mut |_| {})?;
+                }
+                Ok(l.len())
+            });
+            match r {
+                Ok(n) => {
+                    let fps = n as f64 / ((time::now_us() - start).max(1) as f64 / 1e6);
+                    cprintln!("# bench fs-small-files-per-s {fps:.0}");
+                    report::pass(
+                        &format!("{tag} bench"),
+                        format_args!("{path}: {n} files read, {fps:.0} files/s"),
+                    )
+                }
+                Err(e) => report::fail(&format!("{tag} bench"), &format!("{e}"), &[]),
+            }
+        }
+        Check::BenchFile { .. } | Check::BenchDir { .. } => {}
+    }
 }

@@ -2,6 +2,7 @@
 //! the DMA layer that hands virtio-drivers IOBAs, and the devices vioboot checks.
 
 pub mod blk;
+pub mod fs;
 pub mod hal;
 pub mod transport;
 

@@ -100,7 +100,8 @@ impl fmt::Display for VioError {
 
 struct Inner {
     name: String,
-    device_type: DeviceType,
+    /// `None` for ids virtio-drivers has no name for (virtio-fs, 26).
+    device_type: Option<DeviceType>,
     window: usize,
     link: Link,
     header: Header,
@@ -315,11 +316,13 @@ impl VioTransport {
                 error,
             },
         })?;
-        let device_type =
-            DeviceType::try_from(header.device_id).map_err(|_| VioError::UnknownDevice {
-                adapter: name.clone(),
+        let device_type = DeviceType::try_from(header.device_id).ok();
+        if device_type.is_none() && header.device_id != super::fs::DEVICE_ID {
+            return Err(VioError::UnknownDevice {
+                adapter: name,
                 id: header.device_id,
-            })?;
+            });
+        }
         let queues = vec![None; header.num_queues as usize];
         Ok(VioTransport {
             window,
@@ -410,7 +413,14 @@ impl VioHandle {
 
 impl Transport for VioTransport {
     fn device_type(&self) -> DeviceType {
-        self.inner.borrow().device_type
+        let i = self.inner.borrow();
+        // virtio-drivers never asks; vioboot's own code reads the header's device id.
+        i.device_type.unwrap_or_else(|| {
+            panic!(
+                "{}: device id {} has no virtio-drivers DeviceType",
+                i.name, i.header.device_id
+            )
+        })
     }
 
     fn read_device_features(&mut self) -> u64 {

@@ -11,6 +11,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod cells;
+pub mod checks;
 pub mod fdt_write;
 pub mod hstatus;
 pub mod hvterm;
@@ -20,4 +21,5 @@ pub mod pages;
 pub mod pattern;
 pub mod ranges;
 pub mod rtas;
+pub mod sha256;
 pub mod tap;
