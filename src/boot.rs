@@ -1169,6 +1169,21 @@ fn run_fs_check(tag: &str, fs: &mut fuse_client::Fs<VirtioFs>, c: &Check, opts: 
             ),
             Ok(_) => report::fail(&format!("{tag} enoent"), &format!("{path} exists"), &[]),
         },
+        Check::Eloop { path } => match fs.stat(path) {
+            Err(e) if e.errno() == Some(fuse_client::fs::errno::ELOOP) => {
+                report::pass(&format!("{tag} eloop"), format_args!("{e}, as expected"))
+            }
+            Err(e) => report::fail(
+                &format!("{tag} eloop"),
+                &format!("expected ELOOP, got {e}"),
+                &[],
+            ),
+            Ok(_) => report::fail(
+                &format!("{tag} eloop"),
+                &format!("{path} resolved despite its loop"),
+                &[],
+            ),
+        },
         Check::Dir { count, path } => {
             let start = time::now_us();
             match fs.list_dir(path) {

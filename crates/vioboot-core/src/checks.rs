@@ -4,6 +4,7 @@
 //! # comment
 //! file <sha256> <size> <path>     the file (symlinks followed) has this size and digest
 //! enoent <path>                   the path does not exist
+//! eloop <path>                    resolving the path meets a symlink loop
 //! dir <count> <path>              the directory lists exactly <count> entries
 //! bench-file <path>               benchmark: read this file (MB/s)
 //! bench-dir <path>                benchmark: read every file of this directory (files/s)
@@ -22,6 +23,9 @@ pub enum Check<'a> {
         path: &'a str,
     },
     Enoent {
+        path: &'a str,
+    },
+    Eloop {
         path: &'a str,
     },
     Dir {
@@ -69,6 +73,7 @@ pub fn parse(text: &str) -> (Vec<Check<'_>>, Vec<BadLine>) {
                 .zip(size.parse().ok())
                 .map(|(sha256, size)| Check::File { sha256, size, path }),
             ["enoent", path] if abs(path) => Some(Check::Enoent { path }),
+            ["eloop", path] if abs(path) => Some(Check::Eloop { path }),
             ["dir", count, path] if abs(path) => {
                 count.parse().ok().map(|count| Check::Dir { count, path })
             }

@@ -10,8 +10,10 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod bls;
 pub mod cells;
 pub mod checks;
+pub mod elf;
 pub mod fdt_write;
 pub mod hstatus;
 pub mod hvterm;

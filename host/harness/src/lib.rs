@@ -556,3 +556,69 @@ mod tests {
         );
     }
 }
+
+/// Builds the virtio-fs test share in `dir` (made empty first): small files, a 64 MiB file,
+/// relative, absolute and looping symlinks, a 20-level deep path, a directory of 10,000
+/// entries, 1,000 small files for the benchmark, and the check list vioboot runs
+/// (`/vioboot-checks.txt`, format in `vioboot_core::checks`).
+pub fn test_share(dir: &Path, big_mib: u64) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    use vioboot_core::sha256::{digest, hex};
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let mut checks =
+        String::from("# vioboot's checks for this share (written by the test harness)\n");
+    let mut file = |rel: &str, data: &[u8]| -> std::io::Result<()> {
+        let p = dir.join(rel.trim_start_matches('/'));
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, data)?;
+        let _ = writeln!(checks, "file {} {} {rel}", hex(&digest(data)), data.len());
+        Ok(())
+    };
+    file("/hello.txt", b"hello from the VIO server\n")?;
+    file("/boot/cmdline", b"console=hvc0 quiet\n")?;
+    let big: Vec<u8> = (0..big_mib << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    file("/big.bin", &big)?;
+    let mut deep = String::new();
+    for i in 1..=20 {
+        deep.push_str(&format!("/d{i}"));
+    }
+    file(&format!("/deep{deep}/leaf.txt"), b"twenty levels down\n")?;
+    drop(file);
+    std::os::unix::fs::symlink("hello.txt", dir.join("link"))?;
+    std::os::unix::fs::symlink("/boot/cmdline", dir.join("abslink"))?;
+    std::os::unix::fs::symlink("loop2", dir.join("loop1"))?;
+    std::os::unix::fs::symlink("loop1", dir.join("loop2"))?;
+    let _ = writeln!(
+        checks,
+        "file {} 26 /link",
+        hex(&digest(b"hello from the VIO server\n"))
+    );
+    let _ = writeln!(
+        checks,
+        "file {} 19 /abslink",
+        hex(&digest(b"console=hvc0 quiet\n"))
+    );
+    let many = dir.join("many");
+    std::fs::create_dir_all(&many)?;
+    for i in 0..10_000 {
+        std::fs::write(many.join(format!("entry-{i:05}")), b"")?;
+    }
+    let _ = writeln!(checks, "dir 10000 /many");
+    let small = dir.join("bench/small");
+    std::fs::create_dir_all(&small)?;
+    for i in 0..1000 {
+        std::fs::write(small.join(format!("f{i:04}")), vec![i as u8; 4096])?;
+    }
+    let _ = writeln!(checks, "dir 1000 /bench/small");
+    let _ = writeln!(checks, "enoent /no/such/file");
+    let _ = writeln!(checks, "enoent /missing.txt");
+    let _ = writeln!(checks, "eloop /loop1");
+    let _ = writeln!(checks, "bench-file /big.bin");
+    let _ = writeln!(checks, "bench-dir /bench/small");
+    std::fs::write(dir.join("vioboot-checks.txt"), checks)
+}
