@@ -588,7 +588,6 @@ pub fn test_share(dir: &Path, big_mib: u64) -> std::io::Result<()> {
         deep.push_str(&format!("/d{i}"));
     }
     file(&format!("/deep{deep}/leaf.txt"), b"twenty levels down\n")?;
-    drop(file);
     std::os::unix::fs::symlink("hello.txt", dir.join("link"))?;
     std::os::unix::fs::symlink("/boot/cmdline", dir.join("abslink"))?;
     std::os::unix::fs::symlink("loop2", dir.join("loop1"))?;
