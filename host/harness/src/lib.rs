@@ -506,57 +506,6 @@ pub fn image_dir(workspace: &Path) -> PathBuf {
     workspace.join("target").join("image")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SAMPLE: &str = "SLOF noise\nTAP version 13\nok 1 - entry: Open Firmware\n# comment\n\
-        not ok 2 - options: unknown option\n  ---\n  message: \"x\"\n  ...\nok 3 - pci # SKIP none\n\
-        1..3\n# vioboot verdict: FAIL (1 passed, 1 failed, 1 skipped)\n";
-
-    #[test]
-    fn parses_a_report() {
-        let r = Report::parse(SAMPLE);
-        assert!(r.is_complete());
-        assert_eq!(r.verdict, Some(false));
-        assert_eq!(r.lines.len(), 3);
-        assert_eq!(r.failures().len(), 1);
-        assert!(r.check("options").is_some_and(|l| !l.ok));
-        assert!(r.check("pci").is_some_and(|l| l.ok));
-        assert!(r.check("opt").is_none());
-    }
-
-    #[test]
-    fn an_unfinished_report_is_not_complete() {
-        let cut = &SAMPLE[..SAMPLE.find("1..3").unwrap()];
-        let r = Report::parse(cut);
-        assert!(!r.is_complete());
-        assert_eq!(r.verdict, None);
-    }
-
-    #[test]
-    fn command_lines_per_boot_mode() {
-        let q = Qemu::new(Boot::Vof, "/img")
-            .append("vioboot.log=debug")
-            .kernel_addr(0x200_0000);
-        let a = q.args().join(" ");
-        assert!(
-            a.contains("-M pseries,x-vof=on,kernel-addr=0x2000000"),
-            "{a}"
-        );
-        assert!(
-            a.contains("-kernel /img/vioboot.elf -append vioboot.log=debug"),
-            "{a}"
-        );
-        assert!(a.contains("-action panic=exit-failure"), "{a}");
-        let b = Qemu::new(Boot::Bios, "/img").args().join(" ");
-        assert!(
-            b.contains("-bios /img/vioboot.bin") && !b.contains("-kernel"),
-            "{b}"
-        );
-    }
-}
-
 /// Builds the virtio-fs test share in `dir` (made empty first): small files, a 64 MiB file,
 /// relative, absolute and looping symlinks, a 20-level deep path, a directory of 10,000
 /// entries, 1,000 small files for the benchmark, and the check list vioboot runs
@@ -620,4 +569,55 @@ pub fn test_share(dir: &Path, big_mib: u64) -> std::io::Result<()> {
     let _ = writeln!(checks, "bench-file /big.bin");
     let _ = writeln!(checks, "bench-dir /bench/small");
     std::fs::write(dir.join("vioboot-checks.txt"), checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "SLOF noise\nTAP version 13\nok 1 - entry: Open Firmware\n# comment\n\
+        not ok 2 - options: unknown option\n  ---\n  message: \"x\"\n  ...\nok 3 - pci # SKIP none\n\
+        1..3\n# vioboot verdict: FAIL (1 passed, 1 failed, 1 skipped)\n";
+
+    #[test]
+    fn parses_a_report() {
+        let r = Report::parse(SAMPLE);
+        assert!(r.is_complete());
+        assert_eq!(r.verdict, Some(false));
+        assert_eq!(r.lines.len(), 3);
+        assert_eq!(r.failures().len(), 1);
+        assert!(r.check("options").is_some_and(|l| !l.ok));
+        assert!(r.check("pci").is_some_and(|l| l.ok));
+        assert!(r.check("opt").is_none());
+    }
+
+    #[test]
+    fn an_unfinished_report_is_not_complete() {
+        let cut = &SAMPLE[..SAMPLE.find("1..3").unwrap()];
+        let r = Report::parse(cut);
+        assert!(!r.is_complete());
+        assert_eq!(r.verdict, None);
+    }
+
+    #[test]
+    fn command_lines_per_boot_mode() {
+        let q = Qemu::new(Boot::Vof, "/img")
+            .append("vioboot.log=debug")
+            .kernel_addr(0x200_0000);
+        let a = q.args().join(" ");
+        assert!(
+            a.contains("-M pseries,x-vof=on,kernel-addr=0x2000000"),
+            "{a}"
+        );
+        assert!(
+            a.contains("-kernel /img/vioboot.elf -append vioboot.log=debug"),
+            "{a}"
+        );
+        assert!(a.contains("-action panic=exit-failure"), "{a}");
+        let b = Qemu::new(Boot::Bios, "/img").args().join(" ");
+        assert!(
+            b.contains("-bios /img/vioboot.bin") && !b.contains("-kernel"),
+            "{b}"
+        );
+    }
 }
