@@ -1051,7 +1051,7 @@ fn fs_checks(tag: &str, dev: VirtioFs, opts: &Options) {
         ),
         Err(e) => {
             report::fail(&format!("{tag} mount"), &format!("{e}"), &[]);
-            let _ = fs.into_transport().shut_down();
+            fs_shut_down(tag, fs.into_transport());
             return;
         }
     }
@@ -1108,6 +1108,10 @@ fn fs_checks(tag: &str, dev: VirtioFs, opts: &Options) {
         Ok(()) => report::fail(&format!("{tag} unmount"), &format!("{left} IOBA pages still mapped after the requests finished"), &[]),
         Err(e) => report::fail(&format!("{tag} unmount"), &format!("{e}"), &[]),
     }
+    fs_shut_down(tag, dev);
+}
+
+fn fs_shut_down(tag: &str, dev: VirtioFs) {
     match dev.shut_down() {
         Ok(()) => report::pass(
             &format!("{tag} shutdown"),

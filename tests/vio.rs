@@ -228,3 +228,152 @@ fn no_server_is_a_clear_failure() {
         run.output
     );
 }
+
+/// A VIO server sharing `share` as virtio-fs with `tag`, as adapter `n`.
+fn fs_server(dir: &Path, n: u32, share: &Path, tag: &str) -> (VioServer, Vec<String>) {
+    let socket = dir.join(format!("v{n}.sock"));
+    let bin = vioboot_harness::vio_server_binary(&root());
+    let share_arg = share.display().to_string();
+    let args = ["--fs", share_arg.as_str(), "--tag", tag];
+    let s = VioServer::start(&bin, &socket, &args, &dir.join(format!("server{n}.log")))
+        .expect("server starts");
+    let dev = vioboot_harness::virtio_vio_device(&format!("v{n}"), &socket, 0x7100_0010 + n);
+    (s, dev)
+}
+
+fn fs_lines(run: &Run, check: &str) -> Vec<String> {
+    run.report()
+        .lines
+        .iter()
+        .filter(|l| l.description.starts_with(&format!("{check}:")))
+        .map(|l| l.description.clone())
+        .collect()
+}
+
+#[test]
+fn fs_share_mounts_lists_and_verifies() {
+    let dir = scratch("fs");
+    let share = dir.join("share");
+    vioboot_harness::test_share(&share, 64).expect("share");
+    let (srv, dev) = fs_server(&dir, 0, &share, "share0");
+    let mut q = qemu(Boot::Bios);
+    q.extra = dev;
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    assert_pass(&run);
+    let d = "virtio@71000010";
+    assert!(line(&run, d).contains("device id 26"), "{}", run.output);
+    assert!(
+        line(&run, &format!("{d} mount")).contains("tag \"share0\""),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} list")).contains("entries"),
+        "{}",
+        run.output
+    );
+    let files = fs_lines(&run, &format!("{d} file"));
+    for want in [
+        "/hello.txt",
+        "/big.bin: 67108864 bytes, sha256 matches",
+        "/link",
+        "/abslink",
+        "leaf.txt",
+    ] {
+        assert!(
+            files.iter().any(|l| l.contains(want)),
+            "no passing file check for {want}:\n{}",
+            run.output
+        );
+    }
+    let dirs = fs_lines(&run, &format!("{d} dir"));
+    assert!(
+        dirs.iter().any(|l| l.contains("/many: all 10000 entries")),
+        "{}",
+        run.output
+    );
+    assert_eq!(
+        fs_lines(&run, &format!("{d} enoent")).len(),
+        2,
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} eloop")).contains("ELOOP"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} unmount")).contains("no buffer left"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, &format!("{d} shutdown")).contains("every TCE cleared"),
+        "{}\n{}",
+        run.output,
+        srv.log()
+    );
+}
+
+#[test]
+fn fs_and_blk_side_by_side_under_slof() {
+    let dir = scratch("fsblk");
+    let share = dir.join("share");
+    vioboot_harness::test_share(&share, 1).expect("share");
+    let (_b, d0) = server(&dir, 0, 4, &[]);
+    let (_f, d1) = fs_server(&dir, 1, &share, "boot");
+    let mut q = qemu(Boot::Slof);
+    q.extra = d0;
+    q.extra.extend(d1);
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    assert_pass(&run);
+    assert!(
+        line(&run, "virtio@71000010 write").contains("wrote and read back"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "virtio@71000011 mount").contains("tag \"boot\""),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn a_lying_fs_server_is_a_named_failure_not_a_hang() {
+    for (fault, want) in [
+        ("fs-wrong-unique", "bad reply: reply for request"),
+        ("fs-dirent-overrun", "directory entry at byte"),
+    ] {
+        let dir = scratch(fault);
+        let share = dir.join("share");
+        vioboot_harness::test_share(&share, 1).expect("share");
+        let socket = dir.join("v0.sock");
+        let bin = vioboot_harness::vio_server_binary(&root());
+        let share_arg = share.display().to_string();
+        let _s = VioServer::start(
+            &bin,
+            &socket,
+            &["--fs", &share_arg, "--tag", "bad", "--fault", fault],
+            &dir.join("server.log"),
+        )
+        .expect("server");
+        let mut q = qemu(Boot::Bios);
+        q.extra = vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010);
+        let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+        let r = run.report();
+        assert_eq!(r.verdict, Some(false), "{fault}: {}", run.output);
+        assert_eq!(run.exit_code(), Some(1), "{fault}: {}", run.output);
+        assert!(
+            r.failures().iter().any(|l| l.description.contains(want)),
+            "{fault}: no failure naming `{want}`:\n{}",
+            run.output
+        );
+        assert!(
+            line(&run, "virtio@71000010 shutdown").contains("every TCE cleared"),
+            "{fault}: {}",
+            run.output
+        );
+    }
+}

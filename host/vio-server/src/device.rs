@@ -1,5 +1,5 @@
 //! The device kinds behind the virtio-vio model: one trait, one implementation per kind
-//! (virtio-blk in [`crate::blk`]; virtio-fs will be another).
+//! (virtio-blk in [`crate::blk`], virtio-fs in [`crate::fs`]).
 //!
 //! The model ([`crate::model`]) does everything that is the same for every kind: the device
 //! header, status and feature negotiation, config access, queues, remote DMA. A device sees
@@ -8,6 +8,7 @@
 //! `DescriptorChain` over `vm-memory`'s `GuestMemoryMmap`, the types `fuse-backend-rs` 0.14
 //! builds its virtio-fs `Reader`/`Writer` from.
 
+use crate::faults::Faults;
 use crate::mirror::{DmaError, MirrorMemory};
 use virtio_queue::DescriptorChain;
 use virtio_vio::msg::Status;
@@ -23,6 +24,8 @@ pub struct Request<'a> {
     /// Set when a driver-readable buffer could not be fetched from the guest: the mirror does
     /// not hold the guest's bytes then, and the device should fail the request its own way.
     pub fetch_failed: Option<DmaError>,
+    /// The session's fault injection (a device applies the faults that are its own).
+    pub faults: Faults,
 }
 
 /// A virtio device kind.
@@ -54,6 +57,12 @@ pub trait Device {
     }
     /// The device is reset (SET_STATUS 0, or a new session).
     fn reset(&mut self) {}
+    /// Whether a NOTIFY of `queue` is swallowed under `faults`: nothing served, no USED sent
+    /// (a device's way to play an unresponsive backend). The default never swallows.
+    fn swallows_notify(&self, queue: u16, faults: &Faults) -> bool {
+        let _ = (queue, faults);
+        false
+    }
     /// Serves one request. Before the call the model has zeroed the chain's device-writable
     /// buffers in the mirror; the device returns how many bytes at the start of that
     /// device-writable space it produced (the used length). Exactly those bytes are copied to the

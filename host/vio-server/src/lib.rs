@@ -5,7 +5,7 @@
 //! - [`partner`]: what the hypervisor gives a server ([`partner::Partner`]): the socket client
 //!   for QEMU, and an in-memory fake guest for tests.
 //! - [`mirror`]: the local copy of the guest's DMA window that rust-vmm's `virtio-queue` runs on.
-//! - [`device`]: the device kinds behind one trait; [`blk`] is virtio-blk.
+//! - [`device`]: the device kinds behind one trait; [`blk`] is virtio-blk, [`fs`] virtio-fs.
 //! - [`model`]: the virtio device model (header, status, features, config, queues).
 //! - [`session`]: the CRQ handshake and message dispatch of one connection.
 //! - [`server`]: the loop over connections.
@@ -15,6 +15,7 @@ pub mod blk;
 pub mod chain;
 pub mod device;
 pub mod faults;
+pub mod fs;
 pub mod hcall;
 pub mod logger;
 pub mod mirror;
@@ -27,6 +28,7 @@ pub mod stats;
 pub use blk::Blk;
 pub use device::{Device, Request};
 pub use faults::Faults;
+pub use fs::{Fs, FsOptions};
 pub use hcall::PartnerError;
 pub use mirror::Mirror;
 pub use model::{DeviceModel, Ended};

@@ -1,4 +1,5 @@
-//! `vio-server`: serves one virtio-blk device to a guest through QEMU's `spapr-virtio-vio`.
+//! `vio-server`: serves one virtio-blk or virtio-fs device to a guest through QEMU's
+//! `spapr-virtio-vio`.
 //!
 //! One device per process; a second device is a second QEMU device with a second server. The
 //! server survives QEMU dropping the connection (it reconnects every 100 ms) and may be killed
@@ -10,18 +11,26 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use vio_server::server::{self, Exit, Options};
-use vio_server::{logger, Blk, Faults, SocketPartner, Stats};
+use vio_server::{logger, Blk, Device, Faults, Fs, FsOptions, SocketPartner, Stats};
 
 const USAGE: &str = "\
 usage: vio-server --socket PATH --blk FILE [--read-only] [--serial STR]
+                  [--fault NAME[,NAME]]... [--log LEVEL]
+       vio-server --socket PATH --fs DIR --tag TAG [--fs-writable] [--fs-queues N]
                   [--fault NAME[,NAME]]... [--log LEVEL]
 
   --socket PATH   QEMU's spapr-virtio-vio chardev socket (QEMU listens; we connect)
   --blk FILE      disk image or block device served as virtio-blk
   --read-only     offer VIRTIO_BLK_F_RO and refuse writes
   --serial STR    GET_ID answer (at most 20 bytes; default: the file name)
+  --fs DIR        directory shared as virtio-fs (read-only unless --fs-writable)
+  --tag TAG       virtio-fs mount tag (1 to 36 bytes)
+  --fs-writable   let the guest change the shared directory
+  --fs-queues N   virtio-fs request queues, 1 (default) to 4
   --fault NAMES   inject faults: bad-used-id, bad-used-len, unknown-opcode, flood,
-                  die-mid-request, touch-unmapped
+                  die-mid-request, touch-unmapped; virtio-fs only: fs-short-reply,
+                  fs-wrong-unique, fs-error-reply, fs-huge-len, fs-bad-errno,
+                  fs-dirent-overrun, fs-slash-name, fs-silent
   --log LEVEL     error, warn, info (default), debug, trace
 
 exit status: 0 stopped by SIGTERM/SIGINT, 1 error, 2 usage, 3 died by die-mid-request";
@@ -29,17 +38,26 @@ exit status: 0 stopped by SIGTERM/SIGINT, 1 error, 2 usage, 3 died by die-mid-re
 /// Exit status when `die-mid-request` fired.
 const EXIT_DIED: u8 = 3;
 
+/// The device a process serves.
+enum Kind {
+    Blk {
+        file: PathBuf,
+        read_only: bool,
+        serial: Option<String>,
+    },
+    Fs(FsOptions),
+}
+
 struct Args {
     socket: PathBuf,
-    blk: PathBuf,
-    read_only: bool,
-    serial: Option<String>,
+    kind: Kind,
     faults: Faults,
     log: LevelFilter,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut socket, mut blk, mut read_only, mut serial) = (None, None, false, None);
+    let (mut fs, mut tag, mut fs_writable, mut fs_queues) = (None, None, false, None);
     let mut faults = Faults::default();
     let mut log = LevelFilter::Info;
     while let Some(a) = it.next() {
@@ -49,6 +67,16 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--blk" => blk = Some(PathBuf::from(value("--blk")?)),
             "--read-only" => read_only = true,
             "--serial" => serial = Some(value("--serial")?),
+            "--fs" => fs = Some(PathBuf::from(value("--fs")?)),
+            "--tag" => tag = Some(value("--tag")?),
+            "--fs-writable" => fs_writable = true,
+            "--fs-queues" => {
+                let v = value("--fs-queues")?;
+                fs_queues = Some(
+                    v.parse::<u16>()
+                        .map_err(|_| format!("--fs-queues {v}: not a number"))?,
+                );
+            }
             "--fault" => faults
                 .enable(&value("--fault")?)
                 .map_err(|e| e.to_string())?,
@@ -62,11 +90,34 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    let kind = match (blk, fs) {
+        (Some(file), None) => {
+            if tag.is_some() || fs_writable || fs_queues.is_some() {
+                return Err("--tag, --fs-writable and --fs-queues go with --fs".into());
+            }
+            if faults.any_fs() {
+                return Err("fs-* faults go with --fs".into());
+            }
+            Kind::Blk {
+                file,
+                read_only,
+                serial,
+            }
+        }
+        (None, Some(dir)) => {
+            if read_only || serial.is_some() {
+                return Err("--read-only and --serial go with --blk (a share is read-only unless --fs-writable)".into());
+            }
+            let mut o = FsOptions::new(dir, &tag.ok_or("--fs needs --tag")?);
+            o.writable = fs_writable;
+            o.request_queues = fs_queues.unwrap_or(1);
+            Kind::Fs(o)
+        }
+        _ => return Err("exactly one of --blk FILE and --fs DIR is required".into()),
+    };
     Ok(Args {
         socket: socket.ok_or("--socket is required")?,
-        blk: blk.ok_or("--blk is required")?,
-        read_only,
-        serial,
+        kind,
         faults,
         log,
     })
@@ -93,25 +144,52 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let blk = match Blk::open(
-        &args.blk,
-        args.read_only,
-        args.serial.as_deref(),
-        stats.clone(),
-    ) {
-        Ok(b) => b,
-        Err(e) => {
-            error!("{}: {e}", args.blk.display());
-            return ExitCode::FAILURE;
+    match args.kind {
+        Kind::Blk {
+            ref file,
+            read_only,
+            ref serial,
+        } => {
+            let blk = match Blk::open(file, read_only, serial.as_deref(), stats.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!("{}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            info!(
+                "serving {} ({} sectors{}) on {}",
+                file.display(),
+                blk.capacity(),
+                if read_only { ", read-only" } else { "" },
+                args.socket.display()
+            );
+            run(&args, blk, stats, stop)
         }
-    };
-    info!(
-        "serving {} ({} sectors{}) on {}",
-        args.blk.display(),
-        blk.capacity(),
-        if args.read_only { ", read-only" } else { "" },
-        args.socket.display()
-    );
+        Kind::Fs(ref o) => {
+            let fs = match Fs::new(o, stats.clone()) {
+                Ok(f) => f,
+                Err(e) => {
+                    error!("virtio-fs: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            info!(
+                "sharing {} as virtio-fs tag {:?} ({}, {} request queue{}) on {}",
+                fs.dir().display(),
+                o.tag,
+                if o.writable { "writable" } else { "read-only" },
+                o.request_queues,
+                if o.request_queues == 1 { "" } else { "s" },
+                args.socket.display()
+            );
+            run(&args, fs, stats, stop)
+        }
+    }
+}
+
+/// Serves `device` until stopped.
+fn run<D: Device>(args: &Args, device: D, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> ExitCode {
     if !args.faults.is_empty() {
         info!("fault injection: {}", args.faults);
     }
@@ -121,7 +199,7 @@ fn main() -> ExitCode {
         stats: stats.clone(),
         stop,
     };
-    let (exit, _blk) = server::serve(&mut partner, blk, &opts, None);
+    let (exit, _device) = server::serve(&mut partner, device, &opts, None);
     info!("stats: {stats}");
     match exit {
         Exit::Died => {

@@ -6,7 +6,8 @@
 //! available chain (`Queue::iter`); per chain check it ([`crate::chain::walk`]), fetch its
 //! driver-readable buffers, zero its device-writable ones, let the device serve it, flush the
 //! bytes the device produced, `add_used` in the mirror; then flush the used elements, then the
-//! used index, then send exactly one USED.
+//! used index, then send exactly one USED. (The one exception is a fault: a device may swallow
+//! a NOTIFY whole, see `Device::swallows_notify`.)
 
 use crate::chain::{self, Buffer};
 use crate::device::{Device, Request};
@@ -529,6 +530,10 @@ impl<D: Device> DeviceModel<D> {
             warn!("NOTIFY for queue {qi}, which is not set up: ignored");
             return Ok(());
         };
+        if self.device.swallows_notify(qi, &self.faults) {
+            info!("fault: NOTIFY {qi} swallowed (nothing served, no USED)");
+            return Ok(());
+        }
         let idle = self.status & status::DRIVER_OK == 0
             || self.status & (status::DEVICE_NEEDS_RESET | status::FAILED) != 0;
         if idle {
@@ -747,6 +752,7 @@ fn serve_chain<P: Partner + ?Sized, D: Device>(
         chain,
         mem,
         fetch_failed,
+        faults,
     });
     let used = u64::from(used).min(writable);
     for (ioba, len) in chain::writable_prefix(&buffers, used) {

@@ -5,12 +5,17 @@
 //! sequence, a virtio-blk read through a virtqueue in guest memory, and a server killed and
 //! restarted while the guest runs (partner-failed event, then the new server's INIT).
 //!
+//! A second guest mounts a virtio-fs share the same way: FUSE_INIT and a LOOKUP through the
+//! request queue.
+//!
 //! QEMU: `$VIOBOOT_BUILT_QEMU`, else the last line `host/qemu/build.sh` prints (cached after
 //! the first build, which takes minutes).
 
 mod common;
 
+use common::fs::{TempTree, HELLO};
 use common::{pattern, TempDisk};
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -239,35 +244,45 @@ impl Guest {
     }
 }
 
-fn start_server(exe: &str, sock: &Path, disk: &Path, log: &Path) -> Guard {
+fn start_server(exe: &str, sock: &Path, device: &[&OsStr], log: &Path) -> Guard {
     let log = std::fs::File::create(log).unwrap();
     Guard(
         Command::new(exe)
-            .args([
-                "--socket".as_ref(),
-                sock.as_os_str(),
-                "--blk".as_ref(),
-                disk.as_os_str(),
-            ])
-            .args(["--serial", "qemu-e2e"])
+            .args(["--socket".as_ref(), sock.as_os_str()])
+            .args(device)
             .stderr(log)
             .spawn()
             .unwrap(),
     )
 }
 
-#[test]
-fn a_slof_guest_talks_to_the_server_through_qemu() {
+/// A running server (the device `args`), QEMU with SLOF, and a guest whose CRQ is READY:
+/// memory and TCEs as the constants above say.
+struct Booted {
+    g: Guest,
+    server: Option<Guard>,
+    // Dropped after `g` (whose console thread reads QEMU's stdout).
+    _qemu: Guard,
+    dir: PathBuf,
+    sock: PathBuf,
+    log: PathBuf,
+}
+
+impl Booted {
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn boot(name: &str, device: &[&OsStr]) -> Booted {
     let qemu = qemu_binary();
-    let dir = std::env::temp_dir().join(format!("vio-server-qemu-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("vio-server-qemu-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("v.sock");
     let log = dir.join("server.log");
     let _ = std::fs::remove_file(&sock);
-    let disk = TempDisk::new(64 * 512);
-    let exe = env!("CARGO_BIN_EXE_vio-server");
     // The server starts first and waits for QEMU's socket.
-    let mut server = start_server(exe, &sock, &disk.path, &log);
+    let server = start_server(env!("CARGO_BIN_EXE_vio-server"), &sock, device, &log);
     let mut q = Command::new(&qemu);
     q.args([
         "-L",
@@ -303,7 +318,6 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
         slot: 0,
         tag: 0,
     };
-    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // Memory, TCEs (CRQ, header, rings RW; data RW), CRQ registration.
     g.slof
@@ -318,15 +332,42 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
         [0],
         "H_REG_CRQ"
     );
-
+    // A little-endian store: ( value addr nbytes -- ).
+    g.slof
+        .run(": le! ( v a n -- ) 0 do 2dup c! swap 8 rshift swap 1+ loop 2drop ;");
+    let mut b = Booted {
+        g,
+        server: Some(server),
+        _qemu: qemu,
+        dir,
+        sock,
+        log,
+    };
     // INIT -> INIT COMPLETE (the server's own INIT met H_CLOSED long ago).
-    g.send(virtio_vio::crq::Entry::init(false));
+    b.g.send(virtio_vio::crq::Entry::init(false));
+    let log = b.server_log();
     assert_eq!(
-        g.next_entry(),
+        b.g.next_entry(),
         (0xC002_0000_0000_0000, 0),
-        "INIT COMPLETE; server log:\n{}",
-        server_log()
+        "INIT COMPLETE; server log:\n{log}"
     );
+    b
+}
+
+#[test]
+fn a_slof_guest_talks_to_the_server_through_qemu() {
+    let disk = TempDisk::new(64 * 512);
+    let exe = env!("CARGO_BIN_EXE_vio-server");
+    let blk_args = [
+        "--blk".as_ref(),
+        disk.path.as_os_str(),
+        "--serial".as_ref(),
+        "qemu-e2e".as_ref(),
+    ];
+    let mut b = boot("blk", &blk_args);
+    let (sock, log) = (b.sock.clone(), b.log.clone());
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let g = &mut b.g;
 
     // PROBE: the header lands in guest memory (SLOF reads big-endian, as the header is).
     let r = g.call(Opcode::Probe, 1, HDR);
@@ -346,8 +387,6 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
 
     // A 4-entry queue at 0x3000: desc, avail +0x40, used +0x60; setup block +0x100 (big-endian);
     // request header +0x200 (IN, sector 1), status +0x300; 512 data bytes at 0x4000.
-    g.slof
-        .run(": le! ( v a n -- ) 0 do 2dup c! swap 8 rshift swap 1+ loop 2drop ;");
     let desc = [
         (0x3200u64, 16u32, 1u16, 1u16),
         (DATA, 512, 3, 2),
@@ -387,10 +426,11 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
 
     eprintln!("--- log of the first server ---\n{}", server_log());
     // Kill the server: QEMU posts "partner failed"; a restarted server connects and INITs.
-    drop(server);
-    let (w0, _) = g.next_entry();
+    drop(b.server.take());
+    let (w0, _) = b.g.next_entry();
     assert_eq!(w0, 0xFF01_0000_0000_0000, "partner failed");
-    server = start_server(exe, &sock, &disk.path, &log);
+    b.server = Some(start_server(exe, &sock, &blk_args, &log));
+    let g = &mut b.g;
     let (w0, _) = g.next_entry();
     assert_eq!(w0, 0xC001_0000_0000_0000, "the new server's INIT");
     g.send(virtio_vio::crq::Entry::init(true));
@@ -398,6 +438,7 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
     assert_eq!(r.byte3, 0, "PROBE on the new session");
 
     // SIGTERM: exit 0 and a stats line.
+    let server = b.server.as_mut().unwrap();
     let pid = server.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -409,5 +450,108 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
     eprintln!("--- log of the restarted server ---\n{text}");
     assert!(st.success(), "server exit {st}:\n{text}");
     assert!(text.contains("stats: sessions 1"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&b.dir);
+}
+
+#[test]
+fn a_slof_guest_sends_fuse_requests_through_qemu() {
+    let tree = TempTree::new();
+    let args = [
+        "--fs".as_ref(),
+        tree.path.as_os_str(),
+        "--tag".as_ref(),
+        "e2e".as_ref(),
+    ];
+    let mut b = boot("fs", &args);
+    let log = b.log.clone();
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let g = &mut b.g;
+
+    // The header: device 26, two queues of 256, 40 config bytes: the tag "e2e" and
+    // num_request_queues 1 (little-endian; SLOF reads big-endian).
+    assert_eq!(g.call(Opcode::Probe, 1, HDR).byte3, 0);
+    assert_eq!(
+        g.slof
+            .run("q 1008 + l@ u. q 1018 + w@ u. q 101a + w@ u. q 1020 + w@ u. q 1022 + w@ u."),
+        [26, 2, 40, 256, 256]
+    );
+    assert_eq!(
+        g.slof.run("q 10a0 + l@ u. q 10c4 + l@ u."),
+        [0x6532_6500, 0x0100_0000]
+    );
+    let features = g.slof.run("q 1010 + x@ u.")[0];
+    assert_eq!(features, 1 << 32, "VIRTIO_F_VERSION_1");
+
+    // Request queue 1, 4 entries at 0x3000 (as for virtio-blk). FUSE_INIT at 0x3200 (56 bytes)
+    // answered into 0x4000; LOOKUP "hello.txt" at 0x3400 (50 bytes) answered into 0x4800.
+    let desc = [
+        (0x3200u64, 56u32, 1u16, 1u16),
+        (DATA, 0x800, 2, 0),
+        (0x3400, 50, 1, 3),
+        (DATA + 0x800, 0x800, 2, 0),
+    ];
+    for (i, (addr, len, flags, next)) in desc.iter().enumerate() {
+        let at = 16 * i;
+        g.slof.run(&format!(
+            "{addr:x} q 2000 + {at:x} + 8 le! {len:x} q 2008 + {at:x} + 4 le! \
+             {flags:x} q 200c + {at:x} + 2 le! {next:x} q 200e + {at:x} + 2 le!"
+        ));
+    }
+    // fuse_in_header (len, opcode 26, unique 2) and fuse_init_in (7.33, DO_READDIRPLUS).
+    g.slof.run(
+        "38 q 2200 + 4 le! 1a q 2204 + 4 le! 2 q 2208 + 8 le! \
+         7 q 2228 + 4 le! 21 q 222c + 4 le! 2000 q 2234 + 4 le!",
+    );
+    // fuse_in_header (len, opcode 1, unique 4, node 1) and "hello.txt\0".
+    g.slof.run(
+        "32 q 2400 + 4 le! 1 q 2404 + 4 le! 4 q 2408 + 8 le! 1 q 2410 + 8 le! \
+         78742e6f6c6c6568 q 2428 + 8 le! 74 q 2430 + c!",
+    );
+    g.slof
+        .run("1 q 2100 + w! 4 q 2102 + w! 3000 q 2108 + x! 3040 q 2110 + x! 3060 q 2118 + x!");
+    g.ok(Opcode::SetStatus, 0, 3);
+    g.ok(Opcode::SetFeatures, 0, features);
+    g.ok(Opcode::SetStatus, 0, 0xB);
+    g.ok(Opcode::QueueSetup, 1, RINGS + 0x100);
+    g.ok(Opcode::SetStatus, 0, 0xF);
+
+    let notify = |g: &mut Guest, head: u64, idx: u64| {
+        g.slof.run(&format!(
+            "{head:x} q 2044 + {:x} + 2 le! {idx:x} q 2042 + 2 le!",
+            2 * (idx - 1)
+        ));
+        g.send(Message::request(Opcode::Notify, 90 + idx as u16, 1, 0).encode());
+        let (w0, w1) = g.next_entry();
+        let used = Message::decode(&virtio_vio::crq::from_words(w0, w1)).unwrap();
+        assert_eq!(
+            (used.opcode, used.arg16, used.arg64),
+            (Opcode::Used, 1, idx),
+            "server log:\n{}",
+            server_log()
+        );
+    };
+    // FUSE_INIT: used length 80 (header and fuse_init_out); the reply says len 80, error 0,
+    // unique 2, version 7.33.
+    notify(g, 0, 1);
+    assert_eq!(
+        g.slof.run(
+            "q 2068 + l@ u. q 3000 + l@ u. q 3004 + l@ u. q 3008 + x@ u. q 3010 + l@ u. q 3014 + l@ u."
+        ),
+        [0x5000_0000, 0x5000_0000, 0, 0x0200_0000_0000_0000, 0x0700_0000, 0x2100_0000]
+    );
+    // LOOKUP: used length 144 (header and fuse_entry_out), error 0, unique 4, attr.size 15.
+    notify(g, 2, 2);
+    assert_eq!(
+        g.slof
+            .run("q 2070 + l@ u. q 3800 + l@ u. q 3804 + l@ u. q 3808 + x@ u. q 3840 + x@ u."),
+        [
+            0x9000_0000,
+            0x9000_0000,
+            0,
+            0x0400_0000_0000_0000,
+            (HELLO.len() as u64) << 56
+        ]
+    );
+    eprintln!("--- server log ---\n{}", server_log());
+    let _ = std::fs::remove_dir_all(&b.dir);
 }

@@ -1,12 +1,15 @@
 //! The guest side for the server's tests: a fake guest (`FakeGuest`) with a split virtqueue
-//! built by hand in its memory, driving a `Session` the way vioboot will.
+//! built by hand in its memory, driving a `Session` the way vioboot will. `fs` adds a FUSE
+//! client for the virtio-fs device.
 #![allow(dead_code)] // each test file uses its own part of the fixture
+
+pub mod fs;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use vio_server::partner::fake::{TCE_READ, TCE_RW};
-use vio_server::{Blk, FakeGuest, Faults, Mirror, Partner, Session, Stats};
+use vio_server::{Blk, Device, FakeGuest, Faults, Mirror, Partner, Session, Stats};
 use virtio_vio::crq::{Entry, ENTRY_LEN};
 use virtio_vio::header::{self, Header};
 use virtio_vio::msg::{Message, Opcode, Status};
@@ -103,6 +106,17 @@ impl GuestVq {
         }
     }
 
+    /// A queue whose descriptor table, available and used rings are the three pages at `base`
+    /// (room for up to 256 entries).
+    pub fn at(size: u16, base: u64) -> GuestVq {
+        GuestVq {
+            desc: base,
+            avail: base + 0x1000,
+            used: base + 0x2000,
+            ..GuestVq::new(size)
+        }
+    }
+
     pub fn setup(&self, queue: u16) -> QueueSetup {
         QueueSetup {
             queue,
@@ -175,14 +189,20 @@ pub struct BlkResult {
     pub head: u16,
 }
 
-/// A fake guest, a virtio-blk device on a temporary disk and the session between them.
-pub struct Rig {
+/// A fake guest, a device (virtio-blk on a temporary disk by default) and the session between
+/// them.
+pub struct Rig<D: Device = Blk, B = TempDisk> {
     pub guest: FakeGuest,
-    pub session: Option<Session<Blk>>,
+    pub session: Option<Session<D>>,
     pub stats: Arc<Stats>,
     pub faults: Faults,
+    /// The queue the requests go to, set up as queue `vq_index`.
     pub vq: GuestVq,
-    pub disk: TempDisk,
+    pub vq_index: u16,
+    /// Other queues `bring_up` sets up: (queue index, queue).
+    pub more_vqs: Vec<(u16, GuestVq)>,
+    /// What the device works on: the disk image (virtio-blk), the shared tree (virtio-fs).
+    pub disk: B,
     tag: u16,
     next_buf: u64,
 }
@@ -193,22 +213,31 @@ impl Rig {
         let disk = TempDisk::new(sectors * 512);
         let stats = Arc::new(Stats::default());
         let blk = Blk::open(&disk.path, read_only, Some("vioboot-disk-0"), stats.clone()).unwrap();
+        Rig::with_device(blk, disk, faults, stats)
+    }
+}
+
+impl<D: Device, B> Rig<D, B> {
+    /// A rig for `device` (working on `disk`); the session is created but not started.
+    pub fn with_device(device: D, disk: B, faults: Faults, stats: Arc<Stats>) -> Rig<D, B> {
         let guest = FakeGuest::new(0, WINDOW);
         let mirror = Mirror::new(0, WINDOW, stats.clone()).unwrap();
-        let session = Session::new(mirror, blk, faults, stats.clone());
+        let session = Session::new(mirror, device, faults, stats.clone());
         Rig {
             guest,
             session: Some(session),
             stats,
             faults,
             vq: GuestVq::new(256),
+            vq_index: 0,
+            more_vqs: Vec::new(),
             disk,
             tag: 0,
             next_buf: BUFFERS,
         }
     }
 
-    pub fn session(&mut self) -> &mut Session<Blk> {
+    pub fn session(&mut self) -> &mut Session<D> {
         self.session.as_mut().unwrap()
     }
 
@@ -298,7 +327,7 @@ impl Rig {
         st
     }
 
-    /// Connect, PROBE, negotiate all offered features, set up queue 0, DRIVER_OK.
+    /// Connect, PROBE, negotiate all offered features, set up the queues, DRIVER_OK.
     pub fn bring_up(&mut self) -> Header {
         self.connect();
         let h = self.probe();
@@ -315,8 +344,15 @@ impl Rig {
             Status::Ok
         );
         self.vq.map(&mut self.guest);
-        let setup = self.vq.setup(0);
+        let setup = self.vq.setup(self.vq_index);
         assert_eq!(self.queue_setup(setup), Status::Ok);
+        let more: Vec<QueueSetup> = self.more_vqs.iter().map(|(i, q)| q.setup(*i)).collect();
+        for (_, q) in &self.more_vqs {
+            q.map(&mut self.guest);
+        }
+        for setup in more {
+            assert_eq!(self.queue_setup(setup), Status::Ok);
+        }
         assert_eq!(
             self.status_of(Opcode::SetStatus, 0, ACK | DRIVER | FEATURES_OK | DRIVER_OK),
             Status::Ok
