@@ -141,6 +141,16 @@ pub fn place(
     None
 }
 
+/// The bytes of a memory region vioboot claimed or placed for a kernel, an initrd or a tree.
+///
+/// # Safety
+/// `r` must be RAM that vioboot owns (claimed from OF or placed clear of everything else) and
+/// that nothing else references for the lifetime of the slice.
+pub unsafe fn region_mut(r: Range) -> &'static mut [u8] {
+    // SAFETY: the caller's contract.
+    unsafe { core::slice::from_raw_parts_mut(r.start as *mut u8, r.size() as usize) }
+}
+
 /// Pages from the pool, owned: freed when dropped. The device may see them only through a TCE
 /// mapping its user makes; reads of what a device wrote go through [`DmaPages::read_volatile`].
 pub struct DmaPages {

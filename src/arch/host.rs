@@ -64,3 +64,9 @@ pub fn halt() -> ! {
 pub fn illegal_instruction() {
     panic!("illegal instruction")
 }
+
+/// # Safety
+/// Never callable on the host.
+pub unsafe fn jump_to_kernel(_entry: u64, _r3: u64, _r4: u64, _r5: u64) -> ! {
+    panic!("no kernel to enter on the host")
+}

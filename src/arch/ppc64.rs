@@ -81,6 +81,28 @@ pub fn image_bounds() -> (u64, u64, u64) {
     )
 }
 
+/// Enters a kernel at `entry` with r3, r4, r5 (the Linux boot protocol on POWER) and never
+/// returns: interrupts stay off, the MSR is vioboot's (64-bit, little-endian; Linux's own
+/// FIXUP_ENDIAN copes with either endianness).
+///
+/// # Safety
+/// `entry` must be a loaded kernel's entry point and everything r3..r5 name must be in place;
+/// nothing of vioboot runs afterwards.
+pub unsafe fn jump_to_kernel(entry: u64, r3: u64, r4: u64, r5: u64) -> ! {
+    // SAFETY: the caller's contract; the kernel owns the machine from here.
+    unsafe {
+        asm!(
+            "mtctr {entry}",
+            "li 0, 0",
+            "mtlr 0",
+            "bctr",
+            entry = in(reg) entry,
+            in("r3") r3, in("r4") r4, in("r5") r5,
+            options(noreturn),
+        )
+    }
+}
+
 /// Stops this processor for good.
 pub fn halt() -> ! {
     loop {

@@ -260,6 +260,16 @@ impl Of {
         }
     }
 
+    /// Sets a property (to pass `/chosen/bootargs` to the kernel).
+    pub fn setprop(&self, node: Phandle, name: &CStr, value: &[u8]) -> Result<(), OfError> {
+        let at = addr32("setprop", value.as_ptr() as u64)?;
+        let r = self.call(c"setprop", &[node.0, cstr32("setprop", name)?, at, value.len() as u32], 1)?;
+        match r[0] as i32 {
+            n if n >= 0 => Ok(()),
+            _ => Err(OfError::Failed { service: "setprop" }),
+        }
+    }
+
     pub fn open(&self, path: &CStr) -> Result<Ihandle, OfError> {
         let r = self.call(c"open", &[cstr32("open", path)?], 1)?;
         match r[0] {

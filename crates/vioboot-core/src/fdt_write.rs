@@ -439,6 +439,51 @@ impl FdtBuilder {
     }
 }
 
+/// A property to set (or add) on the node at `path` while copying a tree.
+pub struct Edit<'a> {
+    pub path: &'a str,
+    pub name: &'a str,
+    pub value: Vec<u8>,
+}
+
+/// Copies a (validated) tree, applying `edits` (a property that exists is replaced, one that
+/// does not is added; the node must exist) and adding `reserve` to its reservations.
+pub fn rewrite(blob: &[u8], edits: &[Edit], reserve: &[(u64, u64)]) -> Result<Vec<u8>, FdtWriteError> {
+    let fdt = fdt::Fdt::new(blob).map_err(|_| FdtWriteError::BadNesting)?;
+    let mut b = FdtBuilder::new();
+    for r in fdt.memory_reservations() {
+        b.reserve(r.address() as u64, r.size() as u64);
+    }
+    for &(a, s) in reserve {
+        b.reserve(a, s);
+    }
+    b.set_boot_cpuid_phys(u32::from_be_bytes([blob[28], blob[29], blob[30], blob[31]]));
+    let root = fdt.find_node("/").ok_or(FdtWriteError::BadNesting)?;
+    copy_node(&mut b, &root, "", "/", edits)?;
+    b.finish()
+}
+
+fn copy_node(b: &mut FdtBuilder, n: &fdt::node::FdtNode, name: &str, path: &str, edits: &[Edit]) -> Result<(), FdtWriteError> {
+    b.begin_node(name)?;
+    let mine: Vec<&Edit> = edits.iter().filter(|e| e.path == path).collect();
+    for p in n.properties() {
+        match mine.iter().find(|e| e.name == p.name) {
+            Some(e) => b.property(p.name, &e.value)?,
+            None => b.property(p.name, p.value)?,
+        }
+    }
+    for e in &mine {
+        if n.property(e.name).is_none() {
+            b.property(e.name, &e.value)?;
+        }
+    }
+    for c in n.children() {
+        let child_path = if path == "/" { alloc::format!("/{}", c.name) } else { alloc::format!("{path}/{}", c.name) };
+        copy_node(b, &c, c.name, &child_path, edits)?;
+    }
+    b.end_node()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +526,23 @@ mod tests {
             .map(|r| (r.address() as u64, r.size()))
             .collect();
         assert_eq!(rsv, [(0x1000, 0x2000)]);
+    }
+
+    #[test]
+    fn rewrite_replaces_adds_and_reserves() {
+        let blob = sample();
+        let edits = [
+            Edit { path: "/chosen", name: "bootargs", value: b"root=/dev/vda\0".to_vec() },
+            Edit { path: "/chosen", name: "linux,initrd-start", value: 0x100_0000u64.to_be_bytes().to_vec() },
+        ];
+        let out = rewrite(&blob, &edits, &[(0x200_0000, 0x1000)]).unwrap();
+        validate(&out).unwrap();
+        let fdt = fdt::Fdt::new(&out).unwrap();
+        let chosen = fdt.find_node("/chosen").unwrap();
+        assert_eq!(chosen.property("bootargs").unwrap().as_str(), Some("root=/dev/vda"));
+        assert_eq!(chosen.property("linux,initrd-start").unwrap().value, &0x100_0000u64.to_be_bytes());
+        assert!(fdt.find_node("/memory@0").is_some());
+        assert_eq!(fdt.memory_reservations().count(), 2);
     }
 
     #[test]
