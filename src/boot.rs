@@ -13,7 +13,7 @@ use vioboot::of::{self, Ihandle, Of};
 use vioboot::virtio::blk::Blk;
 use vioboot::virtio::fs::{self, VirtioFs};
 use vioboot::virtio::VioTransport;
-use vioboot::{arch, cprintln, exit, mem, report, rtas, time, vio};
+use vioboot::{arch, cprintln, exit, loader, mem, report, rtas, time, vio};
 use vioboot_core::checks::{self, Check};
 use vioboot_core::fdt_write::{self, Summary};
 use vioboot_core::inventory::{self, Inventory};
@@ -190,7 +190,9 @@ fn run(entry: Entry, base: u64, msr: u64) -> bool {
     check_console(&entry, &inv, opts.console);
     check_rtas(&entry, &inv, opts.rtas);
     check_hcalls(&inv);
-    check_virtio(&inv, &opts);
+    if opts.mode == Mode::Smoke {
+        check_virtio(&inv, &opts);
+    }
     match opts.inject {
         Some(Inject::Fail) => {
             report::fail("inject", "failure injected by vioboot.inject=fail", &[])
@@ -201,6 +203,25 @@ fn run(entry: Entry, base: u64, msr: u64) -> bool {
     }
     report::phase("checks");
 
+    if opts.mode == Mode::Boot {
+        report::phase("checks");
+        boot_kernel(
+            &entry,
+            &inv,
+            &opts,
+            &blob,
+            [
+                Range {
+                    start: image_start,
+                    end: image_end,
+                },
+                heap,
+                pool,
+            ],
+        );
+        // Only a failed boot returns: the report says why.
+        return report::finish();
+    }
     if let (Entry::OpenFirmware { of }, Mode::Smoke) = (&entry, opts.mode) {
         let vty = inv.console_vty().map(|v| UnitAddress(v.unit));
         let quiesced = of.quiesce();
@@ -215,9 +236,6 @@ fn run(entry: Entry, base: u64, msr: u64) -> bool {
             ),
             Err(e) => report::fail("quiesce", &format!("{e}"), &[]),
         }
-    }
-    if opts.mode == Mode::Boot {
-        report::skip("boot", "vioboot.mode=boot: the bootloader is not built yet");
     }
     report::phase("quiesce");
     report::finish()
@@ -1242,4 +1260,151 @@ fn run_fs_check(tag: &str, fs: &mut fuse_client::Fs<VirtioFs>, c: &Check, opts: 
         }
         Check::BenchFile { .. } | Check::BenchDir { .. } => {}
     }
+}
+
+/// `vioboot.mode=boot`: boot entries from the first virtio-fs share (or the one
+/// `vioboot.fs-tag` names), load the chosen kernel, hand over. Returns only when nothing could
+/// be booted.
+fn boot_kernel(entry: &Entry, inv: &Inventory, opts: &Options, blob: &[u8], taken: [Range; 3]) {
+    let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
+    let (adapters, _) = vio::discover(inv);
+    let mut share = None;
+    for a in &adapters {
+        let Ok(t) = VioTransport::open(a, timeout_us) else {
+            continue;
+        };
+        if t.handle().header().device_id != fs::DEVICE_ID {
+            let _ = t.handle().shut_down();
+            continue;
+        }
+        match VirtioFs::over(a.name.clone(), t) {
+            Ok(dev) if opts.fs_tag.is_none_or(|want| want == dev.tag) => {
+                share = Some(dev);
+                break;
+            }
+            Ok(dev) => {
+                let _ = dev.shut_down();
+            }
+            Err(e) => report::fail("boot share", &format!("{e}"), &[]),
+        }
+    }
+    let Some(dev) = share else {
+        report::fail(
+            "boot share",
+            &format!(
+                "no virtio-fs share{} to boot from",
+                opts.fs_tag
+                    .map_or(String::new(), |t| format!(" with tag \"{t}\""))
+            ),
+            &[],
+        );
+        return;
+    };
+    let (name, tag) = (dev.name.clone(), dev.tag.clone());
+    let mut fs = dev.into_fs();
+    if let Err(e) = fs.mount() {
+        report::fail("boot share", &format!("{name}: {e}"), &[]);
+        let _ = fs.into_transport().shut_down();
+        return;
+    }
+    report::pass("boot share", format_args!("{name}, tag \"{tag}\""));
+    let cmdline = opts.kernel_args.join(" ");
+    let (list, default, conf_timeout, notes) =
+        loader::entries(&mut fs, opts.boot, opts.initrd, &cmdline);
+    for n in &notes {
+        cprintln!("# boot: {n}");
+    }
+    if list.is_empty() {
+        report::fail(
+            "boot entries",
+            "no boot entry: /loader/entries holds no .conf file and vioboot.boot is not set",
+            &[],
+        );
+        let _ = fs.unmount();
+        let _ = fs.into_transport().shut_down();
+        return;
+    }
+    report::pass(
+        "boot entries",
+        format_args!("{} entries, default {}", list.len(), list[default].id),
+    );
+    let vty = inv.console_vty().map(|v| UnitAddress(v.unit));
+    let chosen = loader::menu(
+        &list,
+        default,
+        opts.timeout.or(conf_timeout).unwrap_or(0),
+        vty,
+    );
+    let handoff = match entry {
+        Entry::OpenFirmware { of } => loader::Handoff::Of(*of),
+        Entry::Fdt { .. } => {
+            let mut usable = inv.usable_memory();
+            let mut reserved = inv.reserved.clone();
+            for r in taken {
+                usable.remove(r);
+                reserved.push(r);
+            }
+            loader::Handoff::Fdt {
+                blob,
+                usable,
+                reserved,
+            }
+        }
+    };
+    let first_free = taken
+        .iter()
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0)
+        .next_multiple_of(1 << 20);
+    // Real mode reaches the first memory range (the RMA); stay below 4 GiB for OF too.
+    let limit = inv
+        .memory
+        .ranges()
+        .first()
+        .map_or(1 << 30, |r| r.end)
+        .min(1 << 32);
+    let order = core::iter::once(chosen).chain((0..list.len()).filter(|&i| i != chosen));
+    for i in order {
+        let e = &list[i];
+        match loader::load(&mut fs, e, &handoff, first_free, limit) {
+            Ok(loaded) => {
+                let unmount = fs.unmount();
+                let dev = fs.into_transport();
+                match (unmount, dev.shut_down()) {
+                    (Ok(()), Ok(())) => report::pass(
+                        "boot quiesce",
+                        format_args!(
+                            "{name}: DESTROY sent, device reset, CRQ freed, every TCE cleared"
+                        ),
+                    ),
+                    (u, d) => report::fail(
+                        "boot quiesce",
+                        &format!("{name}: {:?} {:?}", u.err(), d.err()),
+                        &[],
+                    ),
+                }
+                if let Err(err) = loader::enter(
+                    &loaded,
+                    &handoff,
+                    loaded
+                        .initrd
+                        .map_or(loaded.kernel.end, |r| r.end)
+                        .next_multiple_of(1 << 20),
+                    limit,
+                ) {
+                    report::fail("boot handoff", &err, &[]);
+                }
+                return;
+            }
+            Err(err) => report::fail(
+                &format!("boot entry {}", e.id),
+                &err,
+                &[("title", e.display_title())],
+            ),
+        }
+    }
+    report::fail("boot", "no boot entry could be loaded", &[]);
+    let _ = fs.unmount();
+    let _ = fs.into_transport().shut_down();
 }

@@ -11,6 +11,7 @@ pub mod arch;
 pub mod console;
 pub mod exit;
 pub mod hcall;
+pub mod loader;
 pub mod mem;
 pub mod of;
 pub mod report;

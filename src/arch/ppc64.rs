@@ -82,8 +82,8 @@ pub fn image_bounds() -> (u64, u64, u64) {
 }
 
 /// Enters a kernel at `entry` with r3, r4, r5 (the Linux boot protocol on POWER) and never
-/// returns: interrupts stay off, the MSR is vioboot's (64-bit, little-endian; Linux's own
-/// FIXUP_ENDIAN copes with either endianness).
+/// returns: interrupts stay off, 64-bit little-endian (Linux's FIXUP_ENDIAN copes with either
+/// endianness), FP/VMX/VSX off.
 ///
 /// # Safety
 /// `entry` must be a loaded kernel's entry point and everything r3..r5 name must be in place;
@@ -92,11 +92,18 @@ pub unsafe fn jump_to_kernel(entry: u64, r3: u64, r4: u64, r5: u64) -> ! {
     // SAFETY: the caller's contract; the kernel owns the machine from here.
     unsafe {
         asm!(
-            "mtctr {entry}",
+            // FP, VMX and VSX off, as Linux expects to find them: it enables them itself.
+            "mfmsr 6",
+            "lis 7, 0x0280",
+            "ori 7, 7, 0x2000",
+            "andc 6, 6, 7",
+            "mtmsrd 6",
+            "isync",
+            "mtctr 8",
             "li 0, 0",
             "mtlr 0",
             "bctr",
-            entry = in(reg) entry,
+            in("r8") entry,
             in("r3") r3, in("r4") r4, in("r5") r5,
             options(noreturn),
         )

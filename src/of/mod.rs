@@ -83,6 +83,11 @@ impl Of {
         Of { entry }
     }
 
+    /// The client-interface entry, for a kernel that will call OF itself (0 when gone).
+    pub fn entry_address() -> u64 {
+        ENTRY.load(Ordering::SeqCst)
+    }
+
     /// The client interface, if OF is alive.
     pub fn get() -> Option<Of> {
         match ENTRY.load(Ordering::SeqCst) {
@@ -250,6 +255,17 @@ impl Of {
         }
     }
 
+    /// Claims `size` bytes at exactly `at`.
+    pub fn claim_at(&self, at: u64, size: u64) -> Result<u64, OfError> {
+        let at32 = addr32("claim", at)?;
+        let size = addr32("claim", size)?;
+        let r = self.call(c"claim", &[at32, size, 0], 1)?;
+        match r[0] {
+            u32::MAX => Err(OfError::Failed { service: "claim" }),
+            base => Ok(base.into()),
+        }
+    }
+
     /// Writes bytes to an instance (the console); returns how many were taken.
     pub fn write(&self, ih: Ihandle, bytes: &[u8]) -> Result<usize, OfError> {
         let at = addr32("write", bytes.as_ptr() as u64)?;
@@ -263,7 +279,11 @@ impl Of {
     /// Sets a property (to pass `/chosen/bootargs` to the kernel).
     pub fn setprop(&self, node: Phandle, name: &CStr, value: &[u8]) -> Result<(), OfError> {
         let at = addr32("setprop", value.as_ptr() as u64)?;
-        let r = self.call(c"setprop", &[node.0, cstr32("setprop", name)?, at, value.len() as u32], 1)?;
+        let r = self.call(
+            c"setprop",
+            &[node.0, cstr32("setprop", name)?, at, value.len() as u32],
+            1,
+        )?;
         match r[0] as i32 {
             n if n >= 0 => Ok(()),
             _ => Err(OfError::Failed { service: "setprop" }),

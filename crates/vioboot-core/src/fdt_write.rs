@@ -448,7 +448,11 @@ pub struct Edit<'a> {
 
 /// Copies a (validated) tree, applying `edits` (a property that exists is replaced, one that
 /// does not is added; the node must exist) and adding `reserve` to its reservations.
-pub fn rewrite(blob: &[u8], edits: &[Edit], reserve: &[(u64, u64)]) -> Result<Vec<u8>, FdtWriteError> {
+pub fn rewrite(
+    blob: &[u8],
+    edits: &[Edit],
+    reserve: &[(u64, u64)],
+) -> Result<Vec<u8>, FdtWriteError> {
     let fdt = fdt::Fdt::new(blob).map_err(|_| FdtWriteError::BadNesting)?;
     let mut b = FdtBuilder::new();
     for r in fdt.memory_reservations() {
@@ -463,7 +467,13 @@ pub fn rewrite(blob: &[u8], edits: &[Edit], reserve: &[(u64, u64)]) -> Result<Ve
     b.finish()
 }
 
-fn copy_node(b: &mut FdtBuilder, n: &fdt::node::FdtNode, name: &str, path: &str, edits: &[Edit]) -> Result<(), FdtWriteError> {
+fn copy_node(
+    b: &mut FdtBuilder,
+    n: &fdt::node::FdtNode,
+    name: &str,
+    path: &str,
+    edits: &[Edit],
+) -> Result<(), FdtWriteError> {
     b.begin_node(name)?;
     let mine: Vec<&Edit> = edits.iter().filter(|e| e.path == path).collect();
     for p in n.properties() {
@@ -478,7 +488,11 @@ fn copy_node(b: &mut FdtBuilder, n: &fdt::node::FdtNode, name: &str, path: &str,
         }
     }
     for c in n.children() {
-        let child_path = if path == "/" { alloc::format!("/{}", c.name) } else { alloc::format!("{path}/{}", c.name) };
+        let child_path = if path == "/" {
+            alloc::format!("/{}", c.name)
+        } else {
+            alloc::format!("{path}/{}", c.name)
+        };
         copy_node(b, &c, c.name, &child_path, edits)?;
     }
     b.end_node()
@@ -532,15 +546,29 @@ mod tests {
     fn rewrite_replaces_adds_and_reserves() {
         let blob = sample();
         let edits = [
-            Edit { path: "/chosen", name: "bootargs", value: b"root=/dev/vda\0".to_vec() },
-            Edit { path: "/chosen", name: "linux,initrd-start", value: 0x100_0000u64.to_be_bytes().to_vec() },
+            Edit {
+                path: "/chosen",
+                name: "bootargs",
+                value: b"root=/dev/vda\0".to_vec(),
+            },
+            Edit {
+                path: "/chosen",
+                name: "linux,initrd-start",
+                value: 0x100_0000u64.to_be_bytes().to_vec(),
+            },
         ];
         let out = rewrite(&blob, &edits, &[(0x200_0000, 0x1000)]).unwrap();
         validate(&out).unwrap();
         let fdt = fdt::Fdt::new(&out).unwrap();
         let chosen = fdt.find_node("/chosen").unwrap();
-        assert_eq!(chosen.property("bootargs").unwrap().as_str(), Some("root=/dev/vda"));
-        assert_eq!(chosen.property("linux,initrd-start").unwrap().value, &0x100_0000u64.to_be_bytes());
+        assert_eq!(
+            chosen.property("bootargs").unwrap().as_str(),
+            Some("root=/dev/vda")
+        );
+        assert_eq!(
+            chosen.property("linux,initrd-start").unwrap().value,
+            &0x100_0000u64.to_be_bytes()
+        );
         assert!(fdt.find_node("/memory@0").is_some());
         assert_eq!(fdt.memory_reservations().count(), 2);
     }

@@ -84,6 +84,14 @@ pub struct Options<'a> {
     pub bench: bool,
     /// Milliseconds a virtio-vio request or handshake may take.
     pub vio_timeout_ms: u32,
+    /// `vioboot.boot=PATH`: boot this kernel directly (no boot entries).
+    pub boot: Option<&'a str>,
+    /// `vioboot.initrd=PATH`: the initrd for `vioboot.boot`.
+    pub initrd: Option<&'a str>,
+    /// `vioboot.timeout=S`: menu timeout in seconds (overrides loader.conf).
+    pub timeout: Option<u32>,
+    /// `vioboot.fs-tag=TAG`: the virtio-fs share to boot from (default: the first).
+    pub fs_tag: Option<&'a str>,
     /// Words not meant for vioboot, in order.
     pub kernel_args: Vec<&'a str>,
     /// Number of `vioboot.` words understood.
@@ -102,6 +110,10 @@ impl Default for Options<'_> {
             blk_verify_mib: 0,
             bench: false,
             vio_timeout_ms: 5000,
+            boot: None,
+            initrd: None,
+            timeout: None,
+            fs_tag: None,
             kernel_args: Vec::new(),
             understood: 0,
         }
@@ -257,6 +269,26 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                     .filter(|&v| (10..=600_000).contains(&v))
                     .map(|v| opts.vio_timeout_ms = v),
                 "milliseconds, 10..=600000",
+            ),
+            "boot" => (
+                value.starts_with('/').then(|| opts.boot = Some(value)),
+                "an absolute path on the share",
+            ),
+            "initrd" => (
+                value.starts_with('/').then(|| opts.initrd = Some(value)),
+                "an absolute path on the share",
+            ),
+            "timeout" => (
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&t| t <= 3600)
+                    .map(|t| opts.timeout = Some(t)),
+                "seconds, 0..=3600",
+            ),
+            "fs-tag" => (
+                (!value.is_empty() && value.len() <= 36).then(|| opts.fs_tag = Some(value)),
+                "a tag of 1..=36 bytes",
             ),
             _ => {
                 errors.push(OptionError::UnknownKey { key });

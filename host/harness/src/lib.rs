@@ -571,6 +571,103 @@ pub fn test_share(dir: &Path, big_mib: u64) -> std::io::Result<()> {
     std::fs::write(dir.join("vioboot-checks.txt"), checks)
 }
 
+/// Debian's ppc64le kernel and static busybox, fetched by `host/linux/fetch.sh` (cached).
+pub struct DebianLinux {
+    pub vmlinux: PathBuf,
+    pub busybox: PathBuf,
+}
+
+/// Fetches (once) and returns Debian's kernel and busybox.
+pub fn debian_linux(workspace: &Path) -> std::io::Result<DebianLinux> {
+    let out = Command::new("bash")
+        .arg(workspace.join("host/linux/fetch.sh"))
+        .stderr(Stdio::inherit())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with('/'));
+    match (out.status.success(), lines.next(), lines.next()) {
+        (true, Some(k), Some(b)) => Ok(DebianLinux {
+            vmlinux: k.into(),
+            busybox: b.into(),
+        }),
+        _ => Err(std::io::Error::other(format!(
+            "host/linux/fetch.sh failed ({})",
+            out.status
+        ))),
+    }
+}
+
+/// The line the test initramfs prints, followed by `cmdline=[<the kernel command line>]`.
+pub const INITRAMFS_MARKER: &str = "VIOBOOT-INITRAMFS-OK";
+
+/// A newc cpio archive: /init (prints [`INITRAMFS_MARKER`] with /proc/cmdline, powers off),
+/// busybox as /bin/busybox and /bin/sh, /proc, /dev/console.
+pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+    let init = format!(
+        "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\necho \"{INITRAMFS_MARKER} cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"
+    );
+    let mut a = Vec::new();
+    let mut ino = 1;
+    let mut add = |a: &mut Vec<u8>, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)| {
+        let namez = name.len() + 1;
+        let head = format!(
+            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{namez:08x}{:08x}",
+            0, 0, 1, 0, data.len(), 0, 0, rdev.0, rdev.1, 0
+        );
+        ino += 1;
+        a.extend_from_slice(head.as_bytes());
+        a.extend_from_slice(name.as_bytes());
+        a.push(0);
+        while !a.len().is_multiple_of(4) {
+            a.push(0);
+        }
+        a.extend_from_slice(data);
+        while !a.len().is_multiple_of(4) {
+            a.push(0);
+        }
+    };
+    for d in ["bin", "dev", "proc", "sys"] {
+        add(&mut a, d, 0o040755, &[], (0, 0));
+    }
+    add(&mut a, "dev/console", 0o020600, &[], (5, 1));
+    add(&mut a, "bin/busybox", 0o100755, busybox, (0, 0));
+    add(&mut a, "bin/sh", 0o120777, b"busybox", (0, 0));
+    add(&mut a, "init", 0o100755, init.as_bytes(), (0, 0));
+    add(&mut a, "TRAILER!!!", 0, &[], (0, 0));
+    a
+}
+
+/// A boot share: `/vmlinux`, `/initrd.img`, and `/loader/entries/<id>.conf` for each
+/// `(id, text)` of `entries`, plus `loader_conf` as `/loader/loader.conf` if given.
+pub fn boot_share(
+    dir: &Path,
+    linux: &DebianLinux,
+    entries: &[(&str, String)],
+    loader_conf: Option<&str>,
+) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("loader/entries"))?;
+    std::fs::copy(&linux.vmlinux, dir.join("vmlinux"))?;
+    std::fs::write(
+        dir.join("initrd.img"),
+        initramfs(&std::fs::read(&linux.busybox)?),
+    )?;
+    for (id, text) in entries {
+        std::fs::write(dir.join(format!("loader/entries/{id}.conf")), text)?;
+    }
+    if let Some(c) = loader_conf {
+        std::fs::write(dir.join("loader/loader.conf"), c)?;
+    }
+    Ok(())
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_file(p: &Path) -> std::io::Result<String> {
+    Ok(vioboot_core::sha256::hex(&vioboot_core::sha256::digest(
+        &std::fs::read(p)?,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

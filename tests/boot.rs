@@ -1,0 +1,259 @@
+//! The bootloader end to end: vioboot loads Debian's real ppc64le kernel and a busybox
+//! initramfs from a virtio-fs share served by the VIO server, and hands over through Open
+//! Firmware (SLOF) or with a flattened tree (no firmware). The initramfs prints a marker with
+//! /proc/cmdline and powers off.
+//!
+//! Needs the image, the QEMU built with the device model, the VIO server (`cargo xtask test`
+//! prepares them) and Debian's kernel and busybox (`host/linux/fetch.sh`, run here).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vioboot_harness::{Boot, DebianLinux, Qemu, Run, VioServer, INITRAMFS_MARKER};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn linux() -> DebianLinux {
+    vioboot_harness::debian_linux(&root()).expect("Debian's ppc64le kernel and busybox")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = root().join("target/test-boot").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// Boots vioboot (mode boot) with a share holding `entries`, and returns the run.
+fn boot(name: &str, boot: Boot, entries: &[(&str, String)], append: &str) -> (Run, String) {
+    boot_with(name, boot, entries, append, |_| {})
+}
+
+/// As `boot`, letting `extra` add files to the share.
+fn boot_with(
+    name: &str,
+    boot: Boot,
+    entries: &[(&str, String)],
+    append: &str,
+    extra: impl FnOnce(&Path),
+) -> (Run, String) {
+    let dir = scratch(name);
+    let share = dir.join("share");
+    let l = linux();
+    vioboot_harness::boot_share(&share, &l, entries, Some("timeout 0\n")).expect("share");
+    extra(&share);
+    let socket = dir.join("v0.sock");
+    let share_arg = share.display().to_string();
+    let server = VioServer::start(
+        &vioboot_harness::vio_server_binary(&root()),
+        &socket,
+        &["--fs", &share_arg, "--tag", "boot"],
+        &dir.join("server.log"),
+    )
+    .expect("server");
+    let mut q = Qemu::new(boot, vioboot_harness::image_dir(&root()))
+        .append(&format!("vioboot.mode=boot {append}"));
+    q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU");
+    q.extra = vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010);
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    let log = server.log();
+    (run, log)
+}
+
+fn entry(title: &str, linux: &str, initrd: Option<&str>, options: &str, extra: &str) -> String {
+    format!(
+        "title {title}\nlinux {linux}\n{}options {options}\n{extra}",
+        initrd.map_or(String::new(), |i| format!("initrd {i}\n"))
+    )
+}
+
+fn marker_cmdline(run: &Run) -> String {
+    let l = run
+        .output
+        .lines()
+        .find(|l| l.contains(INITRAMFS_MARKER))
+        .unwrap_or_else(|| panic!("the initramfs never ran:\n{}", run.output));
+    l.split("cmdline=[")
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches(']')
+        .to_string()
+}
+
+fn good() -> String {
+    let l = linux();
+    let sha = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
+    entry(
+        "Debian",
+        "/vmlinux",
+        Some("/initrd.img"),
+        "console=hvc0 vioboot-test=yes",
+        &format!("sha256 {sha}\n"),
+    )
+}
+
+#[test]
+fn boots_linux_through_open_firmware() {
+    let (run, log) = boot("of", Boot::Slof, &[("debian", good())], "");
+    let cmdline = marker_cmdline(&run);
+    assert!(
+        cmdline.contains("console=hvc0 vioboot-test=yes"),
+        "{cmdline}\n{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("ok ") && run.output.contains("boot handoff: Open Firmware"),
+        "{}",
+        run.output
+    );
+    assert!(run.output.contains("sha256 verified"), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(0), "{}\n{log}", run.output);
+}
+
+#[test]
+fn boots_linux_with_a_flattened_tree() {
+    let (run, log) = boot("fdt", Boot::Bios, &[("debian", good())], "");
+    let cmdline = marker_cmdline(&run);
+    assert!(
+        cmdline.contains("vioboot-test=yes"),
+        "{cmdline}\n{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("boot handoff: flattened tree"),
+        "{}",
+        run.output
+    );
+    assert_eq!(run.exit_code(), Some(0), "{}\n{log}", run.output);
+}
+
+#[test]
+fn bad_entries_are_named_and_the_next_one_boots() {
+    let l = linux();
+    let sha = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
+    let zeros = "0".repeat(64);
+    let entries = [
+        (
+            "a-missing",
+            entry(
+                "Missing kernel",
+                "/no-such-vmlinux",
+                None,
+                "",
+                "sort-key a\n",
+            ),
+        ),
+        (
+            "b-badsha",
+            entry(
+                "Wrong sha256",
+                "/vmlinux",
+                None,
+                "",
+                &format!("sort-key b\nsha256 {zeros}\n"),
+            ),
+        ),
+        (
+            "c-corrupt",
+            entry("Corrupt ELF", "/corrupt.elf", None, "", "sort-key c\n"),
+        ),
+        (
+            "d-x86",
+            entry("x86 kernel", "/x86.elf", None, "", "sort-key d\n"),
+        ),
+        (
+            "e-truncated",
+            entry(
+                "Truncated initrd",
+                "/vmlinux",
+                Some("/truncated.img"),
+                "",
+                &format!("sort-key e\ninitrd-sha256 {zeros}\n"),
+            ),
+        ),
+        (
+            "f-nolinux",
+            "title No linux key\nsort-key f\noptions x\n".to_string(),
+        ),
+        (
+            "z-good",
+            entry(
+                "Debian",
+                "/vmlinux",
+                Some("/initrd.img"),
+                "console=hvc0 fallback=ok",
+                &format!("sort-key z\nsha256 {sha}\n"),
+            ),
+        ),
+    ];
+    let dir = scratch("fallback-files");
+    let _ = dir;
+    let (run, log) = boot_with("fallback", Boot::Bios, &entries, "", |share| {
+        std::fs::write(share.join("corrupt.elf"), b"\x7fELF\x02\x01\x01garbage").expect("write");
+        let x86 = vioboot_core::elf::build_test_elf(62, 0x40_0000, &[0x90; 64]);
+        std::fs::write(share.join("x86.elf"), x86).expect("write");
+        let initrd = std::fs::read(share.join("initrd.img")).expect("read");
+        std::fs::write(share.join("truncated.img"), &initrd[..initrd.len() / 2]).expect("write");
+    });
+    let r = run.report();
+    for (id, why) in [
+        ("a-missing", "/no-such-vmlinux: ENOENT"),
+        ("b-badsha", "does not match the entry's"),
+        ("c-corrupt", "/corrupt.elf:"),
+        ("d-x86", "an x86-64 ELF, not PowerPC 64"),
+        ("e-truncated", "truncated or replaced"),
+        ("f-nolinux", "the entry has no `linux` key"),
+    ] {
+        let l = r
+            .check(&format!("boot entry {id}"))
+            .unwrap_or_else(|| panic!("no line for {id}:\n{}", run.output));
+        assert!(
+            !l.ok && l.description.contains(why),
+            "{id}: {}\n{}",
+            l.description,
+            run.output
+        );
+    }
+    assert!(
+        marker_cmdline(&run).contains("fallback=ok"),
+        "{}\n{log}",
+        run.output
+    );
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+}
+
+#[test]
+fn no_bootable_entry_is_a_failing_report() {
+    let entries = [("only", entry("Missing", "/nothing-here", None, "", ""))];
+    let (run, _) = boot("none", Boot::Bios, &entries, "");
+    let r = run.report();
+    assert_eq!(r.verdict, Some(false), "{}", run.output);
+    assert!(
+        r.check("boot")
+            .is_some_and(|l| !l.ok && l.description.contains("no boot entry could be loaded")),
+        "{}",
+        run.output
+    );
+    assert_eq!(run.exit_code(), Some(1), "{}", run.output);
+    assert!(!run.output.contains(INITRAMFS_MARKER));
+}
+
+#[test]
+fn vioboot_boot_names_a_kernel_directly() {
+    let (run, _) = boot(
+        "direct",
+        Boot::Slof,
+        &[],
+        "vioboot.boot=/vmlinux vioboot.initrd=/initrd.img console=hvc0 direct=1",
+    );
+    let c = marker_cmdline(&run);
+    assert!(
+        c.contains("console=hvc0 direct=1") && !c.contains("vioboot."),
+        "{c}\n{}",
+        run.output
+    );
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+}
