@@ -1329,12 +1329,17 @@ fn boot_kernel(entry: &Entry, inv: &Inventory, opts: &Options, blob: &[u8], take
         format_args!("{} entries, default {}", list.len(), list[default].id),
     );
     let vty = inv.console_vty().map(|v| UnitAddress(v.unit));
-    let chosen = loader::menu(
+    let (chosen, edited) = loader::menu(
         &list,
         default,
         opts.timeout.or(conf_timeout).unwrap_or(0),
         vty,
     );
+    let mut list = list;
+    if let Some(o) = edited {
+        log::info!("boot: options of {} edited to \"{o}\"", list[chosen].id);
+        list[chosen].options = o;
+    }
     let handoff = match entry {
         Entry::OpenFirmware { of } => loader::Handoff::Of(*of),
         Entry::Fdt { .. } => {

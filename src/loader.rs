@@ -171,9 +171,15 @@ pub fn entries(
     (list, default, conf.timeout, notes)
 }
 
-/// Shows the menu and waits up to `timeout` seconds for a number on the vty; returns the
-/// index to boot.
-pub fn menu(list: &[Entry], default: usize, timeout: u32, vty: Option<UnitAddress>) -> usize {
+/// Shows the menu and waits up to `timeout` seconds on the vty: a number picks an entry,
+/// Enter boots it (or the default), `e` edits the chosen entry's options line. Returns the
+/// index to boot and, if edited, the new options.
+pub fn menu(
+    list: &[Entry],
+    default: usize,
+    timeout: u32,
+    vty: Option<UnitAddress>,
+) -> (usize, Option<String>) {
     cprintln!("# ---- boot menu ----");
     for (i, e) in list.iter().enumerate() {
         cprintln!(
@@ -185,27 +191,42 @@ pub fn menu(list: &[Entry], default: usize, timeout: u32, vty: Option<UnitAddres
         );
     }
     let Some(vty) = vty.filter(|_| timeout > 0) else {
-        return default;
+        return (default, None);
     };
+    cprintln!("# number + Enter: boot that entry; e: edit its options; Enter: boot");
     cprint!(
         "# boot which entry? (default {} in {timeout} s) ",
         default + 1
     );
-    let end = time::now_us() + u64::from(timeout) * 1_000_000;
+    let mut end = time::now_us() + u64::from(timeout) * 1_000_000;
     let mut typed = 0usize;
+    let pick = |typed: usize| {
+        if typed >= 1 && typed <= list.len() {
+            typed - 1
+        } else {
+            default
+        }
+    };
     while time::now_us() < end {
         let mut buf = [0u8; 16];
         let n = hcall::get_term_char(vty, &mut buf).unwrap_or(0);
         for &c in &buf[..n] {
             match c {
-                b'0'..=b'9' => typed = typed * 10 + usize::from(c - b'0'),
+                b'0'..=b'9' => {
+                    typed = typed
+                        .saturating_mul(10)
+                        .saturating_add(usize::from(c - b'0'));
+                    cprint!("{}", c as char);
+                    end = u64::MAX;
+                }
+                b'e' => {
+                    let i = pick(typed);
+                    cprintln!();
+                    return (i, Some(edit_line(vty, &list[i].options)));
+                }
                 b'\r' | b'\n' => {
                     cprintln!();
-                    return if typed >= 1 && typed <= list.len() {
-                        typed - 1
-                    } else {
-                        default
-                    };
+                    return (pick(typed), None);
                 }
                 _ => {}
             }
@@ -213,7 +234,36 @@ pub fn menu(list: &[Entry], default: usize, timeout: u32, vty: Option<UnitAddres
         time::delay_us(10_000);
     }
     cprintln!();
-    default
+    (default, None)
+}
+
+/// Reads a line on the vty starting from `current` (Backspace deletes, Enter ends).
+fn edit_line(vty: UnitAddress, current: &str) -> String {
+    let mut line = String::from(current);
+    cprint!("# options: {line}");
+    loop {
+        let mut buf = [0u8; 16];
+        let n = hcall::get_term_char(vty, &mut buf).unwrap_or(0);
+        for &c in &buf[..n] {
+            match c {
+                b'\r' | b'\n' => {
+                    cprintln!();
+                    return line;
+                }
+                0x08 | 0x7f => {
+                    if line.pop().is_some() {
+                        cprint!("\x08 \x08");
+                    }
+                }
+                0x20..=0x7e if line.len() < 1024 => {
+                    line.push(c as char);
+                    cprint!("{}", c as char);
+                }
+                _ => {}
+            }
+        }
+        time::delay_us(10_000);
+    }
 }
 
 /// Loads `e`'s kernel and initrd, checking everything on the way.

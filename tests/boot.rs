@@ -40,6 +40,18 @@ fn boot_with(
     append: &str,
     extra: impl FnOnce(&Path),
 ) -> (Run, String) {
+    boot_typing(name, boot, entries, append, extra, None)
+}
+
+/// As `boot_with`, typing `input` on the console when its trigger line appears.
+fn boot_typing(
+    name: &str,
+    boot: Boot,
+    entries: &[(&str, String)],
+    append: &str,
+    extra: impl FnOnce(&Path),
+    input: Option<(&str, &[u8])>,
+) -> (Run, String) {
     let dir = scratch(name);
     let share = dir.join("share");
     let l = linux();
@@ -58,6 +70,7 @@ fn boot_with(
         .append(&format!("vioboot.mode=boot {append}"));
     q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU");
     q.extra = vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010);
+    q.input = input.map(|(t, b)| (t.to_string(), b.to_vec()));
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
     let log = server.log();
     (run, log)
@@ -255,5 +268,51 @@ fn vioboot_boot_names_a_kernel_directly() {
         "{c}\n{}",
         run.output
     );
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+}
+
+#[test]
+fn the_menu_picks_by_number_and_edits_options() {
+    let entries = [
+        (
+            "a",
+            entry(
+                "First",
+                "/vmlinux",
+                Some("/initrd.img"),
+                "console=hvc0 pick=a",
+                "sort-key a\n",
+            ),
+        ),
+        (
+            "b",
+            entry(
+                "Second",
+                "/vmlinux",
+                Some("/initrd.img"),
+                "console=hvc0 pick=b",
+                "sort-key b\n",
+            ),
+        ),
+    ];
+    // Pick 2, edit its options: delete "pick=b", type "edited=yes", Enter.
+    let mut keys = b"2e".to_vec();
+    keys.extend([0x7f; 6]);
+    keys.extend(b"edited=yes\r");
+    let (run, _) = boot_typing(
+        "menu",
+        Boot::Bios,
+        &entries,
+        "vioboot.timeout=60",
+        |_| {},
+        Some(("---- boot menu ----", &keys)),
+    );
+    assert!(
+        run.output.contains("*  1) First [a]") && run.output.contains("   2) Second [b]"),
+        "{}",
+        run.output
+    );
+    let c = marker_cmdline(&run);
+    assert_eq!(c.trim(), "console=hvc0 edited=yes", "{}", run.output);
     assert_eq!(run.exit_code(), Some(0), "{}", run.output);
 }

@@ -19,9 +19,12 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 const USAGE: &str = "usage: cargo xtask <command>
   image                      build target/image/vioboot.elf and vioboot.bin
-  run [options] [-- QEMU..]  build and boot vioboot in QEMU with a virtio-vio disk served by
-                             the VIO server (QEMU with the device model is built once, cached)
+  run [options] [-- QEMU..]  build vioboot and boot it in QEMU with a virtio-vio disk and a
+                             virtio-fs share holding Debian's kernel and a busybox initramfs;
+                             vioboot boots that kernel (QEMU with the device model is built
+                             once, cached; the kernel is fetched once, cached)
       --boot slof|vof|bios   how QEMU starts it (default slof)
+      --smoke                the smoke checks instead of the bootloader (disk + test share)
       --plain                Debian's QEMU, no virtio-vio adapter, no server
       --append \"WORDS\"       command line: vioboot options, e.g. \"vioboot.log=debug\"
       --kernel-addr ADDR     load address for slof/vof (64 KiB aligned)
@@ -189,6 +192,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
     };
     let mut boot = Boot::Slof;
     let mut plain = false;
+    let mut smoke = false;
     let mut append = String::new();
     let mut kernel_addr = None;
     let mut it = ours.iter();
@@ -205,6 +209,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             }
             "--append" => append = value()?,
             "--plain" => plain = true,
+            "--smoke" => smoke = true,
             "--kernel-addr" => {
                 let v = value()?;
                 let n = parse_number(&v).ok_or(format!("--kernel-addr {v}: not a number"))?;
@@ -218,15 +223,44 @@ fn run(args: &[String]) -> Result<ExitCode> {
     }
     ensure_tools()?;
     let dir = image()?;
-    let mut q = Qemu::new(boot, dir).append(&append);
+    let mut q = Qemu::new(boot, dir);
     q.kernel_addr = kernel_addr;
-    let mut _server = None;
+    let mut servers = Vec::new();
     if !plain {
         let vio = VioSetup::prepare()?;
         q.binary = vio.qemu.clone();
+        // A virtio-vio disk, and a virtio-fs share: the demo boot share (Debian's kernel and a
+        // busybox initramfs) for the bootloader, the test share for the smoke checks.
         q.extra = vioboot_harness::virtio_vio_device("v0", &vio.socket, 0x7100_0010);
-        _server = Some(vio.start_server(&[])?);
+        servers.push(vio.start_server(&[])?);
+        let share = if smoke {
+            vio.test_share()?
+        } else {
+            vio.demo_share()?
+        };
+        let fs_socket = vio.socket.with_file_name("fs.sock");
+        let _ = std::fs::remove_file(&fs_socket);
+        let share_arg = share.display().to_string();
+        let tag = if smoke { "test" } else { "boot" };
+        servers.push(
+            vioboot_harness::VioServer::start(
+                &vio.server,
+                &fs_socket,
+                &["--fs", &share_arg, "--tag", tag],
+                &fs_socket.with_extension("log"),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        q.extra.extend(vioboot_harness::virtio_vio_device(
+            "v1",
+            &fs_socket,
+            0x7100_0011,
+        ));
+        if !smoke {
+            q = q.append("vioboot.mode=boot");
+        }
     }
+    q = q.append(&append);
     q.extra.extend(qemu_extra.iter().cloned());
     eprintln!("xtask: {} {}", q.binary.display(), q.args().join(" "));
     let s = q
@@ -435,6 +469,7 @@ fn bench_vio(dir: &Path) -> Result {
         );
     }
     bench_fs(dir, &vio)?;
+    bench_boot(dir, &vio)?;
     // Baseline: the host reading the disk file in the same 256 KiB pieces.
     let data = std::fs::read(&vio.disk).map_err(|e| e.to_string())?;
     let start = std::time::Instant::now();
@@ -493,6 +528,27 @@ impl VioSetup {
         })
     }
 
+    /// The bootloader demo share: Debian's ppc64le kernel, a busybox initramfs, one entry.
+    fn demo_share(&self) -> Result<PathBuf> {
+        let linux = vioboot_harness::debian_linux(&root()).map_err(|e| e.to_string())?;
+        let sha = vioboot_harness::sha256_file(&linux.vmlinux).map_err(|e| e.to_string())?;
+        let entry = format!(
+            "title Debian GNU/Linux (demo)\nversion {}\nlinux /vmlinux\ninitrd /initrd.img\noptions console=hvc0\nsha256 {sha}\n",
+            linux.vmlinux.file_name().map(|n| n.to_string_lossy().trim_start_matches("vmlinux-").to_string()).unwrap_or_default()
+        );
+        let share = root().join("target/run/boot-share");
+        vioboot_harness::boot_share(&share, &linux, &[("debian", entry)], Some("timeout 3\n"))
+            .map_err(|e| e.to_string())?;
+        Ok(share)
+    }
+
+    /// The smoke checks' share (vioboot_harness::test_share), with a 64 MiB file.
+    fn test_share(&self) -> Result<PathBuf> {
+        let share = root().join("target/run/test-share");
+        vioboot_harness::test_share(&share, 64).map_err(|e| e.to_string())?;
+        Ok(share)
+    }
+
     fn start_server(&self, extra: &[&str]) -> Result<vioboot_harness::VioServer> {
         let disk = self.disk.display().to_string();
         let mut args = vec!["--blk", disk.as_str(), "--serial", "vioboot-demo"];
@@ -538,6 +594,73 @@ fn bench_fs(dir: &Path, vio: &VioSetup) -> Result {
     {
         let (k, v) = l.split_once(' ').unwrap_or((l, ""));
         println!("  fs-{k:<23} {v}");
+    }
+    Ok(())
+}
+
+/// The bootloader: wall time from QEMU start to the kernel's first console line (the first line
+/// after vioboot's "entering the kernel"), and kernel load MB/s measured in the guest.
+fn bench_boot(dir: &Path, vio: &VioSetup) -> Result {
+    let share = vio.demo_share()?;
+    let socket = root().join("target/run/boot.sock");
+    let _ = std::fs::remove_file(&socket);
+    let share_arg = share.display().to_string();
+    println!(
+        "bootloader, Debian's 6.1 ppc64le kernel (43 MiB) and a busybox initramfs from virtio-fs:"
+    );
+    println!(
+        "  {:<22} {:>16} {:>16} {:>16}",
+        "handoff", "first kernel line", "to initramfs", "kernel load"
+    );
+    for (name, boot) in [
+        ("Open Firmware (SLOF)", Boot::Slof),
+        ("flattened tree (-bios)", Boot::Bios),
+    ] {
+        let mut server = vioboot_harness::VioServer::start(
+            &vio.server,
+            &socket,
+            &["--fs", &share_arg, "--tag", "boot"],
+            &socket.with_extension("log"),
+        )
+        .map_err(|e| e.to_string())?;
+        let q = Qemu {
+            binary: vio.qemu.clone(),
+            extra: vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010),
+            ..Qemu::new(boot, dir).append("vioboot.mode=boot vioboot.timeout=0")
+        };
+        let start = std::time::Instant::now();
+        let (mut entered, mut first, mut marker) = (false, None, None);
+        let r = vioboot_harness::run_watch(&q, Duration::from_secs(300), |l| {
+            if entered && first.is_none() && !l.trim().is_empty() {
+                first = Some(start.elapsed());
+            }
+            if l.contains("# vioboot: entering the kernel") {
+                entered = true;
+            }
+            if l.contains(vioboot_harness::INITRAMFS_MARKER) && marker.is_none() {
+                marker = Some(start.elapsed());
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        server.stop();
+        let (Some(first), Some(marker)) = (first, marker) else {
+            return Err(format!(
+                "{name}: the kernel did not reach the initramfs:\n{}",
+                r.output
+            ));
+        };
+        let mbps = r
+            .output
+            .lines()
+            .find_map(|l| l.strip_prefix("# bench kernel-load-MBps "))
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "  {name:<22} {:>13.0} ms {:>13.0} ms {:>11} MB/s",
+            first.as_secs_f64() * 1000.0,
+            marker.as_secs_f64() * 1000.0,
+            mbps
+        );
     }
     Ok(())
 }

@@ -57,6 +57,8 @@ pub struct Qemu {
     pub memory: String,
     /// Further QEMU arguments, passed last.
     pub extra: Vec<String>,
+    /// Typed on the console once a line containing the first string appears.
+    pub input: Option<(String, Vec<u8>)>,
 }
 
 impl Qemu {
@@ -69,6 +71,7 @@ impl Qemu {
             kernel_addr: None,
             memory: "1G".into(),
             extra: Vec::new(),
+            input: None,
         }
     }
 
@@ -193,7 +196,12 @@ pub fn run(q: &Qemu, timeout: Duration) -> std::io::Result<Run> {
 pub fn run_watch(q: &Qemu, timeout: Duration, mut watch: impl FnMut(&str)) -> std::io::Result<Run> {
     let start = Instant::now();
     let mut cmd = q.command();
-    cmd.stdin(Stdio::null())
+    let stdin = if q.input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = KillOnDrop(cmd.spawn().map_err(|e| {
@@ -202,6 +210,8 @@ pub fn run_watch(q: &Qemu, timeout: Duration, mut watch: impl FnMut(&str)) -> st
             format!("cannot start {}: {e}", q.binary.display()),
         )
     })?);
+    let mut console_in = child.0.stdin.take();
+    let mut pending_input = q.input.clone();
     // Stdout (the console) and stderr (QEMU's own messages) are kept apart, so a QEMU message
     // can never land in the middle of a console line; the output is stdout, then stderr.
     let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>();
@@ -238,6 +248,21 @@ pub fn run_watch(q: &Qemu, timeout: Duration, mut watch: impl FnMut(&str)) -> st
             while let Some(nl) = out[k][seen[k]..].iter().position(|&b| b == b'\n') {
                 let line =
                     String::from_utf8_lossy(&out[k][seen[k]..seen[k] + nl]).replace('\r', "");
+                if pending_input
+                    .as_ref()
+                    .is_some_and(|(t, _)| line.contains(t.as_str()))
+                {
+                    if let (Some((_, bytes)), Some(w)) = (pending_input.take(), console_in.as_mut())
+                    {
+                        use std::io::Write;
+                        // Typed a little at a time, as a person would.
+                        for b in bytes {
+                            let _ = w.write_all(&[b]);
+                            let _ = w.flush();
+                            std::thread::sleep(Duration::from_millis(30));
+                        }
+                    }
+                }
                 watch(&line);
                 seen[k] += nl + 1;
             }
