@@ -1310,7 +1310,7 @@ fn boot_kernel(entry: &Entry, inv: &Inventory, opts: &Options, blob: &[u8], take
     report::pass("boot share", format_args!("{name}, tag \"{tag}\""));
     let cmdline = opts.kernel_args.join(" ");
     let (list, default, conf_timeout, notes) =
-        loader::entries(&mut fs, opts.boot, opts.initrd, &cmdline);
+        loader::entries(&mut fs, opts.boot, opts.initrd, &cmdline, opts.default);
     for n in &notes {
         cprintln!("# boot: {n}");
     }

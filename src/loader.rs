@@ -128,6 +128,7 @@ pub fn entries(
     boot: Option<&str>,
     initrd: Option<&str>,
     options: &str,
+    default: Option<&str>,
 ) -> (Vec<Entry>, usize, Option<u32>, Vec<String>) {
     let mut notes = Vec::new();
     if let Some(path) = boot {
@@ -167,7 +168,7 @@ pub fn entries(
         Err(e) => notes.push(format!("{e}")),
     }
     bls::sort(&mut list);
-    let default = bls::default_index(&list, conf.default.as_deref()).unwrap_or(0);
+    let default = bls::default_index(&list, default.or(conf.default.as_deref())).unwrap_or(0);
     (list, default, conf.timeout, notes)
 }
 

@@ -255,6 +255,34 @@ fn no_bootable_entry_is_a_failing_report() {
 }
 
 #[test]
+fn the_command_line_picks_the_default_entry() {
+    let entries = [
+        (
+            "a",
+            entry(
+                "First",
+                "/vmlinux",
+                Some("/initrd.img"),
+                "console=hvc0 pick=a",
+                "sort-key a\n",
+            ),
+        ),
+        (
+            "b",
+            entry(
+                "Second",
+                "/vmlinux",
+                Some("/initrd.img"),
+                "console=hvc0 pick=b",
+                "sort-key b\n",
+            ),
+        ),
+    ];
+    let (run, _) = boot("default", Boot::Bios, &entries, "vioboot.default=b");
+    assert!(marker_cmdline(&run).contains("pick=b"), "{}", run.output);
+}
+
+#[test]
 fn vioboot_boot_names_a_kernel_directly() {
     let (run, _) = boot(
         "direct",

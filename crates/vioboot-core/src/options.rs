@@ -90,6 +90,8 @@ pub struct Options<'a> {
     pub initrd: Option<&'a str>,
     /// `vioboot.timeout=S`: menu timeout in seconds (overrides loader.conf).
     pub timeout: Option<u32>,
+    /// `vioboot.default=GLOB`: the default boot entry (overrides loader.conf).
+    pub default: Option<&'a str>,
     /// `vioboot.fs-tag=TAG`: the virtio-fs share to boot from (default: the first).
     pub fs_tag: Option<&'a str>,
     /// Words not meant for vioboot, in order.
@@ -114,6 +116,7 @@ impl Default for Options<'_> {
             initrd: None,
             timeout: None,
             fs_tag: None,
+            default: None,
             kernel_args: Vec::new(),
             understood: 0,
         }
@@ -285,6 +288,10 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                     .filter(|&t| t <= 3600)
                     .map(|t| opts.timeout = Some(t)),
                 "seconds, 0..=3600",
+            ),
+            "default" => (
+                (!value.is_empty()).then(|| opts.default = Some(value)),
+                "an entry id or glob",
             ),
             "fs-tag" => (
                 (!value.is_empty() && value.len() <= 36).then(|| opts.fs_tag = Some(value)),
