@@ -4,23 +4,13 @@
 
 mod sim;
 
-use sim::{Hv, Server, Sim, SERIAL, UNIT, WINDOW};
+use sim::{adapter, Hv, Server, Sim, SERIAL};
 use vioboot::hcall::{H_FREE_CRQ, H_REG_CRQ};
-use vioboot::vio::Adapter;
 use vioboot::virtio::{VioError, VioTransport};
 use virtio_drivers::transport::Transport;
 use virtio_vio::crq::Entry;
 use virtio_vio::header::Header;
 use virtio_vio::msg::{Message, Opcode, Status};
-
-fn adapter() -> Adapter {
-    Adapter {
-        name: "virtio@71000010".into(),
-        unit: UNIT,
-        window: WINDOW,
-        irq: None,
-    }
-}
 
 /// A server that answers INIT, PROBE (with `header`) and every other request with OK, and
 /// can be told to misbehave.

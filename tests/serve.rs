@@ -5,11 +5,10 @@
 
 mod sim;
 
-use sim::{Hv, Server, Sim, SERIAL, UNIT, WINDOW};
+use sim::{adapter, Hv, Server, Sim, SERIAL, WINDOW};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vio_server::{Faults, Partner, PartnerError, Session, Stats};
-use vioboot::vio::Adapter;
 use vioboot::virtio::blk::Blk;
 use vioboot_core::pattern;
 
@@ -72,15 +71,6 @@ fn disk(name: &str, mib: u64) -> PathBuf {
     let p = dir.join(format!("{name}.img"));
     vioboot_harness::pattern_disk(&p, mib).expect("disk image");
     p
-}
-
-fn adapter() -> Adapter {
-    Adapter {
-        name: "virtio@71000010".into(),
-        unit: UNIT,
-        window: WINDOW,
-        irq: None,
-    }
 }
 
 /// Boots the guest side against a server with `faults`; later servers (after a failure) have none.

@@ -26,6 +26,16 @@ pub const WINDOW: DmaWindow = DmaWindow {
     size: 0x1000_0000,
 };
 
+/// The simulated adapter, as vioboot's bus discovery would report it.
+pub fn adapter() -> vioboot::vio::Adapter {
+    vioboot::vio::Adapter {
+        name: "virtio@71000010".into(),
+        unit: UNIT,
+        window: WINDOW,
+        irq: None,
+    }
+}
+
 const H_SUCCESS: i64 = 0;
 const H_CLOSED: i64 = 2;
 const H_PARAMETER: i64 = -4;

@@ -238,19 +238,9 @@ fn run(args: &[String]) -> Result<ExitCode> {
         } else {
             vio.demo_share()?
         };
-        let fs_socket = vio.socket.with_file_name("fs.sock");
-        let _ = std::fs::remove_file(&fs_socket);
-        let share_arg = share.display().to_string();
         let tag = if smoke { "test" } else { "boot" };
-        servers.push(
-            vioboot_harness::VioServer::start(
-                &vio.server,
-                &fs_socket,
-                &["--fs", &share_arg, "--tag", tag],
-                &fs_socket.with_extension("log"),
-            )
-            .map_err(|e| e.to_string())?,
-        );
+        let (server, fs_socket) = vio.start_fs_server(&share, "run-fs", tag)?;
+        servers.push(server);
         q.extra.extend(vioboot_harness::virtio_vio_device(
             "v1",
             &fs_socket,
@@ -549,6 +539,26 @@ impl VioSetup {
         Ok(share)
     }
 
+    /// A VIO server sharing `share` as virtio-fs with `tag`, on `target/run/<name>.sock`.
+    fn start_fs_server(
+        &self,
+        share: &Path,
+        name: &str,
+        tag: &str,
+    ) -> Result<(vioboot_harness::VioServer, PathBuf)> {
+        let socket = root().join("target/run").join(format!("{name}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let share_arg = share.display().to_string();
+        let server = vioboot_harness::VioServer::start(
+            &self.server,
+            &socket,
+            &["--fs", &share_arg, "--tag", tag],
+            &socket.with_extension("log"),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((server, socket))
+    }
+
     fn start_server(&self, extra: &[&str]) -> Result<vioboot_harness::VioServer> {
         let disk = self.disk.display().to_string();
         let mut args = vec!["--blk", disk.as_str(), "--serial", "vioboot-demo"];
@@ -563,16 +573,7 @@ impl VioSetup {
 fn bench_fs(dir: &Path, vio: &VioSetup) -> Result {
     let share = root().join("target/run/share");
     vioboot_harness::test_share(&share, 64).map_err(|e| format!("{}: {e}", share.display()))?;
-    let socket = root().join("target/run/fs.sock");
-    let _ = std::fs::remove_file(&socket);
-    let share_arg = share.display().to_string();
-    let mut server = vioboot_harness::VioServer::start(
-        &vio.server,
-        &socket,
-        &["--fs", &share_arg, "--tag", "bench"],
-        &socket.with_extension("log"),
-    )
-    .map_err(|e| e.to_string())?;
+    let (mut server, socket) = vio.start_fs_server(&share, "fs", "bench")?;
     let q = Qemu {
         binary: vio.qemu.clone(),
         extra: vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010),
@@ -602,9 +603,6 @@ fn bench_fs(dir: &Path, vio: &VioSetup) -> Result {
 /// after vioboot's "entering the kernel"), and kernel load MB/s measured in the guest.
 fn bench_boot(dir: &Path, vio: &VioSetup) -> Result {
     let share = vio.demo_share()?;
-    let socket = root().join("target/run/boot.sock");
-    let _ = std::fs::remove_file(&socket);
-    let share_arg = share.display().to_string();
     println!(
         "bootloader, Debian's 6.1 ppc64le kernel (43 MiB) and a busybox initramfs from virtio-fs:"
     );
@@ -616,13 +614,7 @@ fn bench_boot(dir: &Path, vio: &VioSetup) -> Result {
         ("Open Firmware (SLOF)", Boot::Slof),
         ("flattened tree (-bios)", Boot::Bios),
     ] {
-        let mut server = vioboot_harness::VioServer::start(
-            &vio.server,
-            &socket,
-            &["--fs", &share_arg, "--tag", "boot"],
-            &socket.with_extension("log"),
-        )
-        .map_err(|e| e.to_string())?;
+        let (mut server, socket) = vio.start_fs_server(&share, "boot", "boot")?;
         let q = Qemu {
             binary: vio.qemu.clone(),
             extra: vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010),
