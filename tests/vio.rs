@@ -377,3 +377,32 @@ fn a_lying_fs_server_is_a_named_failure_not_a_hang() {
         );
     }
 }
+
+#[test]
+fn fs_survives_a_server_restart_with_a_new_fuse_session() {
+    let dir = scratch("fsrestart");
+    let share = dir.join("share");
+    vioboot_harness::test_share(&share, 16).expect("share");
+    let (mut srv, dev) = fs_server(&dir, 0, &share, "share0");
+    let mut q = qemu(Boot::Bios);
+    q.extra = dev;
+    let mut restarted = false;
+    let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
+        // Right after the mount: the server's FUSE session is lost under the listing.
+        if !restarted && l.contains("virtio@71000010 mount:") {
+            srv.restart().expect("server restarts");
+            std::thread::sleep(Duration::from_millis(300));
+            restarted = true;
+        }
+    })
+    .expect("QEMU runs");
+    assert!(restarted, "{}", run.output);
+    assert_pass(&run);
+    assert!(
+        fs_lines(&run, "virtio@71000010 file")
+            .iter()
+            .any(|l| l.contains("/big.bin: 16777216 bytes, sha256 matches")),
+        "{}",
+        run.output
+    );
+}

@@ -205,6 +205,11 @@ impl FuseTransport for VirtioFs {
         });
         result.map_err(|e| format!("{name}: {e}"))
     }
+
+    /// Each reset of the link is a new server session, which needs FUSE_INIT again.
+    fn restarts(&self) -> u64 {
+        self.handle.stats().0.resets
+    }
 }
 
 impl Drop for VirtioFs {

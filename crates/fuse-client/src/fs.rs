@@ -167,6 +167,8 @@ pub struct Fs<T: Transport> {
     init: Option<InitInfo>,
     /// Node ids looked up and not yet forgotten: (node, lookups).
     to_forget: Vec<(u64, u64)>,
+    /// The transport's restart count when FUSE_INIT last succeeded.
+    session: u64,
     pub stats: FsStats,
 }
 
@@ -186,6 +188,7 @@ impl<T: Transport> Fs<T> {
             unique: 0,
             init: None,
             to_forget: Vec::new(),
+            session: 0,
             stats: FsStats::default(),
         }
     }
@@ -219,6 +222,12 @@ impl<T: Transport> Fs<T> {
     ) -> R<Vec<u8>> {
         if self.init.is_none() && O::OPCODE != abi::fuse_opcode::FUSE_INIT {
             return Err(err(path, FsErrorKind::NotMounted));
+        }
+        if O::OPCODE != abi::fuse_opcode::FUSE_INIT && self.t.restarts() != self.session {
+            // The server restarted: its FUSE session (nodes, handles) is gone. Start a new one;
+            // node ids looked up before mean nothing to it.
+            self.to_forget.clear();
+            self.mount()?;
         }
         let unique = self.next_unique();
         let mut c = [Call {
@@ -256,6 +265,7 @@ impl<T: Transport> Fs<T> {
             readdirplus: out.flags & abi::FUSE_DO_READDIRPLUS != 0,
         };
         self.init = Some(info);
+        self.session = self.t.restarts();
         Ok(info)
     }
 
@@ -391,9 +401,21 @@ impl<T: Transport> Fs<T> {
 
     /// Attributes of `path` (symlinks followed).
     pub fn stat(&mut self, path: &str) -> R<Attr> {
-        let r = self.resolve(path).map(|(_, a)| a);
-        self.forget_all()?;
-        r
+        self.retrying(|fs| {
+            let r = fs.resolve(path).map(|(_, a)| a);
+            fs.forget_all()?;
+            r
+        })
+    }
+
+    /// Runs `op`, and once more if the server restarted during it (the new session answers
+    /// requests of the old one with errors; `call` starts the new session).
+    fn retrying<V>(&mut self, mut op: impl FnMut(&mut Self) -> R<V>) -> R<V> {
+        let before = self.t.restarts();
+        match op(self) {
+            Err(_) if self.t.restarts() != before => op(self),
+            r => r,
+        }
     }
 
     fn open<O: Op>(&mut self, path: &str, node: u64) -> R<u64> {
@@ -452,10 +474,22 @@ impl<T: Transport> Fs<T> {
         range: Option<(u64, u64)>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> R<(u64, u64)> {
-        let r = self.read_inner(path, range, sink);
-        let f = self.forget_all();
-        let v = r?;
-        f.map(|_| v)
+        let before = self.t.restarts();
+        let delivered = core::cell::Cell::new(0u64);
+        let once = |fs: &mut Self, sink: &mut dyn FnMut(&[u8])| {
+            let r = fs.read_inner(path, range, &mut |piece: &[u8]| {
+                delivered.set(delivered.get() + piece.len() as u64);
+                sink(piece)
+            });
+            let f = fs.forget_all();
+            let v = r?;
+            f.map(|_| v)
+        };
+        match once(self, sink) {
+            // A restart before any byte reached the sink: read again in the new session.
+            Err(_) if self.t.restarts() != before && delivered.get() == 0 => once(self, sink),
+            r => r,
+        }
     }
 
     fn read_inner(
@@ -547,10 +581,12 @@ impl<T: Transport> Fs<T> {
 
     /// The entries of directory `path`, without "." and "..".
     pub fn list_dir(&mut self, path: &str) -> R<Vec<DirEntry>> {
-        let r = self.list_inner(path);
-        let f = self.forget_all();
-        let v = r?;
-        f.map(|_| v)
+        self.retrying(|fs| {
+            let r = fs.list_inner(path);
+            let f = fs.forget_all();
+            let v = r?;
+            f.map(|_| v)
+        })
     }
 
     fn list_inner(&mut self, path: &str) -> R<Vec<DirEntry>> {

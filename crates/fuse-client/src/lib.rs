@@ -41,4 +41,10 @@ pub trait Transport {
     /// waits for all of them; fills in each `used`. An `Err` names what failed (the device,
     /// a timeout); it ends the filesystem's use of the transport.
     fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), alloc::string::String>;
+
+    /// How many times the server side has restarted (a new session that must be sent
+    /// FUSE_INIT again). A transport that cannot tell says 0.
+    fn restarts(&self) -> u64 {
+        0
+    }
 }

@@ -38,6 +38,9 @@ struct Server {
     plus: bool,
     reads: usize,
     max_batch: usize,
+    /// Bumped to simulate a server restart: the session is gone until FUSE_INIT.
+    restarts: u64,
+    initialized: bool,
 }
 
 impl Server {
@@ -51,6 +54,8 @@ impl Server {
             plus: true,
             reads: 0,
             max_batch: 0,
+            restarts: 0,
+            initialized: false,
         };
         s.nodes.insert(1, Node::Dir(Vec::new()));
         s
@@ -96,8 +101,12 @@ impl Server {
                 .map(|(r, _)| r)
                 .unwrap_or_default()
         };
+        if op != 26 && !self.initialized {
+            return (-errno::EIO, vec![]);
+        }
         match op {
             26 => {
+                self.initialized = true;
                 let out = abi::fuse_init_out {
                     major: 7,
                     minor: 31,
@@ -216,6 +225,10 @@ impl Server {
 }
 
 impl Transport for Server {
+    fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
     fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), String> {
         self.max_batch = self.max_batch.max(batch.len());
         for c in batch {
@@ -466,4 +479,20 @@ fn unmount_sends_destroy_and_refuses_later_use() {
     let mut fs = mounted(tree(0));
     fs.unmount().unwrap();
     assert_eq!(fs.stat("/boot").unwrap_err().kind, FsErrorKind::NotMounted);
+}
+
+#[test]
+fn a_restarted_server_gets_a_new_fuse_session() {
+    let mut fs = mounted(tree(0));
+    assert!(fs.stat("/boot").unwrap().is_dir());
+    // The server restarts: it forgets the session and answers EIO until FUSE_INIT.
+    let s = fs.transport();
+    s.restarts += 1;
+    s.initialized = false;
+    s.lookups.clear();
+    let v = fs
+        .read_file("/boot/vmlinux", &mut |_| {})
+        .expect("re-initialized and read");
+    assert_eq!(v.len(), 300 * 1024);
+    assert!(fs.transport().lookups.values().all(|&n| n == 0));
 }
