@@ -84,6 +84,12 @@ fn entry(title: &str, linux: &str, initrd: Option<&str>, options: &str, extra: &
 }
 
 fn marker_cmdline(run: &Run) -> String {
+    // vioboot's report ends with its verdict line before it enters the kernel.
+    assert!(
+        run.report().verdict.is_some(),
+        "no verdict line before the kernel:\n{}",
+        run.output
+    );
     let l = run
         .output
         .lines()
@@ -111,6 +117,7 @@ fn good() -> String {
 #[test]
 fn boots_linux_through_open_firmware() {
     let (run, log) = boot("of", Boot::Slof, &[("debian", good())], "");
+    assert_eq!(run.report().verdict, Some(true), "{}", run.output);
     let cmdline = marker_cmdline(&run);
     assert!(
         cmdline.contains("console=hvc0 vioboot-test=yes"),
@@ -129,6 +136,7 @@ fn boots_linux_through_open_firmware() {
 #[test]
 fn boots_linux_with_a_flattened_tree() {
     let (run, log) = boot("fdt", Boot::Bios, &[("debian", good())], "");
+    assert_eq!(run.report().verdict, Some(true), "{}", run.output);
     let cmdline = marker_cmdline(&run);
     assert!(
         cmdline.contains("vioboot-test=yes"),
@@ -212,6 +220,12 @@ fn bad_entries_are_named_and_the_next_one_boots() {
         std::fs::write(share.join("truncated.img"), &initrd[..initrd.len() / 2]).expect("write");
     });
     let r = run.report();
+    assert_eq!(
+        r.verdict,
+        Some(false),
+        "failed entries make the verdict FAIL:\n{}",
+        run.output
+    );
     for (id, why) in [
         ("a-missing", "/no-such-vmlinux: ENOENT"),
         ("b-badsha", "does not match the entry's"),
