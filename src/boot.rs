@@ -380,11 +380,8 @@ fn obtain_tree(entry: &Entry, early: Option<&[u8]>) -> Result<(Vec<u8>, &'static
     match entry {
         Entry::Fdt { .. } => Ok((early.unwrap_or(&[]).to_vec(), "r3 at entry")),
         Entry::OpenFirmware { of } => {
-            let (_, walk_only) = {
-                let bootargs = of_bootargs(of);
-                let (o, _) = options::parse(&bootargs);
-                ((), o.fdt == FdtChoice::Walk)
-            };
+            // Options are needed before the tree exists: read bootargs from OF directly.
+            let walk_only = options::parse(&of_bootargs(of)).0.fdt == FdtChoice::Walk;
             if !walk_only && of.has(c"fdt-fetch") {
                 let mut buf = vec![0u8; FDT_MAX];
                 of.fdt_fetch(&mut buf).map_err(|e| format!("{e}"))?;
@@ -562,7 +559,7 @@ fn check_pages(pool: Range) -> Result<String, String> {
             one.0, many.0
         ));
     }
-    if run.contains_addr(one.0) || !(pool.start..pool.end).contains(&one.0) || run.end > pool.end {
+    if run.contains(one.0) || !(pool.start..pool.end).contains(&one.0) || run.end > pool.end {
         return Err("pages overlap or lie outside the pool".into());
     }
     mem::free_pages(one, 1).map_err(|e| format!("free: {e:?}"))?;
@@ -574,16 +571,6 @@ fn check_pages(pool: Range) -> Result<String, String> {
     Ok(format!(
         "{pool}, {total} pages of 4 KiB, {used} in use after alloc/free"
     ))
-}
-
-trait ContainsAddr {
-    fn contains_addr(&self, a: u64) -> bool;
-}
-
-impl ContainsAddr for Range {
-    fn contains_addr(&self, a: u64) -> bool {
-        (self.start..self.end).contains(&a)
-    }
 }
 
 fn check_console(entry: &Entry, inv: &Inventory, choice: ConsoleChoice) {
@@ -835,12 +822,7 @@ fn blk_checks(tag: &str, blk: &mut Blk, opts: &Options) {
             return;
         }
         Ok(()) if buf.starts_with(pattern::MAGIC) => {
-            let bad = (0..64u64).find_map(|l| {
-                let at = l as usize * pattern::SECTOR;
-                pattern::check(0, l, &buf[at..at + pattern::SECTOR])
-                    .err()
-                    .map(|o| (l, o))
-            });
+            let bad = pattern::check_run(0, 0, &buf).err();
             match bad {
                 None => report::pass(
                     &format!("{tag} read"),
@@ -906,18 +888,12 @@ fn blk_checks(tag: &str, blk: &mut Blk, opts: &Options) {
 fn write_read_back(blk: &mut Blk, first: u64, count: u64) -> Result<String, String> {
     let seed = arch::timebase() | 1;
     let mut out = vec![0u8; count as usize * pattern::SECTOR];
-    for (i, s) in out.chunks_mut(pattern::SECTOR).enumerate() {
-        pattern::fill(seed, first + i as u64, s);
-    }
+    pattern::fill_run(seed, first, &mut out);
     blk.write(first, &out).map_err(|e| format!("write: {e}"))?;
     let mut back = vec![0u8; out.len()];
     blk.read(first, &mut back)
         .map_err(|e| format!("read back: {e}"))?;
-    match back.chunks(pattern::SECTOR).enumerate().find_map(|(i, s)| {
-        pattern::check(seed, first + i as u64, s)
-            .err()
-            .map(|o| (first + i as u64, o))
-    }) {
+    match pattern::check_run(seed, first, &back).err() {
         None => Ok(format!(
             "wrote and read back sectors {first}..{}",
             first + count
@@ -944,9 +920,7 @@ fn verify(blk: &mut Blk, mib: u32) -> Result<String, String> {
     let start = time::now_us();
     for c in 0..chunks {
         let lba = first + c * sectors_per_chunk;
-        for (i, s) in buf.chunks_mut(pattern::SECTOR).enumerate() {
-            pattern::fill(seed, lba + i as u64, s);
-        }
+        pattern::fill_run(seed, lba, &mut buf);
         blk.write(lba, &buf)
             .map_err(|e| format!("write at sector {lba}: {e}"))?;
         if (c + 1) % 16 == 0 {
@@ -962,14 +936,9 @@ fn verify(blk: &mut Blk, mib: u32) -> Result<String, String> {
         let lba = first + c * sectors_per_chunk;
         blk.read(lba, &mut buf)
             .map_err(|e| format!("read at sector {lba}: {e}"))?;
-        if let Some((i, o)) = buf.chunks(pattern::SECTOR).enumerate().find_map(|(i, s)| {
-            pattern::check(seed, lba + i as u64, s)
-                .err()
-                .map(|o| (i, o))
-        }) {
+        if let Err((bad, o)) = pattern::check_run(seed, lba, &buf) {
             return Err(format!(
-                "sector {} differs at byte {o} after write and read",
-                lba + i as u64
+                "sector {bad} differs at byte {o} after write and read"
             ));
         }
         if (c + 1) % 16 == 0 {

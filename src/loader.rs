@@ -6,7 +6,6 @@
 //! Before the jump every virtio-vio device vioboot touched is reset, its CRQ freed and its TCEs
 //! cleared.
 
-use crate::console::{self, Sink};
 use crate::hcall::{self, UnitAddress};
 use crate::mem;
 use crate::of::Of;
@@ -276,11 +275,14 @@ pub fn load(
     limit: u64,
 ) -> Result<Loaded, String> {
     let linux = e.linux.as_deref().ok_or("the entry has no `linux` key")?;
-    let head = fs
-        .read_range(linux, 0, elf::HEAD_BYTES as u64)
+    // The ELF and program headers, and the file's size, in one walk of the path.
+    let mut head = Vec::new();
+    let (size, _) = fs
+        .read_stream(linux, Some((0, elf::HEAD_BYTES as u64)), &mut |piece| {
+            head.extend_from_slice(piece)
+        })
         .map_err(|e| format!("{e}"))?;
-    let attr = fs.stat(linux).map_err(|e| format!("{e}"))?;
-    let k = elf::parse(&head, attr.size).map_err(|err| format!("{linux}: {err}"))?;
+    let k = elf::parse(&head, size).map_err(|err| format!("{linux}: {err}"))?;
     let mut memory = Memory {
         handoff,
         next: first_free.max(k.span.next_multiple_of(16 << 20)),
@@ -294,7 +296,7 @@ pub fn load(
     let mut sha = Sha256::new();
     let mut at = 0u64;
     let mut last_shown = 0u64;
-    let total = attr.size;
+    let total = size;
     fs.read_stream(linux, None, &mut |piece| {
         sha.update(piece);
         let (p0, p1) = (at, at + piece.len() as u64);
@@ -428,7 +430,7 @@ pub fn enter(l: &Loaded, handoff: &Handoff, first_free: u64, limit: u64) -> Resu
             let (r3, r4) = l.initrd.map_or((0, 0), |r| (r.start, r.size()));
             report::pass("boot handoff", format_args!("Open Firmware: entry {:#x}, r3/r4 = initrd {r3:#x}/{r4:#x}, r5 = client interface", l.entry_point));
             finish_report();
-            let entry = of_entry(of);
+            let entry = Of::entry_address();
             // SAFETY: the kernel is loaded and checked at `entry_point`; OF is alive for it.
             unsafe { arch::jump_to_kernel(l.entry_point, r3, r4, entry) }
         }
@@ -506,14 +508,9 @@ pub fn enter(l: &Loaded, handoff: &Handoff, first_free: u64, limit: u64) -> Resu
     }
 }
 
-fn of_entry(_of: &Of) -> u64 {
-    Of::entry_address()
-}
-
 /// The report's end before the jump: the verdict says what vioboot did; the kernel prints on.
 fn finish_report() {
     report::phase("boot");
     report::finish();
     cprintln!("# vioboot: entering the kernel");
-    if let Sink::Of(..) = console::sink() {}
 }

@@ -92,21 +92,16 @@ fn setup(name: &str, faults: &str) -> (Sim, Blk, Arc<Stats>, PathBuf) {
 
 fn fill(seed: u64, first: u64, sectors: usize) -> Vec<u8> {
     let mut v = vec![0u8; sectors * 512];
-    for (i, s) in v.chunks_mut(512).enumerate() {
-        pattern::fill(seed, first + i as u64, s);
-    }
+    pattern::fill_run(seed, first, &mut v);
     v
 }
 
 fn check(seed: u64, first: u64, buf: &[u8]) {
-    for (i, s) in buf.chunks(512).enumerate() {
-        assert_eq!(
-            pattern::check(seed, first + i as u64, s),
-            Ok(()),
-            "sector {}",
-            first + i as u64
-        );
-    }
+    assert_eq!(
+        pattern::check_run(seed, first, buf),
+        Ok(()),
+        "(sector, byte) that differs"
+    );
 }
 
 #[test]

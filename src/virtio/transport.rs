@@ -136,8 +136,17 @@ impl Inner {
 
     /// One request; on a server restart, replays the device state and tries again.
     fn call(&mut self, msg: Message) -> Result<Message, VioError> {
+        self.retrying(|link, _| link.request(msg))
+    }
+
+    /// Runs `op` on the link; after a server restart, replays the device state and runs it
+    /// again (at most MAX_RESETS times).
+    fn retrying<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Link, usize) -> Result<T, LinkError>,
+    ) -> Result<T, VioError> {
         for _ in 0..MAX_RESETS {
-            match self.link.request(msg) {
+            match op(&mut self.link, self.window) {
                 Err(LinkError::Reset) => match self.replay() {
                     Ok(()) | Err(LinkError::Reset) => continue,
                     Err(e) => return Err(self.link_err(e)),
@@ -497,23 +506,10 @@ impl Transport for VioTransport {
             driver: driver_area,
             device: device_area,
         };
-        let r = {
-            let mut i = self.inner.borrow_mut();
-            let window = i.window;
-            let mut result = Ok(());
-            for _ in 0..MAX_RESETS {
-                match queue_setup(&mut i.link, window, &q) {
-                    Err(LinkError::Reset) => {
-                        let _ = i.replay();
-                    }
-                    other => {
-                        result = other;
-                        break;
-                    }
-                }
-            }
-            result.map_err(|e| i.link_err(e))
-        };
+        let r = self
+            .inner
+            .borrow_mut()
+            .retrying(|link, window| queue_setup(link, window, &q));
         match r {
             Ok(()) => {
                 if let Some(slot) = self.inner.borrow_mut().queues.get_mut(queue as usize) {

@@ -33,6 +33,25 @@ pub fn check(seed: u64, lba: u64, buf: &[u8]) -> Result<(), usize> {
     }
 }
 
+/// Fills `buf` (whole sectors) with the pattern of the sectors from `first`.
+pub fn fill_run(seed: u64, first: u64, buf: &mut [u8]) {
+    for (i, s) in buf.chunks_mut(SECTOR).enumerate() {
+        fill(seed, first + i as u64, s);
+    }
+}
+
+/// Checks `buf` (whole sectors from `first`); on a mismatch, the sector and byte offset.
+pub fn check_run(seed: u64, first: u64, buf: &[u8]) -> Result<(), (u64, usize)> {
+    match buf
+        .chunks(SECTOR)
+        .enumerate()
+        .find_map(|(i, s)| check(seed, first + i as u64, s).err().map(|o| (i, o)))
+    {
+        Some((i, o)) => Err((first + i as u64, o)),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +68,14 @@ mod tests {
         assert_eq!(check(0, 1, &b), Err(100));
         fill(7, 1, &mut a);
         assert!(check(0, 1, &a).is_err(), "the seed changes the pattern");
+    }
+
+    #[test]
+    fn runs_name_the_first_bad_sector() {
+        let mut run = [0u8; 4 * SECTOR];
+        fill_run(3, 10, &mut run);
+        assert_eq!(check_run(3, 10, &run), Ok(()));
+        run[2 * SECTOR + 5] ^= 0xff;
+        assert_eq!(check_run(3, 10, &run), Err((12, 5)));
     }
 }
