@@ -82,48 +82,27 @@ fn blk_smoke_checks_pass_under_slof() {
     q.extra = dev;
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
     assert_pass(&run);
-    let d = "virtio@71000010";
-    assert!(
-        line(&run, d).contains("CRQ handshake and PROBE"),
-        "{}",
-        run.output
-    );
-    assert!(line(&run, d).contains("device id 2"), "{}", run.output);
-    assert!(
-        line(&run, &format!("{d} capacity")).contains("16384 sectors (8 MiB), read-write"),
-        "{}",
-        run.output
-    );
-    assert!(
-        line(&run, &format!("{d} id")).contains("serial \"disk-0\""),
-        "{}",
-        run.output
-    );
-    assert!(
-        line(&run, &format!("{d} read")).contains("hold the test pattern"),
-        "{}",
-        run.output
-    );
-    assert!(
-        line(&run, &format!("{d} write")).contains("wrote and read back"),
-        "{}",
-        run.output
-    );
-    assert!(
-        line(&run, &format!("{d} flush")).contains("completed"),
-        "{}",
-        run.output
-    );
-    assert!(
-        line(&run, &format!("{d} unmapped")).contains("no buffer left"),
-        "{}",
-        run.output
-    );
-    assert!(
-        line(&run, &format!("{d} shutdown")).contains("every TCE cleared"),
-        "{}",
-        run.output
-    );
+    // Each check of the adapter, and what its line must say.
+    for (check, want) in [
+        ("virtio@71000010", "CRQ handshake and PROBE"),
+        ("virtio@71000010", "device id 2"),
+        (
+            "virtio@71000010 capacity",
+            "16384 sectors (8 MiB), read-write",
+        ),
+        ("virtio@71000010 id", "serial \"disk-0\""),
+        ("virtio@71000010 read", "hold the test pattern"),
+        ("virtio@71000010 write", "wrote and read back"),
+        ("virtio@71000010 flush", "completed"),
+        ("virtio@71000010 unmapped", "no buffer left"),
+        ("virtio@71000010 shutdown", "every TCE cleared"),
+    ] {
+        assert!(
+            line(&run, check).contains(want),
+            "`{check}` lacks `{want}`:\n{}",
+            run.output
+        );
+    }
     drop(srv);
 }
 
