@@ -5,22 +5,8 @@
 
 use crate::{arch, time};
 use core::fmt;
-use vioboot_core::hstatus;
-
-pub const H_GET_TCE: u64 = 0x1C;
-pub const H_PUT_TCE: u64 = 0x20;
-pub const H_GET_TERM_CHAR: u64 = 0x54;
-pub const H_PUT_TERM_CHAR: u64 = 0x58;
-pub const H_REG_CRQ: u64 = 0xFC;
-pub const H_FREE_CRQ: u64 = 0x100;
-pub const H_VIO_SIGNAL: u64 = 0x104;
-pub const H_SEND_CRQ: u64 = 0x108;
-pub const H_STUFF_TCE: u64 = 0x138;
-pub const H_PUT_TCE_INDIRECT: u64 = 0x13C;
-pub const H_ENABLE_CRQ: u64 = 0x2B0;
-pub const H_SET_MODE: u64 = 0x31C;
-/// QEMU's private hcall that runs an RTAS call (KVMPPC_H_RTAS); absent on PowerVM.
-pub const H_RTAS: u64 = 0xF000;
+use papr::hcall::*;
+use papr::status;
 
 /// Hcalls made since boot (each try counts), for the benchmark.
 static HCALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -64,7 +50,7 @@ impl HcallError {
 
 impl fmt::Display for HcallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match hstatus::name(self.status) {
+        match status::name(self.status) {
             Some(name) => write!(f, "{} failed: {name} ({})", self.call, self.status),
             None => write!(f, "{} failed: unknown status {}", self.call, self.status),
         }
@@ -81,16 +67,16 @@ pub unsafe fn call(name: &'static str, opcode: u64, args: &[u64]) -> Result<[u64
         HCALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         // SAFETY: forwarded contract.
         let regs = unsafe { arch::hcall(opcode, args) };
-        if regs.status == hstatus::SUCCESS {
+        if regs.status == status::H_SUCCESS {
             return Ok(regs.out);
         }
-        if !hstatus::is_busy(regs.status) || time::now_us() - start > BUSY_BUDGET_US {
+        if !status::is_busy(regs.status) || time::now_us() - start > BUSY_BUDGET_US {
             return Err(HcallError {
                 call: name,
                 status: regs.status,
             });
         }
-        if let Some(ms) = hstatus::long_busy_ms(regs.status) {
+        if let Some(ms) = status::long_busy_ms(regs.status) {
             time::delay_us(ms * 1000);
         }
     }
@@ -185,12 +171,6 @@ pub fn enable_crq(unit: UnitAddress) -> Result<(), HcallError> {
 pub fn send_crq(unit: UnitAddress, word0: u64, word1: u64) -> Result<(), HcallError> {
     // SAFETY: registers only.
     unsafe { call("H_SEND_CRQ", H_SEND_CRQ, &[unit.0.into(), word0, word1]) }.map(|_| ())
-}
-
-/// Turns the unit's interrupts on (1) or off (0).
-pub fn vio_signal(unit: UnitAddress, mode: u64) -> Result<(), HcallError> {
-    // SAFETY: registers only.
-    unsafe { call("H_VIO_SIGNAL", H_VIO_SIGNAL, &[unit.0.into(), mode]) }.map(|_| ())
 }
 
 /// H_SET_MODE resource 4: interrupts are taken in little-endian mode (mflags 1) or big (0).

@@ -21,15 +21,6 @@ pub const REGION_ALIGN: u64 = 1 << 20;
 #[global_allocator]
 static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
 
-/// The regions in use, for the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Regions {
-    pub heap: Range,
-    pub pool: Range,
-}
-
-static REGIONS: Mutex<Option<Regions>> = Mutex::new(None);
-
 struct Pool {
     base: u64,
     bits: PageBitmap,
@@ -56,16 +47,11 @@ pub unsafe fn init_heap(heap: Range) {
 ///
 /// # Safety
 /// As [`init_heap`].
-pub unsafe fn init_pool(pool: Range, heap: Range) {
+pub unsafe fn init_pool(pool: Range) {
     *POOL.lock() = Some(Pool {
         base: pool.start,
         bits: PageBitmap::new((pool.size() / PAGE_SIZE) as usize),
     });
-    *REGIONS.lock() = Some(Regions { heap, pool });
-}
-
-pub fn regions() -> Option<Regions> {
-    *REGIONS.lock()
 }
 
 /// Heap bytes in use and free.

@@ -1,9 +1,11 @@
 //! The smoke report on the console: TAP lines as checks finish, boot phases with their
 //! timebase durations, the plan and the verdict line (format in `vioboot_core::tap`).
+//! [`Scope`] names a device's checks in one place.
 
 use crate::console::ConsoleWriter;
 use crate::time;
-use alloc::string::String;
+use alloc::format;
+use alloc::string::{String, ToString};
 use core::fmt::{self, Write};
 use spin::Mutex;
 use vioboot_core::tap::Tap;
@@ -70,16 +72,79 @@ pub fn skip(name: &str, reason: &str) {
     });
 }
 
-/// A check from a result: `Ok(detail)` passes, `Err(message)` fails.
-pub fn check(name: &str, result: Result<String, String>) -> bool {
+/// A check from a result: `Ok(detail)` passes, `Err(error)` fails with the error's text.
+pub fn check<E: fmt::Display>(name: &str, result: Result<String, E>) -> bool {
     match result {
         Ok(detail) => {
             pass(name, format_args!("{detail}"));
             true
         }
-        Err(message) => {
-            fail(name, &message, &[]);
+        Err(e) => {
+            fail(name, &e.to_string(), &[]);
             false
+        }
+    }
+}
+
+/// The checks of one device: each is named `<prefix> <check>` (or `<prefix>` alone for the
+/// empty check), and a failure message that begins with `<prefix>: ` loses it, since the
+/// name already says which device it is.
+pub struct Scope<'a> {
+    prefix: &'a str,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(prefix: &'a str) -> Scope<'a> {
+        Scope { prefix }
+    }
+
+    fn name(&self, check: &str) -> String {
+        if check.is_empty() {
+            self.prefix.into()
+        } else {
+            format!("{} {check}", self.prefix)
+        }
+    }
+
+    fn message(&self, error: &dyn fmt::Display) -> String {
+        let text = error.to_string();
+        match text
+            .strip_prefix(self.prefix)
+            .and_then(|t| t.strip_prefix(": "))
+        {
+            Some(rest) => rest.into(),
+            None => text,
+        }
+    }
+
+    pub fn pass(&self, check: &str, detail: fmt::Arguments) {
+        pass(&self.name(check), detail)
+    }
+
+    pub fn fail(&self, check: &str, error: &dyn fmt::Display) {
+        self.fail_with(check, error, &[])
+    }
+
+    /// A failure with `key: value` diagnostics.
+    pub fn fail_with(&self, check: &str, error: &dyn fmt::Display, fields: &[(&str, &str)]) {
+        fail(&self.name(check), &self.message(error), fields)
+    }
+
+    pub fn skip(&self, check: &str, reason: &str) {
+        skip(&self.name(check), reason)
+    }
+
+    /// `Ok(detail)` passes, `Err(error)` fails.
+    pub fn check<E: fmt::Display>(&self, check: &str, result: Result<String, E>) -> bool {
+        match result {
+            Ok(detail) => {
+                self.pass(check, format_args!("{detail}"));
+                true
+            }
+            Err(e) => {
+                self.fail(check, &e);
+                false
+            }
         }
     }
 }

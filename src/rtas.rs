@@ -1,4 +1,4 @@
-//! RTAS: power-off, reboot and os-term by token from `/rtas`.
+//! RTAS: power-off and os-term by token from `/rtas`, and any call by token.
 //!
 //! On QEMU the hypervisor runs RTAS calls itself (H_RTAS). Where H_RTAS is absent (PowerVM),
 //! RTAS must be instantiated through Open Firmware (`instantiate-rtas` on `/rtas`) before OF is
@@ -11,7 +11,6 @@ use crate::of::{Of, OfError};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
-use vioboot_core::hstatus;
 use vioboot_core::rtas::{self as pack, BLOCK_BYTES};
 
 const NO_TOKEN: u32 = u32::MAX;
@@ -40,7 +39,6 @@ static STATE: Mutex<State> = Mutex::new(State {
 });
 static POWER_OFF: AtomicU32 = AtomicU32::new(NO_TOKEN);
 static OS_TERM: AtomicU32 = AtomicU32::new(NO_TOKEN);
-static SYSTEM_REBOOT: AtomicU32 = AtomicU32::new(NO_TOKEN);
 
 /// Why an RTAS call could not be made or failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +78,9 @@ impl fmt::Display for RtasError {
 }
 
 /// Records the tokens the exit path needs.
-pub fn set_tokens(power_off: Option<u32>, os_term: Option<u32>, system_reboot: Option<u32>) {
+pub fn set_tokens(power_off: Option<u32>, os_term: Option<u32>) {
     POWER_OFF.store(power_off.unwrap_or(NO_TOKEN), Ordering::SeqCst);
     OS_TERM.store(os_term.unwrap_or(NO_TOKEN), Ordering::SeqCst);
-    SYSTEM_REBOOT.store(system_reboot.unwrap_or(NO_TOKEN), Ordering::SeqCst);
 }
 
 pub fn method() -> Method {
@@ -100,7 +97,7 @@ pub fn probe_hcall() -> bool {
     // SAFETY: the block is a valid argument block with room for one return word, in BSS.
     let r = unsafe { hcall::rtas(RealAddr(s.block.as_ptr() as u64)) };
     // Any answer but H_FUNCTION (QEMU says H_PARAMETER for the bad token) means H_RTAS exists.
-    let ok = !matches!(r, Err(e) if e.is(hstatus::FUNCTION));
+    let ok = !matches!(r, Err(e) if e.is(papr::status::H_FUNCTION));
     if ok {
         s.method = Method::Hcall;
     }
@@ -179,12 +176,6 @@ fn token(cell: &AtomicU32, service: &'static str) -> Result<u32, RtasError> {
 pub fn power_off() -> RtasError {
     let r =
         token(&POWER_OFF, "power-off").and_then(|t| call("power-off", t, &[u32::MAX, u32::MAX], 1));
-    r.err().unwrap_or(RtasError::Unavailable)
-}
-
-/// Reboots the partition. Returns only on failure.
-pub fn system_reboot() -> RtasError {
-    let r = token(&SYSTEM_REBOOT, "system-reboot").and_then(|t| call("system-reboot", t, &[], 1));
     r.err().unwrap_or(RtasError::Unavailable)
 }
 

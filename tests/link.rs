@@ -4,8 +4,8 @@
 
 mod sim;
 
+use papr::hcall::{H_FREE_CRQ, H_REG_CRQ};
 use sim::{adapter, Hv, Server, Sim, SERIAL};
-use vioboot::hcall::{H_FREE_CRQ, H_REG_CRQ};
 use vioboot::virtio::{VioError, VioTransport};
 use virtio_drivers::transport::Transport;
 use virtio_vio::crq::Entry;
@@ -227,7 +227,7 @@ fn unknown_and_foreign_entries_are_dropped_and_counted() {
     s.noise = vec![unknown, foreign, odd_init, bad_queue, stale];
     let (_sim, t) = open(s, 1000);
     let t = t.expect("the transport still works");
-    let (link, crq) = t.handle().stats();
+    let (link, crq) = t.handle().counters();
     assert!(link.protocol_errors >= 4, "{link:?}");
     assert!(crq.invalid >= 1, "{crq:?}");
 }
@@ -261,7 +261,7 @@ fn a_server_restart_mid_request_is_replayed() {
     sim.on_failure(Box::new(|| Box::new(Scripted::new())));
     let v: u64 = t.read_config_space(0).expect("completes after the restart");
     assert_eq!(v, 4096);
-    let (link, crq) = t.handle().stats();
+    let (link, crq) = t.handle().counters();
     assert!(link.resets >= 1 && crq.recoveries >= 1, "{link:?} {crq:?}");
     assert_eq!(
         sim.count(H_REG_CRQ),

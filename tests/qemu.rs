@@ -284,12 +284,12 @@ fn panic_names_file_and_line_and_exits_1() {
     let run = boot(Qemu::new(Boot::Vof, image_dir()).append("vioboot.inject=panic"));
     assert_fail(&run, "panic");
     assert!(
-        run.output.contains("# vioboot: PANIC at src/boot.rs:"),
+        run.output.contains("# vioboot: PANIC at src/main.rs:"),
         "{}",
         run.output
     );
     assert!(
-        run.output.contains("Bail out! panic at src/boot.rs:"),
+        run.output.contains("Bail out! panic at src/main.rs:"),
         "{}",
         run.output
     );

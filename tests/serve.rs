@@ -9,7 +9,9 @@ use sim::{adapter, Hv, Server, Sim, SERIAL, WINDOW};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vio_server::{Faults, Partner, PartnerError, Session, Stats};
-use vioboot::virtio::blk::Blk;
+use vioboot::dev::{BlockDevice, Device};
+use vioboot::drivers::virtio_blk::VirtioBlk as Blk;
+use vioboot::virtio::VioTransport;
 use vioboot_core::pattern;
 
 /// The server's view of the simulated hypervisor.
@@ -86,7 +88,9 @@ fn setup(name: &str, faults: &str) -> (Sim, Blk, Arc<Stats>, PathBuf) {
     sim.on_failure(Box::new(move || {
         Box::new(Real::new(&p2, Faults::default(), s2.clone()))
     }));
-    let blk = Blk::open(&adapter(), 2_000_000).expect("the device opens");
+    let a = adapter();
+    let t = VioTransport::open(&a, 2_000_000).expect("the transport opens");
+    let blk = Blk::over(a.name.clone(), t).expect("the device opens");
     (sim, blk, stats, path)
 }
 
@@ -108,8 +112,8 @@ fn check(seed: u64, first: u64, buf: &[u8]) {
 fn read_write_flush_id_and_nothing_left_mapped() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (sim, mut blk, stats, path) = setup("plain", "");
-    assert_eq!(blk.capacity_sectors(), 8192);
-    assert_eq!(blk.serial().expect("serial"), "sim-disk");
+    assert_eq!(blk.capacity(), 8192);
+    assert_eq!(blk.identity().expect("serial"), "sim-disk");
     let mut buf = vec![0u8; 64 * 512];
     blk.read(0, &mut buf).expect("read");
     check(0, 0, &buf);
@@ -147,7 +151,7 @@ fn a_server_that_dies_mid_request_loses_nothing() {
     let file = std::fs::read(&path).expect("disk");
     check(9, 512, &file[512 * 512..768 * 512]);
     assert_eq!(sim.hv.borrow().failures, 1);
-    let (link, crq) = blk.handle().stats();
+    let (link, crq) = blk.handle().counters();
     assert!(link.resets >= 1 && crq.recoveries >= 1, "{link:?} {crq:?}");
     assert_eq!(blk.pages_left_mapped(), 0);
 }
@@ -186,7 +190,7 @@ fn a_flooded_crq_does_not_confuse_completions() {
         blk.read(round * 16, &mut buf).expect("read");
         check(0, round * 16, &buf);
     }
-    let (link, crq) = blk.handle().stats();
+    let (link, crq) = blk.handle().counters();
     assert!(
         link.used_notices > 250,
         "the flood did not arrive: {link:?} {crq:?}"
@@ -203,7 +207,7 @@ fn unknown_opcodes_and_unmapped_probes_are_survived() {
         blk.read(round * 16, &mut buf).expect("read");
         check(0, round * 16, &buf);
     }
-    let (link, _) = blk.handle().stats();
+    let (link, _) = blk.handle().counters();
     assert!(
         link.protocol_errors >= 4,
         "unknown opcodes were not counted: {link:?}"

@@ -16,7 +16,7 @@ const MAX_PROPERTY: usize = 1 << 20;
 /// Deepest node nesting followed.
 const MAX_DEPTH: usize = 32;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlattenError {
     Of(OfError),
     Write {

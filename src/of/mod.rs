@@ -6,7 +6,7 @@
 
 mod flatten;
 
-pub use flatten::flatten;
+pub use flatten::{flatten, FlattenError};
 
 use crate::arch;
 use core::ffi::CStr;

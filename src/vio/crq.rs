@@ -12,8 +12,8 @@ use crate::hcall::{self, HcallError, Ioba, UnitAddress};
 use crate::mem::DmaPages;
 use crate::time;
 use core::fmt;
-use vioboot_core::hstatus;
-use virtio_vio::crq::{self as wire, Entry, TransportEvent, ENTRY_LEN};
+use papr::crq::{self as wire, Entry, TransportEvent, ENTRY_LEN};
+use papr::status::{H_CLOSED, H_RESOURCE};
 
 /// Bytes of the queue: one page, 256 entries.
 const QUEUE_BYTES: usize = 4096;
@@ -48,7 +48,7 @@ impl fmt::Display for CrqError {
 
 impl From<HcallError> for CrqError {
     fn from(e: HcallError) -> Self {
-        if e.is(hstatus::CLOSED) {
+        if e.is(H_CLOSED) {
             CrqError::Closed
         } else {
             CrqError::Hcall(e)
@@ -62,12 +62,11 @@ impl From<TceError> for CrqError {
     }
 }
 
-/// Counters for the benchmark and the report.
+/// What the queue has seen, for the report and the tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CrqStats {
-    pub sent: u64,
     pub received: u64,
-    pub transport_events: u64,
+    /// Transport events answered by re-registering or re-enabling the queue.
     pub recoveries: u64,
     /// Entries that are neither INIT, a message nor a transport event.
     pub invalid: u64,
@@ -81,7 +80,7 @@ pub struct Crq {
     ioba: Ioba,
     head: usize,
     closed: bool,
-    pub stats: CrqStats,
+    stats: CrqStats,
 }
 
 impl Crq {
@@ -111,7 +110,7 @@ impl Crq {
     /// and register once more.
     fn register(&mut self) -> Result<(), CrqError> {
         match hcall::reg_crq(self.unit, self.ioba, QUEUE_BYTES as u64) {
-            Err(e) if e.is(hstatus::RESOURCE) => {
+            Err(e) if e.is(H_RESOURCE) => {
                 hcall::free_crq(self.unit)?;
                 hcall::reg_crq(self.unit, self.ioba, QUEUE_BYTES as u64)?;
             }
@@ -141,7 +140,6 @@ impl Crq {
                 }
                 Some(Entry::InitComplete) => return Ok(()),
                 Some(Entry::Transport(ev)) => {
-                    self.stats.transport_events += 1;
                     self.reset_queue(ev)?;
                     let _ = self.send(Entry::init(false));
                 }
@@ -161,19 +159,18 @@ impl Crq {
     pub fn send(&mut self, entry: [u8; ENTRY_LEN]) -> Result<(), CrqError> {
         let (w0, w1) = wire::to_words(&entry);
         hcall::send_crq(self.unit, w0, w1)?;
-        self.stats.sent += 1;
         Ok(())
     }
 
     /// Whether the partner has written an entry not taken yet.
     pub fn pending(&self) -> bool {
-        self.queue.read_volatile(self.head * ENTRY_LEN) & 0x80 != 0
+        wire::is_valid(self.queue.read_volatile(self.head * ENTRY_LEN))
     }
 
     /// Takes the next entry, if the partner has written one.
     pub fn poll(&mut self) -> Option<Entry> {
         let at = self.head * ENTRY_LEN;
-        if self.queue.read_volatile(at) & 0x80 == 0 {
+        if !wire::is_valid(self.queue.read_volatile(at)) {
             return None;
         }
         // The partner writes bytes 8..15 before byte 0: order our reads after the valid byte.
@@ -211,7 +208,6 @@ impl Crq {
 
     /// Answers a transport event: re-register (or re-enable) and INIT again.
     pub fn recover(&mut self, ev: TransportEvent, timeout_us: u64) -> Result<(), CrqError> {
-        self.stats.transport_events += 1;
         self.reset_queue(ev)?;
         self.handshake(timeout_us)
     }
@@ -228,6 +224,10 @@ impl Crq {
         r?;
         u??;
         Ok(())
+    }
+
+    pub fn stats(&self) -> CrqStats {
+        self.stats
     }
 
     pub fn is_closed(&self) -> bool {

@@ -9,7 +9,7 @@ use super::crq::{Crq, CrqError};
 use crate::hcall::UnitAddress;
 use crate::time;
 use core::fmt;
-use virtio_vio::crq::Entry;
+use papr::crq::Entry;
 use virtio_vio::header::MAX_QUEUES;
 use virtio_vio::msg::{Message, Opcode, Status};
 

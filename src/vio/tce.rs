@@ -10,18 +10,11 @@ use crate::hcall::{self, HcallError, Ioba, Liobn, RealAddr};
 use crate::mem;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use papr::tce::{TCE_INDIRECT_MAX, TCE_PAGE_SIZE as PAGE, TCE_READ, TCE_WRITE};
 use spin::Mutex;
 use vioboot_core::inventory::DmaWindow;
 use vioboot_core::pages::PageBitmap;
-
-const PAGE: u64 = 4096;
-/// TCE bit: the device may read the page.
-pub const TCE_READ: u64 = 1;
-/// TCE bit: the device may write the page.
-pub const TCE_WRITE: u64 = 2;
-/// Most entries one H_PUT_TCE_INDIRECT takes.
-const INDIRECT_MAX: usize = 512;
 
 /// What the device may do with mapped memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,14 +79,6 @@ impl From<HcallError> for TceError {
     }
 }
 
-/// Hcalls and pages, for the benchmark.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TceStats {
-    pub hcalls: u64,
-    pub pages_mapped: u64,
-    pub maps: u64,
-}
-
 /// One adapter's DMA window.
 pub struct TceWindow {
     liobn: Liobn,
@@ -101,7 +86,6 @@ pub struct TceWindow {
     pages: PageBitmap,
     /// A 4 KiB page for H_PUT_TCE_INDIRECT lists.
     list: Option<RealAddr>,
-    pub stats: TceStats,
 }
 
 impl TceWindow {
@@ -115,12 +99,7 @@ impl TceWindow {
             base: w.ioba,
             pages,
             list: None,
-            stats: TceStats::default(),
         }
-    }
-
-    pub fn liobn(&self) -> Liobn {
-        self.liobn
     }
 
     /// IOBA pages in use (the reserved first page included).
@@ -142,14 +121,11 @@ impl TceWindow {
             let _ = self.pages.free(idx, count);
             return Err(e);
         }
-        self.stats.maps += 1;
-        self.stats.pages_mapped += count as u64;
         Ok(Ioba(ioba + (addr.0 - first)))
     }
 
     fn put(&mut self, ioba: u64, first: u64, count: usize, bits: u64) -> Result<(), TceError> {
         if count == 1 {
-            self.stats.hcalls += 1;
             return Ok(hcall::put_tce(self.liobn, Ioba(ioba), first | bits)?);
         }
         let list = match self.list {
@@ -162,12 +138,11 @@ impl TceWindow {
         };
         let mut done = 0;
         while done < count {
-            let n = (count - done).min(INDIRECT_MAX);
+            let n = (count - done).min(TCE_INDIRECT_MAX);
             let entries: Vec<u64> = (0..n)
                 .map(|i| (first + (done + i) as u64 * PAGE) | bits)
                 .collect();
             mem::write_be_u64s(list, &entries);
-            self.stats.hcalls += 1;
             // SAFETY: `list` is our own 4 KiB pool page holding `n` (<= 512) TCEs, unchanged
             // until the call returns.
             unsafe {
@@ -179,7 +154,6 @@ impl TceWindow {
     }
 
     fn clear(&mut self, ioba: u64, count: usize) -> Result<(), TceError> {
-        self.stats.hcalls += 1;
         if count == 1 {
             Ok(hcall::put_tce(self.liobn, Ioba(ioba), 0)?)
         } else {
@@ -210,7 +184,6 @@ impl TceWindow {
     pub fn clear_all(&mut self) -> Result<(), TceError> {
         let total = self.pages.len();
         if total > 1 {
-            self.stats.hcalls += 1;
             hcall::stuff_tce(self.liobn, Ioba(self.base + PAGE), 0, total as u64 - 1)?;
         }
         self.pages = PageBitmap::new(total);
@@ -226,8 +199,6 @@ impl TceWindow {
 static WINDOWS: Mutex<Vec<TceWindow>> = Mutex::new(Vec::new());
 /// The window virtio-drivers' static `Hal` maps into (see [`with_window`]).
 static ACTIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// Hcalls made for TCEs since boot (all windows), for the benchmark.
-static TCE_HCALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Adds a window; returns its id.
 pub fn register(w: TceWindow) -> usize {
@@ -240,10 +211,7 @@ pub fn register(w: TceWindow) -> usize {
 pub fn with<R>(id: usize, f: impl FnOnce(&mut TceWindow) -> R) -> Result<R, TceError> {
     let mut all = WINDOWS.lock();
     let w = all.get_mut(id).ok_or(TceError::NoWindow(id))?;
-    let before = w.stats.hcalls;
-    let r = f(w);
-    TCE_HCALLS.fetch_add(w.stats.hcalls - before, Ordering::Relaxed);
-    Ok(r)
+    Ok(f(w))
 }
 
 /// Makes window `id` the one virtio-drivers' `Hal` maps into while `f` runs.
@@ -257,9 +225,4 @@ pub fn with_window<R>(id: usize, f: impl FnOnce() -> R) -> R {
 /// The window `Hal` calls use now.
 pub fn active() -> usize {
     ACTIVE.load(Ordering::SeqCst)
-}
-
-/// TCE hcalls made so far, all windows.
-pub fn hcalls() -> u64 {
-    TCE_HCALLS.load(Ordering::Relaxed)
 }

@@ -1,10 +1,8 @@
-//! virtio over the VIO bus: the transport (CRQ messages and remote DMA instead of MMIO or PCI),
-//! the DMA layer that hands virtio-drivers IOBAs, and the devices vioboot checks.
+//! virtio over the VIO bus: the transport (CRQ messages and remote DMA instead of MMIO or PCI)
+//! and the DMA layer that hands virtio-drivers IOBAs. The devices on top are in `drivers`.
 
-pub mod blk;
-pub mod fs;
 pub mod hal;
 pub mod transport;
 
 pub use hal::VioHal;
-pub use transport::{VioError, VioTransport};
+pub use transport::{QueueError, VioError, VioHandle, VioTransport};

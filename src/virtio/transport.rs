@@ -6,10 +6,10 @@
 //! remembers what it told the device, so that when the server fails and comes back
 //! ([`LinkError::Reset`]) it replays the device state and retries, with no request lost.
 
-use crate::hcall::UnitAddress;
+use crate::hcall::{Ioba, UnitAddress};
 use crate::mem::DmaPages;
-use crate::vio::crq::{Crq, CrqError};
-use crate::vio::link::{Link, LinkError};
+use crate::vio::crq::{Crq, CrqError, CrqStats};
+use crate::vio::link::{Link, LinkError, LinkStats};
 use crate::vio::tce::{self, Access, TceError};
 use crate::vio::Adapter;
 use alloc::rc::Rc;
@@ -20,6 +20,7 @@ use core::cell::RefCell;
 use core::fmt;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{Error as VirtioError, PhysAddr};
+use virtio_vio::device_id;
 use virtio_vio::header::{self, Header, HeaderError};
 use virtio_vio::msg::{Message, Opcode, CONFIG_CHUNK};
 use virtio_vio::queue::{self, QueueSetup};
@@ -51,11 +52,24 @@ pub enum VioError {
     TooManyResets {
         adapter: String,
     },
-    /// After a restart the server offered another device or fewer features.
-    Changed {
+    /// After a restart the server offers another device.
+    DeviceChanged {
+        adapter: String,
+        was: u32,
+        now: u32,
+    },
+    /// The device is not of the kind the driver asked for.
+    WrongKind {
+        adapter: String,
+        id: u32,
+        wanted: &'static str,
+    },
+    /// The device's configuration cannot be used.
+    BadConfig {
         adapter: String,
         what: &'static str,
     },
+    /// No page for a transport request (the device header, a queue setup block).
     NoMemory {
         adapter: String,
     },
@@ -64,11 +78,46 @@ pub enum VioError {
         adapter: String,
         id: u32,
     },
-    /// virtio-drivers refused the device.
+    /// virtio-drivers refused the device or a request.
     Driver {
         adapter: String,
         error: VirtioError,
     },
+    /// A virtqueue of vioboot's own driver (virtio-fs) went wrong.
+    Queue {
+        adapter: String,
+        queue: u16,
+        error: QueueError,
+    },
+}
+
+/// What went wrong on a virtqueue that vioboot drives itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// virtio-drivers' queue refused to add or pop a chain.
+    Driver(VirtioError),
+    /// The device answered NOTIFY with fewer completions than chains were in flight.
+    TooFewCompleted { missing: usize },
+    /// The device returned a descriptor that was not in flight.
+    NotInFlight { token: u16 },
+    /// The queue is gone (the device was shut down).
+    ShutDown,
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::Driver(e) => write!(f, "{e}"),
+            QueueError::TooFewCompleted { missing } => {
+                write!(f, "the device completed {missing} requests too few")
+            }
+            QueueError::NotInFlight { token } => write!(
+                f,
+                "the device returned descriptor {token}, which was not in flight"
+            ),
+            QueueError::ShutDown => write!(f, "device shut down"),
+        }
+    }
 }
 
 impl fmt::Display for VioError {
@@ -86,14 +135,28 @@ impl fmt::Display for VioError {
                     "{adapter}: the VIO server failed {MAX_RESETS} times in a row"
                 )
             }
-            VioError::Changed { adapter, what } => {
-                write!(f, "{adapter}: after the server restarted, {what}")
+            VioError::DeviceChanged { adapter, was, now } => write!(
+                f,
+                "{adapter}: after the server restarted, the device id is {now}, not {was}"
+            ),
+            VioError::WrongKind {
+                adapter,
+                id,
+                wanted,
+            } => {
+                write!(f, "{adapter}: device id {id} is not {wanted}")
             }
+            VioError::BadConfig { adapter, what } => write!(f, "{adapter}: {what}"),
             VioError::NoMemory { adapter } => write!(f, "{adapter}: DMA page pool exhausted"),
             VioError::UnknownDevice { adapter, id } => {
                 write!(f, "{adapter}: device id {id} is no virtio device type")
             }
             VioError::Driver { adapter, error } => write!(f, "{adapter}: virtio: {error}"),
+            VioError::Queue {
+                adapter,
+                queue,
+                error,
+            } => write!(f, "{adapter}: queue {queue}: {error}"),
         }
     }
 }
@@ -136,23 +199,28 @@ impl Inner {
 
     /// One request; on a server restart, replays the device state and tries again.
     fn call(&mut self, msg: Message) -> Result<Message, VioError> {
-        self.retrying(|link, _| link.request(msg))
+        self.retrying(|link, name, _| {
+            link.request(msg).map_err(|error| VioError::Link {
+                adapter: name.into(),
+                error,
+            })
+        })
     }
 
     /// Runs `op` on the link; after a server restart, replays the device state and runs it
     /// again (at most MAX_RESETS times).
     fn retrying<T>(
         &mut self,
-        mut op: impl FnMut(&mut Link, usize) -> Result<T, LinkError>,
+        mut op: impl FnMut(&mut Link, &str, usize) -> Result<T, VioError>,
     ) -> Result<T, VioError> {
         for _ in 0..MAX_RESETS {
-            match op(&mut self.link, self.window) {
-                Err(LinkError::Reset) => match self.replay() {
-                    Ok(()) | Err(LinkError::Reset) => continue,
-                    Err(e) => return Err(self.link_err(e)),
+            match op(&mut self.link, &self.name, self.window) {
+                Err(e) if is_reset(&e) => match self.replay() {
+                    Ok(()) => continue,
+                    Err(e) if is_reset(&e) => continue,
+                    Err(e) => return Err(e),
                 },
-                Err(e) => return Err(self.link_err(e)),
-                Ok(r) => return Ok(r),
+                r => return r,
             }
         }
         Err(VioError::TooManyResets {
@@ -171,8 +239,8 @@ impl Inner {
                 Err(LinkError::Reset) => match self.replay() {
                     // The replay notifies every queue and waits for its USED.
                     Ok(()) => return Ok(()),
-                    Err(LinkError::Reset) => continue,
-                    Err(e) => return Err(self.link_err(e)),
+                    Err(e) if is_reset(&e) => continue,
+                    Err(e) => return Err(e),
                 },
                 Err(e) => return Err(self.link_err(e)),
                 Ok(()) => return Ok(()),
@@ -184,23 +252,18 @@ impl Inner {
     }
 
     /// Tells a fresh server session everything the device was told before.
-    fn replay(&mut self) -> Result<(), LinkError> {
+    fn replay(&mut self) -> Result<(), VioError> {
         log::info!(
             "{}: replaying device state to the restarted server",
             self.name
         );
-        let h = probe(&mut self.link, self.window).map_err(|e| match e {
-            ProbeError::Link(l) => l,
-            _ => LinkError::Crq(CrqError::NoMemory),
-        })?;
+        let h = probe(&mut self.link, &self.name, self.window)?;
         if h.device_id != self.header.device_id {
-            log::error!(
-                "{}: device id changed from {} to {}",
-                self.name,
-                self.header.device_id,
-                h.device_id
-            );
-            return Err(LinkError::Crq(CrqError::Closed));
+            return Err(VioError::DeviceChanged {
+                adapter: self.name.clone(),
+                was: self.header.device_id,
+                now: h.device_id,
+            });
         }
         let s = self.status;
         let steps = [
@@ -208,82 +271,121 @@ impl Inner {
             DeviceStatus::FEATURES_OK,
         ];
         let mut sent = 0u8;
+        let mut requests = Vec::new();
         for (i, bits) in steps.iter().enumerate() {
             if s & bits.bits() as u8 == 0 {
                 break;
             }
             if i == 1 {
                 if let Some(f) = self.features {
-                    self.link
-                        .request(Message::request(Opcode::SetFeatures, 0, 0, f))?;
+                    requests.push(Message::request(Opcode::SetFeatures, 0, 0, f));
                 }
             }
             sent |= bits.bits() as u8;
-            self.link
-                .request(Message::request(Opcode::SetStatus, 0, 0, u64::from(sent)))?;
+            requests.push(Message::request(Opcode::SetStatus, 0, 0, u64::from(sent)));
+        }
+        for m in requests {
+            self.link.request(m).map_err(|e| self.link_err(e))?;
         }
         for q in self.queues.iter().flatten() {
-            queue_setup(&mut self.link, self.window, q)?;
+            queue_setup(&mut self.link, &self.name, self.window, q)?;
         }
         if s & DeviceStatus::DRIVER_OK.bits() as u8 != 0 {
-            self.link
-                .request(Message::request(Opcode::SetStatus, 0, 0, u64::from(s)))?;
+            let m = Message::request(Opcode::SetStatus, 0, 0, u64::from(s));
+            self.link.request(m).map_err(|e| self.link_err(e))?;
         }
-        for q in self.queues.iter().flatten() {
-            self.link.notify(q.queue)?;
-            self.link.wait_used(q.queue)?;
+        let queues: Vec<u16> = self.queues.iter().flatten().map(|q| q.queue).collect();
+        for q in queues {
+            let r = self.link.notify(q).and_then(|()| self.link.wait_used(q));
+            r.map_err(|e| self.link_err(e))?;
         }
         Ok(())
     }
 }
 
-enum ProbeError {
-    Link(LinkError),
-    Header(HeaderError),
-    NoMemory,
-    Tce(TceError),
+/// Whether `e` says the server restarted (the CRQ is up again; the device must be replayed).
+fn is_reset(e: &VioError) -> bool {
+    matches!(
+        e,
+        VioError::Link {
+            error: LinkError::Reset,
+            ..
+        }
+    )
+}
+
+/// Maps a pool page into the adapter's window for one request, runs it, unmaps the page.
+fn with_page<T>(
+    name: &str,
+    window: usize,
+    len: usize,
+    access: Access,
+    fill: impl FnOnce(&mut [u8]),
+    request: impl FnOnce(Ioba) -> Result<T, LinkError>,
+) -> Result<(T, DmaPages), VioError> {
+    let tce_err = |error| VioError::Tce {
+        adapter: name.into(),
+        error,
+    };
+    let mut page = DmaPages::alloc(1).ok_or(VioError::NoMemory {
+        adapter: name.into(),
+    })?;
+    fill(page.bytes_mut());
+    let ioba = tce::with(window, |w| w.map(page.addr(), len, access))
+        .and_then(|r| r)
+        .map_err(tce_err)?;
+    let r = request(ioba);
+    let unmapped = tce::with(window, |w| w.unmap(ioba, len)).and_then(|r| r);
+    let r = r.map_err(|error| VioError::Link {
+        adapter: name.into(),
+        error,
+    })?;
+    unmapped.map_err(tce_err)?;
+    Ok((r, page))
 }
 
 /// PROBE: the server writes the device header into a page the device may write.
-fn probe(link: &mut Link, window: usize) -> Result<Header, ProbeError> {
-    let page = DmaPages::alloc(1).ok_or(ProbeError::NoMemory)?;
-    let ioba = tce::with(window, |w| {
-        w.map(page.addr(), header::LEN, Access::DeviceWrites)
-    })
-    .and_then(|r| r)
-    .map_err(ProbeError::Tce)?;
-    let r = link.request(Message::request(
-        Opcode::Probe,
-        0,
-        virtio_vio::VERSION,
-        ioba.0,
-    ));
-    let unmapped = tce::with(window, |w| w.unmap(ioba, header::LEN)).and_then(|r| r);
-    let r = r.map_err(ProbeError::Link)?;
-    unmapped.map_err(ProbeError::Tce)?;
+fn probe(link: &mut Link, name: &str, window: usize) -> Result<Header, VioError> {
+    let (r, page) = with_page(
+        name,
+        window,
+        header::LEN,
+        Access::DeviceWrites,
+        |_| {},
+        |ioba| {
+            link.request(Message::request(
+                Opcode::Probe,
+                0,
+                virtio_vio::VERSION,
+                ioba.0,
+            ))
+        },
+    )?;
+    let header_err = |error| VioError::Header {
+        adapter: name.into(),
+        error,
+    };
     if r.arg16 != virtio_vio::VERSION {
-        return Err(ProbeError::Header(HeaderError::BadVersion(r.arg16)));
+        return Err(header_err(HeaderError::BadVersion(r.arg16)));
     }
     let mut bytes = [0u8; header::LEN];
     bytes.copy_from_slice(&page.bytes()[..header::LEN]);
-    let h = Header::decode(&bytes).map_err(ProbeError::Header)?;
+    let h = Header::decode(&bytes).map_err(header_err)?;
     link.queues = h.num_queues;
     Ok(h)
 }
 
 /// QUEUE_SETUP: the block goes through a page the device may only read.
-fn queue_setup(link: &mut Link, window: usize, q: &QueueSetup) -> Result<(), LinkError> {
-    let mut page = DmaPages::alloc(1).ok_or(LinkError::Crq(CrqError::NoMemory))?;
-    page.bytes_mut()[..queue::LEN].copy_from_slice(&q.encode());
-    let ioba = tce::with(window, |w| {
-        w.map(page.addr(), queue::LEN, Access::DeviceReads)
-    })
-    .and_then(|r| r)
-    .map_err(|e| LinkError::Crq(CrqError::Tce(e)))?;
-    let r = link.request(Message::request(Opcode::QueueSetup, 0, q.queue, ioba.0));
-    let unmapped = tce::with(window, |w| w.unmap(ioba, queue::LEN)).and_then(|r| r);
-    r?;
-    unmapped.map_err(|e| LinkError::Crq(CrqError::Tce(e)))
+fn queue_setup(link: &mut Link, name: &str, window: usize, q: &QueueSetup) -> Result<(), VioError> {
+    with_page(
+        name,
+        window,
+        queue::LEN,
+        Access::DeviceReads,
+        |b| b[..queue::LEN].copy_from_slice(&q.encode()),
+        |ioba| link.request(Message::request(Opcode::QueueSetup, 0, q.queue, ioba.0)),
+    )
+    .map(|_| ())
 }
 
 impl VioTransport {
@@ -308,25 +410,9 @@ impl VioTransport {
         timeout_us: u64,
     ) -> Result<VioTransport, VioError> {
         let mut link = Link::new(crq, timeout_us);
-        let header = probe(&mut link, window).map_err(|e| match e {
-            ProbeError::Link(error) => VioError::Link {
-                adapter: name.clone(),
-                error,
-            },
-            ProbeError::Header(error) => VioError::Header {
-                adapter: name.clone(),
-                error,
-            },
-            ProbeError::NoMemory => VioError::NoMemory {
-                adapter: name.clone(),
-            },
-            ProbeError::Tce(error) => VioError::Tce {
-                adapter: name.clone(),
-                error,
-            },
-        })?;
+        let header = probe(&mut link, &name, window)?;
         let device_type = DeviceType::try_from(header.device_id).ok();
-        if device_type.is_none() && header.device_id != super::fs::DEVICE_ID {
+        if device_type.is_none() && header.device_id != device_id::FS {
             return Err(VioError::UnknownDevice {
                 adapter: name,
                 id: header.device_id,
@@ -376,9 +462,10 @@ impl VioHandle {
         self.inner.borrow_mut().error.take()
     }
 
-    pub fn stats(&self) -> (crate::vio::link::LinkStats, crate::vio::crq::CrqStats) {
+    /// The link's and the CRQ's own counters.
+    pub fn counters(&self) -> (LinkStats, CrqStats) {
         let i = self.inner.borrow();
-        (i.link.stats, i.link.crq().stats)
+        (i.link.stats, i.link.crq().stats())
     }
 
     /// Driver features the device accepted.
@@ -509,7 +596,7 @@ impl Transport for VioTransport {
         let r = self
             .inner
             .borrow_mut()
-            .retrying(|link, window| queue_setup(link, window, &q));
+            .retrying(|link, name, window| queue_setup(link, name, window, &q));
         match r {
             Ok(()) => {
                 if let Some(slot) = self.inner.borrow_mut().queues.get_mut(queue as usize) {

@@ -5,7 +5,6 @@
 
 use crate::proto::{self, Op, ReplyError, ROOT};
 use crate::{Call, Queue, Transport};
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -64,34 +63,48 @@ pub mod errno {
 
 /// What went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FsErrorKind {
+pub enum FsErrorKind<E> {
     /// The server (or vioboot's own check) answered with this errno.
     Errno(i32),
     /// A reply that breaks the protocol.
     Reply(ReplyError),
-    /// The transport failed (device error, timeout).
-    Transport(String),
+    /// The transport failed (device error, timeout): its own error, as it gave it.
+    Transport(E),
     /// Not mounted (no FUSE_INIT yet, or after DESTROY).
     NotMounted,
 }
 
 /// An error with the path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FsError {
+pub struct FsError<E> {
     pub path: String,
-    pub kind: FsErrorKind,
+    pub kind: FsErrorKind<E>,
 }
 
-impl FsError {
+impl<E> FsError<E> {
     pub fn errno(&self) -> Option<i32> {
         match self.kind {
             FsErrorKind::Errno(e) => Some(e),
             _ => None,
         }
     }
+
+    /// The same error with the transport's error turned into another type.
+    pub fn map_transport<F>(self, f: impl FnOnce(E) -> F) -> FsError<F> {
+        let kind = match self.kind {
+            FsErrorKind::Errno(e) => FsErrorKind::Errno(e),
+            FsErrorKind::Reply(r) => FsErrorKind::Reply(r),
+            FsErrorKind::Transport(t) => FsErrorKind::Transport(f(t)),
+            FsErrorKind::NotMounted => FsErrorKind::NotMounted,
+        };
+        FsError {
+            path: self.path,
+            kind,
+        }
+    }
 }
 
-impl fmt::Display for FsError {
+impl<E: fmt::Display> fmt::Display for FsError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             FsErrorKind::Errno(e) => write!(f, "{}: {} ({e})", self.path, errno::name(*e)),
@@ -172,9 +185,9 @@ pub struct Fs<T: Transport> {
     pub stats: FsStats,
 }
 
-type R<T> = Result<T, FsError>;
+type R<T, E> = Result<T, FsError<E>>;
 
-fn err(path: &str, kind: FsErrorKind) -> FsError {
+fn err<E>(path: &str, kind: FsErrorKind<E>) -> FsError<E> {
     FsError {
         path: path.to_string(),
         kind,
@@ -195,6 +208,10 @@ impl<T: Transport> Fs<T> {
 
     pub fn transport(&mut self) -> &mut T {
         &mut self.t
+    }
+
+    pub fn transport_ref(&self) -> &T {
+        &self.t
     }
 
     /// The transport back (after [`unmount`](Self::unmount)).
@@ -219,7 +236,7 @@ impl<T: Transport> Fs<T> {
         body: &[u8],
         tail: &[u8],
         room: usize,
-    ) -> R<Vec<u8>> {
+    ) -> R<Vec<u8>, T::Error> {
         if self.init.is_none() && O::OPCODE != abi::fuse_opcode::FUSE_INIT {
             return Err(err(path, FsErrorKind::NotMounted));
         }
@@ -243,7 +260,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// FUSE_INIT: vioboot reads only, asks for READDIRPLUS, and offers reads up to [`MAX_READ`].
-    pub fn mount(&mut self) -> R<InitInfo> {
+    pub fn mount(&mut self) -> R<InitInfo, T::Error> {
         let inb = abi::fuse_init_in {
             major: abi::FUSE_KERNEL_VERSION,
             minor: abi::FUSE_KERNEL_MINOR_VERSION,
@@ -270,7 +287,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// FORGETs every node looked up since the last call (on the high-priority queue).
-    pub fn forget_all(&mut self) -> R<()> {
+    pub fn forget_all(&mut self) -> R<(), T::Error> {
         let nodes = core::mem::take(&mut self.to_forget);
         let mut calls: Vec<Call> = Vec::new();
         for (node, n) in nodes {
@@ -301,7 +318,7 @@ impl<T: Transport> Fs<T> {
         }
     }
 
-    fn lookup(&mut self, path: &str, parent: u64, name: &str) -> R<(u64, Attr)> {
+    fn lookup(&mut self, path: &str, parent: u64, name: &str) -> R<(u64, Attr), T::Error> {
         if name.len() > proto::NAME_MAX {
             return Err(err(path, FsErrorKind::Errno(errno::ENAMETOOLONG)));
         }
@@ -324,17 +341,17 @@ impl<T: Transport> Fs<T> {
         Ok((e.nodeid, Attr::from(&e.attr)))
     }
 
-    fn readlink(&mut self, path: &str, node: u64) -> R<String> {
+    fn readlink(&mut self, path: &str, node: u64) -> R<String, T::Error> {
         let b = self.call::<proto::Readlink>(path, node, &[], &[], 4096)?;
         String::from_utf8(b).map_err(|_| err(path, FsErrorKind::Errno(errno::EINVAL)))
     }
 
     /// Resolves `path` (absolute; '/'-separated) to a node, following symlinks.
-    pub fn resolve(&mut self, path: &str) -> R<(u64, Attr)> {
+    pub fn resolve(&mut self, path: &str) -> R<(u64, Attr), T::Error> {
         self.resolve_with(path, true)
     }
 
-    fn resolve_with(&mut self, path: &str, follow_last: bool) -> R<(u64, Attr)> {
+    fn resolve_with(&mut self, path: &str, follow_last: bool) -> R<(u64, Attr), T::Error> {
         let mut todo: Vec<String> = split(path).rev().map(String::from).collect();
         // The directories walked so far (node ids), for "..".
         let mut stack: Vec<u64> = Vec::new();
@@ -381,7 +398,7 @@ impl<T: Transport> Fs<T> {
         Ok((node, attr))
     }
 
-    fn getattr(&mut self, path: &str, node: u64) -> R<Attr> {
+    fn getattr(&mut self, path: &str, node: u64) -> R<Attr, T::Error> {
         let inb = abi::fuse_getattr_in {
             getattr_flags: 0,
             dummy: 0,
@@ -400,7 +417,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// Attributes of `path` (symlinks followed).
-    pub fn stat(&mut self, path: &str) -> R<Attr> {
+    pub fn stat(&mut self, path: &str) -> R<Attr, T::Error> {
         self.retrying(|fs| {
             let r = fs.resolve(path).map(|(_, a)| a);
             fs.forget_all()?;
@@ -410,7 +427,7 @@ impl<T: Transport> Fs<T> {
 
     /// Runs `op`, and once more if the server restarted during it (the new session answers
     /// requests of the old one with errors; `call` starts the new session).
-    fn retrying<V>(&mut self, mut op: impl FnMut(&mut Self) -> R<V>) -> R<V> {
+    fn retrying<V>(&mut self, mut op: impl FnMut(&mut Self) -> R<V, T::Error>) -> R<V, T::Error> {
         let before = self.t.restarts();
         match op(self) {
             Err(_) if self.t.restarts() != before => op(self),
@@ -418,7 +435,7 @@ impl<T: Transport> Fs<T> {
         }
     }
 
-    fn open<O: Op>(&mut self, path: &str, node: u64) -> R<u64> {
+    fn open<O: Op>(&mut self, path: &str, node: u64) -> R<u64, T::Error> {
         // O_RDONLY: the one open flag whose value every architecture agrees on.
         let inb = abi::fuse_open_in {
             flags: 0,
@@ -436,7 +453,7 @@ impl<T: Transport> Fs<T> {
         Ok(o.fh)
     }
 
-    fn release<O: Op>(&mut self, path: &str, node: u64, fh: u64) -> R<()> {
+    fn release<O: Op>(&mut self, path: &str, node: u64, fh: u64) -> R<(), T::Error> {
         let inb = abi::fuse_release_in {
             fh,
             flags: 0,
@@ -448,7 +465,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// Reads `len` bytes of `path` from `offset` (fewer at the end of the file).
-    pub fn read_range(&mut self, path: &str, offset: u64, len: u64) -> R<Vec<u8>> {
+    pub fn read_range(&mut self, path: &str, offset: u64, len: u64) -> R<Vec<u8>, T::Error> {
         let mut v = Vec::new();
         self.read_stream(path, Some((offset, len)), &mut |piece| {
             v.extend_from_slice(piece)
@@ -457,7 +474,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// Reads the whole of `path`; `progress` sees the bytes read so far.
-    pub fn read_file(&mut self, path: &str, progress: &mut dyn FnMut(u64)) -> R<Vec<u8>> {
+    pub fn read_file(&mut self, path: &str, progress: &mut dyn FnMut(u64)) -> R<Vec<u8>, T::Error> {
         let mut v = Vec::new();
         self.read_stream(path, None, &mut |piece| {
             v.extend_from_slice(piece);
@@ -473,7 +490,7 @@ impl<T: Transport> Fs<T> {
         path: &str,
         range: Option<(u64, u64)>,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> R<(u64, u64)> {
+    ) -> R<(u64, u64), T::Error> {
         let before = self.t.restarts();
         let delivered = core::cell::Cell::new(0u64);
         let once = |fs: &mut Self, sink: &mut dyn FnMut(&[u8])| {
@@ -497,7 +514,7 @@ impl<T: Transport> Fs<T> {
         path: &str,
         range: Option<(u64, u64)>,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> R<(u64, u64)> {
+    ) -> R<(u64, u64), T::Error> {
         let (node, attr) = self.resolve(path)?;
         if attr.is_dir() {
             return Err(err(path, FsErrorKind::Errno(errno::EISDIR)));
@@ -523,7 +540,7 @@ impl<T: Transport> Fs<T> {
         offset: u64,
         total: u64,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> R<u64> {
+    ) -> R<u64, T::Error> {
         let mut done = 0u64;
         let mut next = offset;
         let end = offset + total;
@@ -580,7 +597,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// The entries of directory `path`, without "." and "..".
-    pub fn list_dir(&mut self, path: &str) -> R<Vec<DirEntry>> {
+    pub fn list_dir(&mut self, path: &str) -> R<Vec<DirEntry>, T::Error> {
         self.retrying(|fs| {
             let r = fs.list_inner(path);
             let f = fs.forget_all();
@@ -589,7 +606,7 @@ impl<T: Transport> Fs<T> {
         })
     }
 
-    fn list_inner(&mut self, path: &str) -> R<Vec<DirEntry>> {
+    fn list_inner(&mut self, path: &str) -> R<Vec<DirEntry>, T::Error> {
         let (node, attr) = self.resolve(path)?;
         if !attr.is_dir() {
             return Err(err(path, FsErrorKind::Errno(errno::ENOTDIR)));
@@ -678,7 +695,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// Filesystem statistics: (blocks, free blocks, block size, files).
-    pub fn statfs(&mut self) -> R<(u64, u64, u32, u64)> {
+    pub fn statfs(&mut self) -> R<(u64, u64, u32, u64), T::Error> {
         let b = self.call::<proto::Statfs>(
             "/",
             ROOT,
@@ -692,7 +709,7 @@ impl<T: Transport> Fs<T> {
     }
 
     /// FUSE_DESTROY: forgets what is left and unmounts.
-    pub fn unmount(&mut self) -> R<()> {
+    pub fn unmount(&mut self) -> R<(), T::Error> {
         self.forget_all()?;
         let r = self
             .call::<proto::Destroy>("/", ROOT, &[], &[], 0)
@@ -715,15 +732,10 @@ fn split(path: &str) -> impl DoubleEndedIterator<Item = &str> {
 }
 
 /// Checks one completed call's reply.
-fn check(path: &str, c: &Call, unique: u64) -> R<Vec<u8>> {
+fn check<E>(path: &str, c: &Call, unique: u64) -> R<Vec<u8>, E> {
     match proto::reply(&c.reply, c.used, unique) {
         Ok(b) => Ok(Vec::from(b)),
         Err(Ok(e)) => Err(err(path, FsErrorKind::Errno(e))),
         Err(Err(r)) => Err(err(path, FsErrorKind::Reply(r))),
     }
-}
-
-/// Formats an errno for messages.
-pub fn describe(e: i32) -> String {
-    format!("{} ({e})", errno::name(e))
 }

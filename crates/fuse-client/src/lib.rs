@@ -37,10 +37,14 @@ pub struct Call {
 
 /// Moves FUSE messages to the server and back.
 pub trait Transport {
+    /// What the transport fails with; it reaches the caller inside [`FsErrorKind::Transport`]
+    /// as it was given, never relabelled.
+    type Error: core::fmt::Debug + core::fmt::Display;
+
     /// Sends every call of `batch` on `queue` (several in flight where the queue allows) and
     /// waits for all of them; fills in each `used`. An `Err` names what failed (the device,
     /// a timeout); it ends the filesystem's use of the transport.
-    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), alloc::string::String>;
+    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), Self::Error>;
 
     /// How many times the server side has restarted (a new session that must be sent
     /// FUSE_INIT again). A transport that cannot tell says 0.

@@ -225,6 +225,8 @@ impl Server {
 }
 
 impl Transport for Server {
+    type Error = String;
+
     fn restarts(&self) -> u64 {
         self.restarts
     }
@@ -412,7 +414,7 @@ fn faulty(f: Fault, opcode: u32) -> Fs<Server> {
 
 #[test]
 fn every_bad_reply_is_a_named_error() {
-    type Expect = fn(&FsErrorKind) -> bool;
+    type Expect = fn(&FsErrorKind<String>) -> bool;
     let cases: [(Fault, u32, Expect); 9] = [
         (Fault::ShortReply, 0, |k| {
             matches!(k, FsErrorKind::Reply(ReplyError::Short { used: 10 }))

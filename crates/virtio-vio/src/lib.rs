@@ -32,3 +32,11 @@ fn be64(b: &[u8], at: usize) -> u64 {
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_be_bytes(w)
 }
+
+/// virtio device ids (virtio 1.2, section 5) that both sides of virtio-vio name.
+pub mod device_id {
+    /// A block device.
+    pub const BLOCK: u32 = 2;
+    /// A file system (virtio-fs).
+    pub const FS: u32 = 26;
+}

@@ -1,12 +1,12 @@
-//! virtio-fs over virtio-vio: the queue half of vioboot's FUSE client. virtio-drivers has no
-//! virtio-fs device, so this drives its public `VirtQueue`s directly: queue 0 (hiprio) carries
-//! FORGET, queue 1 the requests; several requests go out under one NOTIFY. The FUSE half is
-//! the `fuse-client` crate, which checks every reply.
+//! virtio-fs over virtio-vio. virtio-drivers has no virtio-fs device, so [`VirtioFs`] drives
+//! its public `VirtQueue`s directly: queue 0 (hiprio) carries FORGET, queue 1 the requests;
+//! several requests go out under one NOTIFY. The FUSE half is the `fuse-client` crate, which
+//! checks every reply; [`Share`] puts the two together as a [`FileSystem`].
 
-use super::hal::VioHal;
-use super::transport::{VioError, VioHandle, VioTransport};
+use crate::dev::fs::{Attr, DirEntry, FileSystem, FsError, Totals};
+use crate::dev::{Device, DeviceError as Error, TransportStats};
 use crate::vio::tce;
-use crate::vio::Adapter;
+use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -14,9 +14,8 @@ use bitflags::bitflags;
 use fuse_client::{Call, Fs, Queue, Transport as FuseTransport};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
+use virtio_vio::device_id;
 
-/// virtio's device id for a filesystem.
-pub const DEVICE_ID: u32 = 26;
 const HIPRIO: u16 = 0;
 const REQUEST: u16 = 1;
 const HIPRIO_SIZE: usize = 64;
@@ -45,21 +44,15 @@ pub struct VirtioFs {
 }
 
 impl VirtioFs {
-    /// Connects to the adapter, checks it is a filesystem, reads its tag and sets up its queues.
-    pub fn open(adapter: &Adapter, timeout_us: u64) -> Result<VirtioFs, VioError> {
-        Self::over(
-            adapter.name.clone(),
-            VioTransport::open(adapter, timeout_us)?,
-        )
-    }
-
     /// Sets up a filesystem over an open transport.
     pub fn over(name: String, mut t: VioTransport) -> Result<VirtioFs, VioError> {
         let handle = t.handle();
-        if handle.header().device_id != DEVICE_ID {
-            return Err(VioError::Changed {
+        let id = handle.header().device_id;
+        if id != device_id::FS {
+            return Err(VioError::WrongKind {
                 adapter: name,
-                what: "is not a virtio-fs device",
+                id,
+                wanted: "a virtio-fs device",
             });
         }
         let window = t.window();
@@ -82,15 +75,15 @@ impl VirtioFs {
         let (tag, queues, hiprio, request) = r.map_err(drv)?;
         let end = tag.iter().position(|&b| b == 0).unwrap_or(tag.len());
         let tag = core::str::from_utf8(&tag[..end])
-            .map_err(|_| VioError::Changed {
+            .map_err(|_| VioError::BadConfig {
                 adapter: name.clone(),
-                what: "has a tag that is not UTF-8",
+                what: "the tag is not UTF-8",
             })?
             .into();
         if queues == 0 {
-            return Err(VioError::Changed {
+            return Err(VioError::BadConfig {
                 adapter: name,
-                what: "offers no request queue",
+                what: "no request queue",
             });
         }
         let baseline_pages = tce::with(window, |w| w.pages_in_use()).unwrap_or(0);
@@ -107,10 +100,6 @@ impl VirtioFs {
         })
     }
 
-    pub fn handle(&self) -> &VioHandle {
-        &self.handle
-    }
-
     /// IOBA pages mapped now beyond the queues (0 between requests).
     pub fn pages_left_mapped(&self) -> usize {
         tce::with(self.window, |w| w.pages_in_use())
@@ -119,7 +108,7 @@ impl VirtioFs {
     }
 
     /// Frees the queues, resets the device, frees its CRQ and clears every TCE.
-    pub fn shut_down(mut self) -> Result<(), VioError> {
+    pub fn shut_down(&mut self) -> Result<(), VioError> {
         self.drop_queues();
         self.handle.shut_down()
     }
@@ -132,17 +121,12 @@ impl VirtioFs {
         });
     }
 
-    /// Mounts the share: FUSE over this device.
-    pub fn into_fs(self) -> Fs<VirtioFs> {
-        Fs::new(self)
-    }
-
     fn submit_on<const N: usize>(
         transport: &mut VioTransport,
         q: &mut VirtQueue<VioHal, N>,
         idx: u16,
         batch: &mut [Call],
-    ) -> Result<(), String> {
+    ) -> Result<(), QueueError> {
         let mut tokens: Vec<(u16, usize)> = Vec::new();
         for (i, c) in batch.iter_mut().enumerate() {
             let out: &mut [&mut [u8]] = if c.reply.is_empty() {
@@ -152,8 +136,7 @@ impl VirtioFs {
             };
             // SAFETY: the request and reply buffers live in `batch` until their used entries are
             // popped below, before this function returns.
-            let token = unsafe { q.add(&[&c.request[..]], out) }
-                .map_err(|e| format!("queue {idx}: {e}"))?;
+            let token = unsafe { q.add(&[&c.request[..]], out) }.map_err(QueueError::Driver)?;
             tokens.push((token, i));
         }
         if q.should_notify() {
@@ -162,15 +145,12 @@ impl VirtioFs {
         }
         while !tokens.is_empty() {
             let Some(token) = q.peek_used() else {
-                return Err(format!(
-                    "queue {idx}: the device completed {} requests too few",
-                    tokens.len()
-                ));
+                return Err(QueueError::TooFewCompleted {
+                    missing: tokens.len(),
+                });
             };
             let Some(at) = tokens.iter().position(|(t, _)| *t == token) else {
-                return Err(format!(
-                    "queue {idx}: the device returned descriptor {token}, which was not in flight"
-                ));
+                return Err(QueueError::NotInFlight { token });
             };
             let (_, i) = tokens.swap_remove(at);
             let c = &mut batch[i];
@@ -180,8 +160,8 @@ impl VirtioFs {
                 &mut [&mut c.reply[..]]
             };
             // SAFETY: the same buffers that were added with this token.
-            let used = unsafe { q.pop_used(token, &[&c.request[..]], out) }
-                .map_err(|e| format!("queue {idx}: {e}"))?;
+            let used =
+                unsafe { q.pop_used(token, &[&c.request[..]], out) }.map_err(QueueError::Driver)?;
             c.used = used as usize;
         }
         Ok(())
@@ -189,31 +169,144 @@ impl VirtioFs {
 }
 
 impl FuseTransport for VirtioFs {
-    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), String> {
+    type Error = VioError;
+
+    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), VioError> {
         let w = self.window;
-        let name = self.name.clone();
         let (t, h, r) = (&mut self.transport, &mut self.hiprio, &mut self.request);
-        let result = tce::with_window(w, || match queue {
-            Queue::Hiprio => match h.as_mut() {
-                Some(q) => Self::submit_on(t, q, HIPRIO, batch),
-                None => Err("device shut down".into()),
-            },
-            Queue::Request => match r.as_mut() {
-                Some(q) => Self::submit_on(t, q, REQUEST, batch),
-                None => Err("device shut down".into()),
-            },
+        let (idx, result) = tce::with_window(w, || match queue {
+            Queue::Hiprio => (
+                HIPRIO,
+                h.as_mut().map_or(Err(QueueError::ShutDown), |q| {
+                    Self::submit_on(t, q, HIPRIO, batch)
+                }),
+            ),
+            Queue::Request => (
+                REQUEST,
+                r.as_mut().map_or(Err(QueueError::ShutDown), |q| {
+                    Self::submit_on(t, q, REQUEST, batch)
+                }),
+            ),
         });
-        result.map_err(|e| format!("{name}: {e}"))
+        result.map_err(|error| VioError::Queue {
+            adapter: self.name.clone(),
+            queue: idx,
+            error,
+        })
     }
 
     /// Each reset of the link is a new server session, which needs FUSE_INIT again.
     fn restarts(&self) -> u64 {
-        self.handle.stats().0.resets
+        self.handle.counters().0.resets
     }
 }
 
 impl Drop for VirtioFs {
     fn drop(&mut self) {
         self.drop_queues();
+    }
+}
+
+/// A virtio-fs share: FUSE over a [`VirtioFs`], as a [`FileSystem`].
+pub struct Share {
+    fs: Fs<VirtioFs>,
+    name: String,
+    tag: String,
+    queues: u32,
+}
+
+impl Share {
+    pub fn new(dev: VirtioFs) -> Share {
+        Share {
+            name: dev.name.clone(),
+            tag: dev.tag.clone(),
+            queues: dev.request_queues,
+            fs: Fs::new(dev),
+        }
+    }
+}
+
+/// A FUSE error with the device's error as vioboot's own.
+fn fs_err(e: fuse_client::FsError<VioError>) -> FsError {
+    e.map_transport(Error::Vio)
+}
+
+impl Device for Share {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn pages_left_mapped(&self) -> usize {
+        self.fs.transport_ref().pages_left_mapped()
+    }
+
+    fn stats(&self) -> TransportStats {
+        super::virtio_vio::stats(&self.fs.transport_ref().handle)
+    }
+
+    fn shut_down(&mut self) -> Result<(), Error> {
+        Ok(self.fs.transport().shut_down()?)
+    }
+}
+
+impl FileSystem for Share {
+    fn mount(&mut self) -> Result<String, FsError> {
+        let i = self.fs.mount().map_err(fs_err)?;
+        Ok(format!(
+            "tag \"{}\", FUSE {}.{}, {} request queue(s), READDIRPLUS {}",
+            self.tag,
+            i.major,
+            i.minor,
+            self.queues,
+            if i.readdirplus { "yes" } else { "no" }
+        ))
+    }
+
+    fn stat(&mut self, path: &str) -> Result<Attr, FsError> {
+        self.fs.stat(path).map_err(fs_err)
+    }
+
+    fn read_stream(
+        &mut self,
+        path: &str,
+        range: Option<(u64, u64)>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(u64, u64), FsError> {
+        self.fs.read_stream(path, range, sink).map_err(fs_err)
+    }
+
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
+        self.fs.read_file(path, &mut |_| {}).map_err(fs_err)
+    }
+
+    fn list_dir(&mut self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        self.fs.list_dir(path).map_err(fs_err)
+    }
+
+    fn totals(&mut self) -> Result<Totals, FsError> {
+        let (blocks, free, block_size, files) = self.fs.statfs().map_err(fs_err)?;
+        Ok(Totals {
+            blocks,
+            free,
+            block_size,
+            files,
+        })
+    }
+
+    fn unmount(&mut self) -> Result<String, FsError> {
+        self.fs.unmount().map_err(fs_err)?;
+        let s = self.fs.stats;
+        Ok(format!(
+            "DESTROY sent; {} FUSE requests, {} FORGETs, {} bytes read",
+            s.requests, s.forgets, s.bytes_read
+        ))
+    }
+
+    fn label(&self) -> &str {
+        &self.tag
+    }
+
+    fn as_device(&mut self) -> &mut dyn Device {
+        self
     }
 }

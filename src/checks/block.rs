@@ -1,0 +1,289 @@
+//! The smoke checks of a block device: capacity, identity, a read of the first 32 KiB, and on
+//! a disk that carries the test pattern (no other disk is ever written) a write and read-back
+//! of its end, a flush, the optional long verify and the benchmark.
+
+use crate::dev::BlockDevice;
+use crate::dev::DeviceError;
+use crate::report::Scope;
+use crate::{arch, cprintln, hcall, time};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use core::fmt;
+use vioboot_core::options::Options;
+use vioboot_core::pattern;
+
+/// Why the long verify or the benchmark could not finish.
+#[derive(Debug)]
+enum RunError {
+    /// The area does not fit the disk.
+    TooSmall { wanted: u64, capacity: u64 },
+    /// A request failed: which, at which 512-byte sector.
+    Request {
+        what: &'static str,
+        sector: u64,
+        error: DeviceError,
+    },
+    /// What was read back is not what was written.
+    Differs { sector: u64, byte: usize },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::TooSmall { wanted, capacity } => write!(
+                f,
+                "{} MiB from sector 2048 does not fit the disk of {} MiB",
+                wanted >> 20,
+                capacity >> 20
+            ),
+            RunError::Request {
+                what,
+                sector,
+                error,
+            } => write!(f, "{what} at sector {sector}: {error}"),
+            RunError::Differs { sector, byte } => {
+                write!(f, "sector {sector} read back differs at byte {byte}")
+            }
+        }
+    }
+}
+
+/// 512-byte sectors per block of `dev` (the pattern is laid out by 512-byte sector).
+fn sectors_per_block(dev: &dyn BlockDevice) -> u64 {
+    (dev.block_size() / pattern::SECTOR).max(1) as u64
+}
+
+/// Runs the checks on `dev`, named under `s`.
+pub fn run(s: &Scope, dev: &mut dyn BlockDevice, opts: &Options) {
+    let spb = sectors_per_block(dev);
+    let sectors = dev.capacity() * spb;
+    s.pass(
+        "capacity",
+        format_args!(
+            "{sectors} sectors ({} MiB), {}{}",
+            (sectors * pattern::SECTOR as u64) >> 20,
+            if dev.read_only() {
+                "read-only"
+            } else {
+                "read-write"
+            },
+            if dev.block_size() == pattern::SECTOR {
+                String::new()
+            } else {
+                format!(", {}-byte blocks", dev.block_size())
+            }
+        ),
+    );
+    match dev.identity() {
+        Ok(id) => s.pass("id", format_args!("serial \"{id}\"")),
+        Err(e) => s.fail("id", &e),
+    }
+    // The pattern the test harness wrote; a disk without it is never written.
+    let mut buf = vec![0u8; 64 * pattern::SECTOR];
+    let pattern_disk = match dev.read(0, &mut buf) {
+        Err(e) => {
+            s.fail("read", &e);
+            return;
+        }
+        Ok(()) if buf.starts_with(pattern::MAGIC) => {
+            match pattern::check_run(0, 0, &buf) {
+                Ok(()) => s.pass("read", format_args!("sectors 0..64 hold the test pattern")),
+                Err((l, o)) => s.fail(
+                    "read",
+                    &format_args!("sector {l} differs from the pattern at byte {o}"),
+                ),
+            }
+            true
+        }
+        Ok(()) => {
+            s.pass(
+                "read",
+                format_args!("read sectors 0..64 (no test pattern: the disk will not be written)"),
+            );
+            false
+        }
+    };
+    if !(pattern_disk && !dev.read_only() && sectors > 256) {
+        s.skip("write", "read-only, too small, or no test pattern");
+        return;
+    }
+    let last = (sectors - 128) / spb * spb;
+    s.check("write", write_read_back(dev, last, 128));
+    match dev.flush() {
+        Ok(()) => s.pass("flush", format_args!("VIRTIO_BLK_T_FLUSH completed")),
+        Err(e) => s.fail("flush", &e),
+    }
+    if opts.blk_verify_mib > 0 {
+        s.check("verify", verify(dev, opts.blk_verify_mib));
+    }
+    if opts.bench {
+        s.check("bench", bench(dev));
+    }
+}
+
+/// Writes `count` sectors from `first` (both whole blocks) with a fresh pattern, reads them
+/// back and compares.
+fn write_read_back(dev: &mut dyn BlockDevice, first: u64, count: u64) -> Result<String, RunError> {
+    let spb = sectors_per_block(dev);
+    let seed = arch::timebase() | 1;
+    let mut out = vec![0u8; count as usize * pattern::SECTOR];
+    pattern::fill_run(seed, first, &mut out);
+    let request = |what, error| RunError::Request {
+        what,
+        sector: first,
+        error,
+    };
+    dev.write(first / spb, &out)
+        .map_err(|e| request("write", e))?;
+    let mut back = vec![0u8; out.len()];
+    dev.read(first / spb, &mut back)
+        .map_err(|e| request("read back", e))?;
+    match pattern::check_run(seed, first, &back) {
+        Ok(()) => Ok(format!(
+            "wrote and read back sectors {first}..{}",
+            first + count
+        )),
+        Err((sector, byte)) => Err(RunError::Differs { sector, byte }),
+    }
+}
+
+/// First 512-byte sector of the verify and benchmark areas.
+const AREA_START: u64 = 2048;
+/// Bytes per request of the verify and the sequential benchmark.
+const CHUNK: usize = 256 << 10;
+
+fn fits(dev: &dyn BlockDevice, bytes: u64) -> Result<(), RunError> {
+    let capacity = dev.capacity() * dev.block_size() as u64;
+    if AREA_START * pattern::SECTOR as u64 + bytes > capacity {
+        return Err(RunError::TooSmall {
+            wanted: bytes,
+            capacity,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `mib` MiB from sector 2048 in 256 KiB requests, then reads all back and verifies it.
+/// Prints progress lines, so a test can stop the server in the middle.
+fn verify(dev: &mut dyn BlockDevice, mib: u32) -> Result<String, RunError> {
+    let total = u64::from(mib) << 20;
+    fits(dev, total)?;
+    let spb = sectors_per_block(dev);
+    let seed = arch::timebase() | 1;
+    let sectors_per_chunk = (CHUNK / pattern::SECTOR) as u64;
+    let chunks = total / CHUNK as u64;
+    let mut buf = vec![0u8; CHUNK];
+    let start = time::now_us();
+    let name = String::from(dev.name());
+    for c in 0..chunks {
+        let lba = AREA_START + c * sectors_per_chunk;
+        pattern::fill_run(seed, lba, &mut buf);
+        dev.write(lba / spb, &buf)
+            .map_err(|error| RunError::Request {
+                what: "write",
+                sector: lba,
+                error,
+            })?;
+        if (c + 1) % 16 == 0 {
+            cprintln!(
+                "# verify {name}: wrote {} of {mib} MiB",
+                ((c + 1) * CHUNK as u64) >> 20
+            );
+        }
+    }
+    let written_us = time::now_us() - start;
+    for c in 0..chunks {
+        let lba = AREA_START + c * sectors_per_chunk;
+        dev.read(lba / spb, &mut buf)
+            .map_err(|error| RunError::Request {
+                what: "read",
+                sector: lba,
+                error,
+            })?;
+        if let Err((sector, byte)) = pattern::check_run(seed, lba, &buf) {
+            return Err(RunError::Differs { sector, byte });
+        }
+        if (c + 1) % 16 == 0 {
+            cprintln!(
+                "# verify {name}: read {} of {mib} MiB",
+                ((c + 1) * CHUNK as u64) >> 20
+            );
+        }
+    }
+    let read_us = time::now_us() - start - written_us;
+    Ok(format!(
+        "{mib} MiB written ({} ms) and read back ({} ms) intact",
+        written_us / 1000,
+        read_us / 1000
+    ))
+}
+
+/// Sequential write and read MB/s (256 KiB requests over 32 MiB), 4 KiB random-read IOPS and
+/// hcalls per request, by the timebase. Prints `# bench ...` lines that `cargo xtask bench`
+/// collects.
+fn bench(dev: &mut dyn BlockDevice) -> Result<String, RunError> {
+    const TOTAL: u64 = 32 << 20;
+    const RANDOM: u64 = 2000;
+    fits(dev, TOTAL)?;
+    let bs = dev.block_size() as u64;
+    let first = AREA_START * pattern::SECTOR as u64 / bs;
+    let mut buf = vec![0x5au8; CHUNK];
+    let per = CHUNK as u64 / bs;
+    let n = TOTAL / CHUNK as u64;
+    let mbps = |us: u64| (TOTAL as f64 / (1 << 20) as f64) / (us.max(1) as f64 / 1e6);
+    let failed = |what, block: u64| {
+        move |error| RunError::Request {
+            what,
+            sector: block * bs / pattern::SECTOR as u64,
+            error,
+        }
+    };
+
+    let (h0, t0) = (hcall::count(), time::now_us());
+    for c in 0..n {
+        let b = first + c * per;
+        dev.write(b, &buf).map_err(failed("write", b))?;
+    }
+    let (h1, t1) = (hcall::count(), time::now_us());
+    for c in 0..n {
+        let b = first + c * per;
+        dev.read(b, &mut buf).map_err(failed("read", b))?;
+    }
+    let (h2, t2) = (hcall::count(), time::now_us());
+    let small_len = (4096u64).max(bs);
+    let mut small = vec![0u8; small_len as usize];
+    let span = TOTAL / small_len;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..RANDOM {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = first + (x % span) * (small_len / bs);
+        dev.read(b, &mut small).map_err(failed("random read", b))?;
+    }
+    let (h3, t3) = (hcall::count(), time::now_us());
+    let (w_us, r_us, rr_us) = (t1 - t0, t2 - t1, t3 - t2);
+    let iops = RANDOM as f64 / (rr_us.max(1) as f64 / 1e6);
+    cprintln!("# bench seq-write-MBps {:.1}", mbps(w_us));
+    cprintln!("# bench seq-read-MBps {:.1}", mbps(r_us));
+    cprintln!("# bench rand-read-4k-IOPS {iops:.0}");
+    cprintln!(
+        "# bench hcalls-per-256k-write {:.1}",
+        (h1 - h0) as f64 / n as f64
+    );
+    cprintln!(
+        "# bench hcalls-per-256k-read {:.1}",
+        (h2 - h1) as f64 / n as f64
+    );
+    cprintln!(
+        "# bench hcalls-per-4k-read {:.1}",
+        (h3 - h2) as f64 / RANDOM as f64
+    );
+    cprintln!("# bench requests {}", 2 * n + RANDOM);
+    Ok(format!(
+        "write {:.1} MB/s, read {:.1} MB/s, 4 KiB random read {iops:.0} IOPS",
+        mbps(w_us),
+        mbps(r_us)
+    ))
+}

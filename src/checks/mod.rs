@@ -1,0 +1,86 @@
+//! The smoke checks, one module per kind of thing checked: [`platform`] (tree, memory,
+//! console, RTAS, hcalls), [`block`] (any block device), [`fs`] (any file system). This
+//! module walks the buses' adapters and hands each device to its kind's checks, under a
+//! [`Scope`] named after the adapter.
+
+pub mod block;
+pub mod fs;
+pub mod platform;
+
+use crate::bus;
+use crate::dev::{AnyDevice, Device};
+use crate::report::{self, Scope};
+use alloc::format;
+use vioboot_core::inventory::Inventory;
+use vioboot_core::options::Options;
+
+/// Opens every adapter, runs its device's checks and shuts it down again.
+pub fn devices(inv: &Inventory, opts: &Options) {
+    let found = bus::enumerate(inv);
+    for u in &found.unusable {
+        report::fail("virtio-vio", &format!("{u}"), &[]);
+    }
+    if found.adapters.is_empty() {
+        if found.unusable.is_empty() {
+            report::skip("virtio-vio", "no virtio-vio adapter under /vdevice");
+        }
+        return;
+    }
+    let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
+    for a in &found.adapters {
+        let s = Scope::new(a.name());
+        let bound = match bus::bind(a, timeout_us) {
+            Ok(b) => b,
+            Err(e) => {
+                let (key, value) = a.location();
+                s.fail_with("", &e, &[(key, &value)]);
+                continue;
+            }
+        };
+        s.pass("", format_args!("{}", bound.summary));
+        let mut dev = match bound.device {
+            Ok(d) => d,
+            Err((kind, e)) => {
+                s.fail(kind, &e);
+                continue;
+            }
+        };
+        for (check, detail) in &bound.facts {
+            s.pass(check, format_args!("{detail}"));
+        }
+        match &mut dev {
+            AnyDevice::Block(b) => {
+                block::run(&s, b.as_mut(), opts);
+                unmapped(&s, b.as_device());
+            }
+            AnyDevice::FileSystem(f) => fs::run(&s, f.as_mut(), opts),
+        }
+        match dev.device().shut_down() {
+            Ok(()) => s.pass(
+                "shutdown",
+                format_args!("device reset, CRQ freed, every TCE cleared"),
+            ),
+            Err(e) => s.fail("shutdown", &e),
+        }
+    }
+}
+
+/// Nothing the device was given may stay mapped once its requests are done.
+fn unmapped(s: &Scope, dev: &mut dyn Device) {
+    let left = dev.pages_left_mapped();
+    let t = dev.stats();
+    if left == 0 {
+        s.pass(
+            "unmapped",
+            format_args!(
+                "no buffer left in the TCE window; {} requests, {} notifies, {} CRQ entries received, {} protocol errors, {} resets",
+                t.requests, t.notifies, t.received, t.protocol_errors, t.resets
+            ),
+        );
+    } else {
+        s.fail(
+            "unmapped",
+            &format_args!("{left} IOBA pages still mapped after the requests finished"),
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! The block device interface: fixed-size blocks addressed from 0.
+
+use super::Device;
+use super::DeviceError as Error;
+use alloc::string::String;
+
+pub trait BlockDevice: Device {
+    /// Bytes per block (what `read` and `write` address).
+    fn block_size(&self) -> usize;
+    /// Blocks on the device.
+    fn capacity(&self) -> u64;
+    fn read_only(&self) -> bool;
+    /// Reads whole blocks from `block` into `buf` (a multiple of the block size).
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), Error>;
+    /// Writes whole blocks from `block`.
+    fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Error>;
+    fn flush(&mut self) -> Result<(), Error>;
+    /// What the device says it is (a serial number).
+    fn identity(&mut self) -> Result<String, Error>;
+    fn as_device(&mut self) -> &mut dyn Device;
+}

@@ -1,0 +1,72 @@
+//! Devices as the rest of vioboot sees them, whatever bus and transport is behind: a block
+//! device and a file system. The smoke checks and the loader are written against these traits
+//! only; a driver (`virtio`, later v-scsi or virtio-pci) implements them.
+
+pub mod block;
+pub mod fs;
+
+pub use block::BlockDevice;
+pub use fs::FileSystem;
+
+use crate::virtio::VioError;
+use alloc::boxed::Box;
+use core::fmt;
+
+/// What a device failed with: its transport's own error, as it gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceError {
+    Vio(VioError),
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceError::Vio(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<VioError> for DeviceError {
+    fn from(e: VioError) -> Self {
+        DeviceError::Vio(e)
+    }
+}
+
+/// Transport counters of a device, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    pub requests: u64,
+    pub notifies: u64,
+    /// Entries (responses and notices) received from the device.
+    pub received: u64,
+    pub protocol_errors: u64,
+    /// Times the server side restarted and the device state was replayed.
+    pub resets: u64,
+}
+
+/// What every device offers besides its class interface: a name, its DMA hygiene, counters and
+/// a shutdown after which it can reach no memory of ours.
+pub trait Device {
+    /// The adapter's name (`virtio@71000010`).
+    fn name(&self) -> &str;
+    /// DMA mappings held now beyond the standing ones (rings): 0 between requests.
+    fn pages_left_mapped(&self) -> usize;
+    fn stats(&self) -> TransportStats;
+    /// Resets the device and withdraws every DMA mapping and queue. Idempotent.
+    fn shut_down(&mut self) -> Result<(), DeviceError>;
+}
+
+/// A device a driver made of an adapter.
+pub enum AnyDevice {
+    Block(Box<dyn BlockDevice>),
+    FileSystem(Box<dyn FileSystem>),
+}
+
+impl AnyDevice {
+    pub fn device(&mut self) -> &mut dyn Device {
+        match self {
+            AnyDevice::Block(b) => b.as_device(),
+            AnyDevice::FileSystem(f) => f.as_device(),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! virtio-blk over virtio-vio, through `virtio_drivers::device::blk::VirtIOBlk`, as a
+//! [`BlockDevice`].
+
+use crate::dev::{BlockDevice, Device, DeviceError as Error, TransportStats};
+use crate::vio::tce;
+use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
+use alloc::string::String;
+use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_vio::device_id;
+
+/// One virtio-vio block device.
+pub struct VirtioBlk {
+    name: String,
+    window: usize,
+    dev: Option<VirtIOBlk<VioHal, VioTransport>>,
+    handle: VioHandle,
+    /// IOBA pages in use once the queue exists: rings only. Every request must return to it.
+    baseline_pages: usize,
+}
+
+impl VirtioBlk {
+    /// Initializes a block device over an open transport.
+    pub fn over(name: String, t: VioTransport) -> Result<VirtioBlk, VioError> {
+        let id = t.handle().header().device_id;
+        if id != device_id::BLOCK {
+            return Err(VioError::WrongKind {
+                adapter: name,
+                id,
+                wanted: "a block device",
+            });
+        }
+        let window = t.window();
+        let handle = t.handle();
+        let dev = tce::with_window(window, || VirtIOBlk::<VioHal, _>::new(t)).map_err(|error| {
+            VioError::Driver {
+                adapter: name.clone(),
+                error,
+            }
+        });
+        if let Some(e) = handle.take_error() {
+            drop(dev);
+            let _ = handle.shut_down();
+            return Err(e);
+        }
+        let dev = dev?;
+        let baseline_pages = tce::with(window, |w| w.pages_in_use()).unwrap_or(0);
+        Ok(VirtioBlk {
+            name,
+            window,
+            dev: Some(dev),
+            handle,
+            baseline_pages,
+        })
+    }
+
+    /// Driver features the device accepted, and those it offered.
+    pub fn features(&self) -> (u64, u64) {
+        (
+            self.handle.negotiated_features().unwrap_or(0),
+            self.handle.header().device_features,
+        )
+    }
+
+    /// The transport's handle: its counters and header.
+    pub fn handle(&self) -> &VioHandle {
+        &self.handle
+    }
+
+    /// Runs `op` on the driver with this adapter's window active.
+    fn with_dev<T>(
+        &mut self,
+        op: impl FnOnce(&mut VirtIOBlk<VioHal, VioTransport>) -> Result<T, virtio_drivers::Error>,
+    ) -> Result<T, Error> {
+        let Some(dev) = self.dev.as_mut() else {
+            return Err(VioError::Queue {
+                adapter: self.name.clone(),
+                queue: 0,
+                error: QueueError::ShutDown,
+            }
+            .into());
+        };
+        tce::with_window(self.window, || op(dev)).map_err(|error| {
+            VioError::Driver {
+                adapter: self.name.clone(),
+                error,
+            }
+            .into()
+        })
+    }
+}
+
+impl Device for VirtioBlk {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn pages_left_mapped(&self) -> usize {
+        tce::with(self.window, |w| w.pages_in_use())
+            .unwrap_or(0)
+            .saturating_sub(self.baseline_pages)
+    }
+
+    fn stats(&self) -> TransportStats {
+        super::virtio_vio::stats(&self.handle)
+    }
+
+    /// Resets the device, frees the queue, the CRQ and every TCE: the server can reach nothing.
+    fn shut_down(&mut self) -> Result<(), Error> {
+        let w = self.window;
+        tce::with_window(w, || drop(self.dev.take()));
+        Ok(self.handle.shut_down()?)
+    }
+}
+
+impl BlockDevice for VirtioBlk {
+    fn block_size(&self) -> usize {
+        SECTOR_SIZE
+    }
+
+    fn capacity(&self) -> u64 {
+        self.dev.as_ref().map_or(0, |d| d.capacity())
+    }
+
+    fn read_only(&self) -> bool {
+        self.dev.as_ref().is_some_and(|d| d.readonly())
+    }
+
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.with_dev(|d| d.read_blocks(block as usize, buf))
+    }
+
+    fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Error> {
+        self.with_dev(|d| d.write_blocks(block as usize, buf))
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        self.with_dev(|d| d.flush())
+    }
+
+    /// The device's serial (VIRTIO_BLK_T_GET_ID).
+    fn identity(&mut self) -> Result<String, Error> {
+        let mut id = [0u8; 20];
+        let n = self.with_dev(|d| d.device_id(&mut id))?;
+        Ok(String::from_utf8_lossy(&id[..n.min(20)]).into())
+    }
+
+    fn as_device(&mut self) -> &mut dyn Device {
+        self
+    }
+}
+
+impl Drop for VirtioBlk {
+    /// The driver frees its rings through `VioHal`, which must know the window.
+    fn drop(&mut self) {
+        let w = self.window;
+        tce::with_window(w, || drop(self.dev.take()));
+    }
+}

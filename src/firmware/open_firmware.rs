@@ -1,0 +1,155 @@
+//! Booted by Open Firmware (SLOF, VOF, PowerVM): console on OF's stdout, memory claimed from
+//! OF, the tree from `fdt-fetch` or a walk, RTAS by H_RTAS or `instantiate-rtas`, quiesce at
+//! the end, and a kernel entered with OF alive for it.
+
+use super::{Firmware, FirmwareError, Regions, Tree, FDT_MAX};
+use crate::console::{self, Sink};
+use crate::hcall::UnitAddress;
+use crate::loader::{Handoff, OfHandoff};
+use crate::mem;
+use crate::of::{self, Ihandle, Of, OfError};
+use crate::rtas;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec;
+use vioboot_core::cells;
+use vioboot_core::fdt_write;
+use vioboot_core::inventory::{Inventory, RtasInfo};
+use vioboot_core::options::{FdtChoice, RtasChoice};
+use vioboot_core::ranges::Range;
+
+/// Longest `/chosen/bootargs` read.
+const BOOTARGS_MAX: usize = 1024;
+
+pub struct OpenFirmware {
+    of: Of,
+}
+
+impl OpenFirmware {
+    /// # Safety
+    /// `entry` must be Open Firmware's client-interface entry point.
+    pub unsafe fn new(entry: u64) -> OpenFirmware {
+        // SAFETY: forwarded contract.
+        let of = unsafe { Of::install(entry) };
+        OpenFirmware { of }
+    }
+
+    fn claim(&self, what: &'static str, size: u64) -> Result<Range, FirmwareError> {
+        let start = self
+            .of
+            .claim(size, mem::REGION_ALIGN)
+            .map_err(|error| FirmwareError::Claim { what, error })?;
+        Ok(Range {
+            start,
+            end: start + size,
+        })
+    }
+}
+
+impl Firmware for OpenFirmware {
+    fn booted_by(&self) -> &'static str {
+        "Open Firmware"
+    }
+
+    fn interface(&self) -> &'static str {
+        "Open Firmware client interface"
+    }
+
+    /// Console on OF's stdout (the vty behind it as fallback), RTAS tokens from `/rtas`.
+    fn early(&mut self) {
+        let of = &self.of;
+        if let Some(ih) = of
+            .finddevice(c"/chosen")
+            .ok()
+            .and_then(|c| of.getprop_u32(c, c"stdout").ok().flatten())
+        {
+            let ih = Ihandle(ih);
+            // The vty behind stdout, if it is one: the console's fallback and its home after
+            // quiesce.
+            let vty = of.instance_to_package(ih).ok().and_then(|p| {
+                let mut compat = [0u8; 64];
+                let n = of.getprop(p, c"compatible", &mut compat).ok().flatten()?;
+                let is_vty = cells::string_list(&compat[..n.min(64)]).any(|c| c == "hvterm1");
+                is_vty
+                    .then(|| of.getprop_u32(p, c"reg").ok().flatten())
+                    .flatten()
+                    .map(UnitAddress)
+            });
+            console::set_sink(Sink::Of(ih, vty));
+        }
+        if let Ok(r) = of.finddevice(c"/rtas") {
+            let t = |n| of.getprop_u32(r, n).ok().flatten();
+            rtas::set_tokens(t(c"power-off"), t(c"ibm,os-term"));
+            rtas::probe_hcall();
+        }
+    }
+
+    fn regions(&self, image: Range) -> Result<Regions, FirmwareError> {
+        Ok(Regions {
+            image,
+            heap: self.claim("heap", mem::HEAP_SIZE)?,
+            pool: self.claim("page pool", mem::POOL_SIZE)?,
+        })
+    }
+
+    fn bootargs(&self) -> String {
+        let Ok(chosen) = self.of.finddevice(c"/chosen") else {
+            return String::new();
+        };
+        let mut buf = vec![0u8; BOOTARGS_MAX];
+        match self.of.getprop(chosen, c"bootargs", &mut buf) {
+            Ok(Some(n)) => {
+                buf.truncate(n.min(BOOTARGS_MAX));
+                String::from_utf8_lossy(&buf).trim_end_matches('\0').into()
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn tree(&self, choice: FdtChoice) -> Result<Tree, FirmwareError> {
+        if choice != FdtChoice::Walk && self.of.has(c"fdt-fetch") {
+            let mut buf = vec![0u8; FDT_MAX];
+            self.of
+                .fdt_fetch(&mut buf)
+                .map_err(|e| FirmwareError::FdtFetch(Some(e)))?;
+            let size = fdt_write::total_size(&buf).ok_or(FirmwareError::FdtFetch(None))? as usize;
+            buf.truncate(size.min(FDT_MAX));
+            buf.shrink_to_fit();
+            Ok(Tree {
+                blob: buf,
+                source: "Open Firmware fdt-fetch",
+            })
+        } else {
+            Ok(Tree {
+                blob: of::flatten(&self.of)?,
+                source: "a walk of the Open Firmware tree",
+            })
+        }
+    }
+
+    fn console_needs_vty(&self) -> bool {
+        false
+    }
+
+    fn prepare_rtas(&self, info: &RtasInfo, choice: RtasChoice) -> Result<(), FirmwareError> {
+        let asked = choice == RtasChoice::Of;
+        if asked || rtas::method() == rtas::Method::None {
+            rtas::instantiate(&self.of, info.size)
+                .map_err(|error| FirmwareError::Rtas { asked, error })?;
+        }
+        Ok(())
+    }
+
+    fn quiesce(&self) -> Option<Result<(), OfError>> {
+        Some(self.of.quiesce())
+    }
+
+    fn handoff<'a>(
+        &'a self,
+        _tree: &'a [u8],
+        inv: &Inventory,
+        _regions: &Regions,
+    ) -> Box<dyn Handoff + 'a> {
+        Box::new(OfHandoff::new(self.of, super::real_mode_limit(inv)))
+    }
+}

@@ -1,0 +1,86 @@
+//! The boot entries to offer: Boot Loader Specification Type #1 entries from
+//! `/loader/entries/*.conf` and `/loader/loader.conf` on a file system, or the one kernel
+//! `vioboot.boot` names.
+
+use crate::dev::FileSystem;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use vioboot_core::bls::{self, Entry};
+
+const ENTRIES_DIR: &str = "/loader/entries";
+const LOADER_CONF: &str = "/loader/loader.conf";
+
+/// The entries, in the order to offer them, and what `loader.conf` says.
+pub struct Entries {
+    pub list: Vec<Entry>,
+    /// Index of the default entry in `list`.
+    pub default: usize,
+    /// `loader.conf`'s timeout (seconds), if any.
+    pub timeout: Option<u32>,
+    /// What was skipped or could not be read, for the console.
+    pub notes: Vec<String>,
+}
+
+/// What the command line asks for instead of (or beside) the entries on the file system.
+pub struct Wanted<'a> {
+    /// `vioboot.boot`: this kernel, no entries.
+    pub boot: Option<&'a str>,
+    /// `vioboot.initrd`, with `vioboot.boot`.
+    pub initrd: Option<&'a str>,
+    /// The kernel command line for `vioboot.boot`.
+    pub options: &'a str,
+    /// `vioboot.default`: overrides `loader.conf`.
+    pub default: Option<&'a str>,
+}
+
+/// Reads the entries from `fs` (or makes the one `vioboot.boot` asks for).
+pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
+    let mut notes = Vec::new();
+    if let Some(path) = want.boot {
+        let e = Entry {
+            id: "vioboot.boot".into(),
+            title: Some(format!("{path} (vioboot.boot)")),
+            linux: Some(path.into()),
+            initrd: want.initrd.map(|i| vec![i.to_string()]).unwrap_or_default(),
+            options: want.options.into(),
+            ..Entry::default()
+        };
+        return Entries {
+            list: vec![e],
+            default: 0,
+            timeout: Some(0),
+            notes,
+        };
+    }
+    let conf = fs
+        .read_file(LOADER_CONF)
+        .map(|b| bls::parse_loader_conf(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default();
+    let mut list = Vec::new();
+    match fs.list_dir(ENTRIES_DIR) {
+        Ok(names) => {
+            for n in names.iter().filter(|n| n.name.ends_with(".conf")) {
+                let path = format!("{ENTRIES_DIR}/{}", n.name);
+                match fs.read_file(&path) {
+                    Ok(b) => {
+                        let e = bls::parse_entry(&n.name, &String::from_utf8_lossy(&b));
+                        notes.extend(e.ignored.iter().map(|i| format!("{path}: {i}")));
+                        list.push(e);
+                    }
+                    Err(e) => notes.push(format!("{e}")),
+                }
+            }
+        }
+        Err(e) => notes.push(format!("{e}")),
+    }
+    bls::sort(&mut list);
+    let default = bls::default_index(&list, want.default.or(conf.default.as_deref())).unwrap_or(0);
+    Entries {
+        list,
+        default,
+        timeout: conf.timeout,
+        notes,
+    }
+}
