@@ -236,3 +236,22 @@ pub fn aborted(name: &str, at: &str, message: &str) {
         let _ = s.tap.finish(&mut w);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_names_checks_and_drops_its_own_prefix_from_messages() {
+        let s = Scope::new("virtio@71000010");
+        assert_eq!(s.name(""), "virtio@71000010");
+        assert_eq!(s.name("read"), "virtio@71000010 read");
+        assert_eq!(
+            s.message(&"virtio@71000010: CRQ: no page for the CRQ"),
+            "CRQ: no page for the CRQ"
+        );
+        // Another device's name, or the prefix without its separator, is kept.
+        assert_eq!(s.message(&"virtio@71000011: x"), "virtio@71000011: x");
+        assert_eq!(s.message(&"virtio@71000010x"), "virtio@71000010x");
+    }
+}

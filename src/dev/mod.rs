@@ -4,6 +4,8 @@
 
 pub mod block;
 pub mod fs;
+#[cfg(test)]
+pub mod memfs;
 
 pub use block::BlockDevice;
 pub use fs::FileSystem;

@@ -84,3 +84,90 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
         notes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::memfs::MemFs;
+
+    fn wanted<'a>(default: Option<&'a str>) -> Wanted<'a> {
+        Wanted {
+            boot: None,
+            initrd: None,
+            options: "",
+            default,
+        }
+    }
+
+    fn share() -> MemFs {
+        MemFs::new(&[
+            (
+                "/loader/loader.conf",
+                b"# comment\ndefault linux-6.1.conf\ntimeout 7\n",
+            ),
+            (
+                "/loader/entries/linux-6.1.conf",
+                b"title Old\nversion 6.1.0\nlinux /vmlinux-6.1\n",
+            ),
+            (
+                "/loader/entries/linux-6.10.conf",
+                b"title New\nversion 6.10.0\nlinux /vmlinux-6.10\nfrobnicate yes\n",
+            ),
+            ("/loader/entries/README", b"not an entry"),
+        ])
+    }
+
+    #[test]
+    fn reads_orders_and_picks_the_default() {
+        let mut fs = share();
+        let e = read(&mut fs, &wanted(None));
+        let ids: Vec<&str> = e.list.iter().map(|e| e.id.as_str()).collect();
+        // No sort-key: by file name, newest version first; README is no entry.
+        assert_eq!(ids, ["linux-6.10", "linux-6.1"]);
+        assert_eq!(e.list[e.default].id, "linux-6.1", "loader.conf's default");
+        assert_eq!(e.timeout, Some(7));
+        assert!(
+            e.notes
+                .iter()
+                .any(|n| n.contains("linux-6.10.conf") && n.contains("frobnicate")),
+            "{:?}",
+            e.notes
+        );
+        let e = read(&mut fs, &wanted(Some("linux-6.10*")));
+        assert_eq!(
+            e.list[e.default].id, "linux-6.10",
+            "vioboot.default overrides"
+        );
+    }
+
+    #[test]
+    fn no_entries_directory_is_a_note_not_a_failure() {
+        let mut fs = MemFs::new(&[("/vmlinux", b"x")]);
+        let e = read(&mut fs, &wanted(None));
+        assert!(e.list.is_empty());
+        assert!(
+            e.notes.iter().any(|n| n.contains("ENOENT")),
+            "{:?}",
+            e.notes
+        );
+    }
+
+    #[test]
+    fn vioboot_boot_makes_the_one_entry() {
+        let mut fs = share();
+        let e = read(
+            &mut fs,
+            &Wanted {
+                boot: Some("/vmlinux"),
+                initrd: Some("/initrd"),
+                options: "console=hvc0",
+                default: None,
+            },
+        );
+        assert_eq!(e.list.len(), 1);
+        assert_eq!(e.list[0].linux.as_deref(), Some("/vmlinux"));
+        assert_eq!(e.list[0].initrd, ["/initrd"]);
+        assert_eq!(e.list[0].options, "console=hvc0");
+        assert_eq!(e.timeout, Some(0));
+    }
+}

@@ -90,6 +90,7 @@ impl From<PlaceError> for LoadError {
 }
 
 /// A kernel and initrd in memory, ready to enter.
+#[derive(Debug)]
 pub struct Loaded {
     pub kernel: Range,
     pub entry_point: u64,
@@ -223,4 +224,156 @@ fn load_initrd(
         start: r.start,
         end: r.start + a.size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::fs::{errno, FsErrorKind};
+    use crate::dev::memfs::MemFs;
+    use crate::loader::handoff::{HandoffError, Jump};
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use vioboot_core::elf::build_test_elf;
+
+    /// Hands out ranges of a host buffer, as placed memory.
+    struct Arena {
+        buf: Vec<u8>,
+        next: usize,
+    }
+
+    impl Arena {
+        fn new() -> Arena {
+            Arena {
+                buf: vec![0xAA; 1 << 20],
+                next: 0,
+            }
+        }
+
+        fn range(&mut self, size: u64) -> Result<Range, PlaceError> {
+            let start = self.buf.as_ptr() as u64 + self.next as u64;
+            let size = size.next_multiple_of(4096);
+            if self.next as u64 + size > self.buf.len() as u64 {
+                return Err(PlaceError::NoRoom {
+                    size,
+                    limit: self.buf.len() as u64,
+                });
+            }
+            self.next += size as usize;
+            Ok(Range {
+                start,
+                end: start + size,
+            })
+        }
+
+        fn at(&self, r: Range) -> &[u8] {
+            let off = (r.start - self.buf.as_ptr() as u64) as usize;
+            &self.buf[off..off + r.size() as usize]
+        }
+    }
+
+    impl Handoff for Arena {
+        fn rewind(&mut self) {
+            self.next = 0;
+        }
+
+        fn take_kernel(&mut self, span: u64) -> Result<Range, PlaceError> {
+            self.range(span)
+        }
+
+        fn take_initrd(&mut self, size: u64, _above: u64) -> Result<Range, PlaceError> {
+            self.range(size)
+        }
+
+        fn prepare(&mut self, _l: &Loaded) -> Result<Jump, HandoffError> {
+            unreachable!("not entered in tests")
+        }
+    }
+
+    fn entry(linux: &str, initrd: Option<&str>) -> Entry {
+        Entry {
+            id: "t".into(),
+            linux: Some(linux.into()),
+            initrd: initrd.map(|i| vec![i.into()]).unwrap_or_default(),
+            options: "root=/dev/vda".into(),
+            ..Entry::default()
+        }
+    }
+
+    fn kernel() -> Vec<u8> {
+        let body: Vec<u8> = (0..6000u32).map(|i| (i * 7) as u8).collect();
+        build_test_elf(21, 0xc000_0000_0000_0000, &body)
+    }
+
+    #[test]
+    fn loads_segments_in_place_and_checks_digests() {
+        let k = kernel();
+        let initrd = vec![0x5Au8; 10_000];
+        let mut fs = MemFs::new(&[("/vmlinux", &k), ("/initrd", &initrd)]);
+        fs.piece = 1000; // pieces that straddle the segment's start
+        let mut e = entry("/vmlinux", Some("/initrd"));
+        let mut h = Arena::new();
+        let mut sha = Sha256::new();
+        sha.update(&k);
+        e.sha256 = Some(sha.finish());
+        let l = load(&mut fs, &e, &mut h).expect("loads");
+        // The segment (file offset 0x100, 6000 bytes) sits at the image's start; the rest of
+        // its memory size is zero.
+        let image = h.at(l.kernel);
+        assert_eq!(&image[..6000], &k[0x100..0x100 + 6000]);
+        assert!(image[6000..6000 + 0x1000].iter().all(|&b| b == 0));
+        assert_eq!(l.entry_point, l.kernel.start);
+        assert_eq!(l.cmdline, "root=/dev/vda");
+        let r = l.initrd.expect("initrd");
+        assert_eq!(r.size(), 10_000);
+        assert_eq!(h.at(r), &initrd[..]);
+
+        e.sha256 = Some([0; 32]);
+        assert!(matches!(
+            load(&mut fs, &e, &mut Arena::new()),
+            Err(LoadError::Digest { initrd: false, .. })
+        ));
+        e.sha256 = None;
+        e.initrd_sha256 = Some([1; 32]);
+        let err = load(&mut fs, &e, &mut Arena::new()).unwrap_err();
+        assert!(matches!(err, LoadError::Digest { initrd: true, .. }));
+        assert!(err.to_string().contains("truncated or replaced"), "{err}");
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let mut x86 = kernel();
+        x86[18] = 62;
+        let mut fs = MemFs::new(&[("/vmlinux", &kernel()), ("/x86", &x86), ("/empty", b"")]);
+        let mut h = Arena::new();
+        let mut no_linux = entry("/vmlinux", None);
+        no_linux.linux = None;
+        assert_eq!(
+            load(&mut fs, &no_linux, &mut h).err(),
+            Some(LoadError::NoLinux)
+        );
+        match load(&mut fs, &entry("/missing", None), &mut h) {
+            Err(LoadError::Fs(e)) => {
+                assert_eq!(e.path, "/missing");
+                assert_eq!(e.kind, FsErrorKind::Errno(errno::ENOENT));
+            }
+            r => panic!("{:?}", r.err()),
+        }
+        assert!(matches!(
+            load(&mut fs, &entry("/x86", None), &mut h),
+            Err(LoadError::Elf { ref path, .. }) if path == "/x86"
+        ));
+        assert_eq!(
+            load(&mut fs, &entry("/vmlinux", Some("/empty")), &mut h).err(),
+            Some(LoadError::EmptyInitrd {
+                path: "/empty".into()
+            })
+        );
+        let mut tiny = Arena::new();
+        tiny.buf.truncate(4096);
+        assert!(matches!(
+            load(&mut fs, &entry("/vmlinux", None), &mut tiny),
+            Err(LoadError::NoRoom(_))
+        ));
+    }
 }
