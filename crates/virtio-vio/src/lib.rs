@@ -7,10 +7,12 @@
 //! - [`msg`]: virtio-vio messages carried in CRQ command/response entries.
 //! - [`header`]: the device header the server writes into the guest at PROBE.
 //! - [`queue`]: the queue setup block the guest hands over at QUEUE_SETUP.
+//! - [`device_id`]: the virtio device ids the header names.
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod crq;
+pub mod device_id;
 pub mod header;
 pub mod msg;
 pub mod queue;

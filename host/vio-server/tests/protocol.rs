@@ -97,7 +97,7 @@ fn probe_writes_the_virtio_blk_header() {
     let raw = r.guest.read(HDR, 8);
     assert_eq!(&raw[..4], b"VIOV");
     assert_eq!(&raw[4..8], &[0, 1, 0x01, 0xA0]);
-    assert_eq!(h.device_id, 2);
+    assert_eq!(h.device_id, virtio_vio::device_id::BLOCK);
     let f = h.device_features;
     assert_ne!(f & 1 << 32, 0, "VIRTIO_F_VERSION_1");
     for bit in [1, 2, 6, 9] {

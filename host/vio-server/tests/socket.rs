@@ -356,7 +356,7 @@ fn the_binary_serves_a_guest_reconnects_and_prints_stats_on_sigterm() {
     let h = Header::decode(&q.guest.read(HDR, header::LEN).try_into().unwrap()).unwrap();
     assert_eq!(
         (h.device_id, h.config()[..8].to_vec()),
-        (2, 64u64.to_le_bytes().to_vec())
+        (virtio_vio::device_id::BLOCK, 64u64.to_le_bytes().to_vec())
     );
     // Bring the queue up and read sector 7.
     let vq = GuestVq::new(8);
