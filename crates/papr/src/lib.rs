@@ -1,0 +1,14 @@
+//! PAPR, as vioboot speaks it: one definition of each hypervisor interface constant, used by the
+//! firmware (the guest side), the VIO server (the partner side) and the tests' simulated
+//! hypervisor, so the three cannot drift. Names are PAPR's and Linux's (`hvcall.h`), so they
+//! stay greppable against both.
+//!
+//! - [`hcall`]: the hcall opcodes vioboot makes.
+//! - [`status`]: hcall status codes, their names and the long-busy delays.
+//! - [`tce`]: TCE permission bits and page size.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod hcall;
+pub mod status;
+pub mod tce;
