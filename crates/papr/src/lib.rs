@@ -6,9 +6,12 @@
 //! - [`hcall`]: the hcall opcodes vioboot makes.
 //! - [`status`]: hcall status codes, their names and the long-busy delays.
 //! - [`tce`]: TCE permission bits and page size.
+//! - [`crq`]: the 16-byte Command/Response Queue entry (valid byte, INIT handshake, transport
+//!   events), shared by every CRQ-based adapter kind.
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod crq;
 pub mod hcall;
 pub mod status;
 pub mod tce;

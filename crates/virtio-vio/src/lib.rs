@@ -2,20 +2,21 @@
 //! side) so the two cannot drift. `docs/virtio-vio.md` describes the protocol in prose; every
 //! byte layout is defined here once.
 //!
-//! - [`crq`]: the 16-byte Command/Response Queue entry of PAPR (valid byte, INIT handshake,
-//!   transport events) — PowerVM's, not ours.
-//! - [`msg`]: virtio-vio messages carried in CRQ command/response entries.
+//! - [`msg`]: virtio-vio messages carried in CRQ command/response entries (the entry itself is
+//!   PAPR's: `papr::crq`).
 //! - [`header`]: the device header the server writes into the guest at PROBE.
 //! - [`queue`]: the queue setup block the guest hands over at QUEUE_SETUP.
 //! - [`device_id`]: the virtio device ids the header names.
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub mod crq;
 pub mod device_id;
 pub mod header;
 pub mod msg;
 pub mod queue;
+
+// TEMPORARY: firmware imports switch to papr
+pub use papr::crq;
 
 /// The protocol version this crate describes.
 pub const VERSION: u16 = 1;

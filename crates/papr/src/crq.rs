@@ -2,10 +2,14 @@
 //!
 //! Byte 0 says what the entry is: 0x80 a command or response (byte 1 its format), 0xC0 the
 //! initialization handshake, 0xFF a transport event from the hypervisor. A consumer sees an
-//! entry when byte 0 has bit 0x80 set, reads it after a barrier, then clears byte 0.
+//! entry when byte 0 has [`VALID_BIT`] set, reads it after a barrier, then clears byte 0.
+//! The format is PAPR's (PowerVM's), shared by every CRQ-based adapter kind (virtio-vio here;
+//! v-scsi and the vTPM use the same entries).
 
 /// Size of one entry.
 pub const ENTRY_LEN: usize = 16;
+/// The bit of byte 0 that every entry has: a slot whose byte 0 lacks it is empty.
+pub const VALID_BIT: u8 = 0x80;
 /// Byte 0 of a command or response.
 pub const VALID_CMD_RESP: u8 = 0x80;
 /// Byte 0 of an initialization entry.
@@ -16,6 +20,18 @@ pub const VALID_TRANSPORT: u8 = 0xFF;
 pub const INIT: u8 = 0x01;
 /// Byte 1 of an INIT COMPLETE entry.
 pub const INIT_COMPLETE: u8 = 0x02;
+/// Byte 1 of a transport event: the partner partition failed.
+pub const PARTNER_FAILED: u8 = 0x01;
+/// Byte 1 of a transport event: the partner deregistered its CRQ.
+pub const PARTNER_DEREGISTERED: u8 = 0x02;
+/// Byte 1 of a transport event: this partition migrated.
+pub const MIGRATED: u8 = 0x06;
+
+/// Whether a slot whose byte 0 is `byte0` holds an entry (the consumer's test, and the
+/// hypervisor's before it fills a slot or accepts an H_SEND_CRQ).
+pub const fn is_valid(byte0: u8) -> bool {
+    byte0 & VALID_BIT != 0
+}
 
 /// A transport event (byte 0 = 0xFF), posted by the hypervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,20 +55,24 @@ pub enum Entry {
     InitComplete,
     /// A command or response; byte 1 is its format.
     Message([u8; ENTRY_LEN]),
+    /// A transport event from the hypervisor.
     Transport(TransportEvent),
     /// An entry no one should send: byte 0 or an init code this protocol does not have.
     Invalid([u8; ENTRY_LEN]),
 }
 
 impl Entry {
+    /// Classifies the 16 bytes of a slot whose valid bit was seen.
     pub fn parse(b: [u8; ENTRY_LEN]) -> Entry {
         match (b[0], b[1]) {
             (VALID_INIT, INIT) => Entry::Init,
             (VALID_INIT, INIT_COMPLETE) => Entry::InitComplete,
             (VALID_CMD_RESP, _) => Entry::Message(b),
-            (VALID_TRANSPORT, 0x01) => Entry::Transport(TransportEvent::PartnerFailed),
-            (VALID_TRANSPORT, 0x02) => Entry::Transport(TransportEvent::PartnerDeregistered),
-            (VALID_TRANSPORT, 0x06) => Entry::Transport(TransportEvent::Migrated),
+            (VALID_TRANSPORT, PARTNER_FAILED) => Entry::Transport(TransportEvent::PartnerFailed),
+            (VALID_TRANSPORT, PARTNER_DEREGISTERED) => {
+                Entry::Transport(TransportEvent::PartnerDeregistered)
+            }
+            (VALID_TRANSPORT, MIGRATED) => Entry::Transport(TransportEvent::Migrated),
             (VALID_TRANSPORT, c) => Entry::Transport(TransportEvent::Other(c)),
             _ => Entry::Invalid(b),
         }
@@ -77,7 +97,10 @@ impl Entry {
 
 /// The two 64-bit words of H_SEND_CRQ (r5, r6) for an entry.
 pub fn to_words(b: &[u8; ENTRY_LEN]) -> (u64, u64) {
-    (crate::be64(b, 0), crate::be64(b, 8))
+    let (mut w0, mut w1) = ([0u8; 8], [0u8; 8]);
+    w0.copy_from_slice(&b[..8]);
+    w1.copy_from_slice(&b[8..]);
+    (u64::from_be_bytes(w0), u64::from_be_bytes(w1))
 }
 
 /// The entry that H_SEND_CRQ(word0, word1) delivers.
@@ -119,5 +142,15 @@ mod tests {
         let (w0, w1) = to_words(&Entry::init(false));
         assert_eq!((w0, w1), (0xC001_0000_0000_0000, 0));
         assert_eq!(from_words(w0, 0x0123_4567_89ab_cdef)[8], 0x01);
+        let e = from_words(0x8011_2233_4455_6677, 0x8899_aabb_ccdd_eeff);
+        assert_eq!(to_words(&e), (0x8011_2233_4455_6677, 0x8899_aabb_ccdd_eeff));
+    }
+
+    #[test]
+    fn every_kind_of_entry_is_valid_and_an_empty_slot_is_not() {
+        for b0 in [VALID_CMD_RESP, VALID_INIT, VALID_TRANSPORT] {
+            assert!(is_valid(b0));
+        }
+        assert!(!is_valid(0) && !is_valid(0x7F));
     }
 }
