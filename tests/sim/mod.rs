@@ -8,12 +8,20 @@
 
 #![allow(dead_code)] // each test file uses part of it
 
+use papr::crq::{self, Entry, ENTRY_LEN};
+use papr::hcall::{
+    H_ENABLE_CRQ, H_FREE_CRQ, H_GET_TCE, H_PUT_TCE, H_PUT_TCE_INDIRECT, H_REG_CRQ, H_SEND_CRQ,
+    H_STUFF_TCE, H_VIO_SIGNAL,
+};
+use papr::status::{
+    H_CLOSED, H_DEST_PARM, H_DROPPED, H_FUNCTION, H_PARAMETER, H_RESOURCE, H_SUCCESS,
+};
+use papr::tce::{TCE_INDIRECT_MAX, TCE_PAGE_SIZE, TCE_READ, TCE_WRITE};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Mutex;
 use vioboot::arch::HcallRegs;
-use vioboot::hcall::*;
 use vioboot_core::inventory::DmaWindow;
 
 /// Tests share vioboot's global state (page pool, TCE registry): one at a time.
@@ -36,14 +44,6 @@ pub fn adapter() -> vioboot::vio::Adapter {
     }
 }
 
-const H_SUCCESS: i64 = 0;
-const H_CLOSED: i64 = 2;
-const H_PARAMETER: i64 = -4;
-const H_DROPPED: i64 = -12;
-const H_DEST_PARM: i64 = -14;
-const H_RESOURCE: i64 = -16;
-const H_FUNCTION: i64 = -2;
-
 /// The hypervisor's state.
 #[derive(Default)]
 pub struct Hv {
@@ -52,7 +52,7 @@ pub struct Hv {
     /// The guest's registered CRQ: IOBA, length, next slot to fill.
     pub crq: Option<(u64, u64, usize)>,
     /// Entries the guest sent that the server has not taken yet.
-    pub to_server: VecDeque<[u8; 16]>,
+    pub to_server: VecDeque<[u8; ENTRY_LEN]>,
     /// Whether a server is there (H_SEND_CRQ gives H_CLOSED otherwise).
     pub server_alive: bool,
     pub counts: HashMap<u64, u64>,
@@ -65,21 +65,22 @@ pub struct Hv {
 }
 
 impl Hv {
-    /// Host address of `ioba`, if its page is mapped with `need` (1 read, 2 write).
+    /// Host address of `ioba`, if its page is mapped with `need` (`TCE_READ`, `TCE_WRITE`).
     fn translate(&self, ioba: u64, need: u64) -> Option<u64> {
-        let tce = *self.tces.get(&(ioba & !0xfff))?;
-        (tce & need == need).then(|| (tce & !0xfff) + (ioba & 0xfff))
+        let in_page = TCE_PAGE_SIZE - 1;
+        let tce = *self.tces.get(&(ioba & !in_page))?;
+        (tce & need == need).then(|| (tce & !in_page) + (ioba & in_page))
     }
 
     /// The device's remote DMA read: all or nothing, like QEMU's device model.
     pub fn rdma_read(&mut self, ioba: u64, buf: &mut [u8]) -> Result<(), i64> {
-        let ok = (0..buf.len() as u64).all(|i| self.translate(ioba + i, 1).is_some());
+        let ok = (0..buf.len() as u64).all(|i| self.translate(ioba + i, TCE_READ).is_some());
         if !ok {
             self.refused_rdma += 1;
             return Err(H_DEST_PARM);
         }
         for (i, b) in buf.iter_mut().enumerate() {
-            let a = self.translate(ioba + i as u64, 1).unwrap_or(0);
+            let a = self.translate(ioba + i as u64, TCE_READ).unwrap_or(0);
             // SAFETY: the guest mapped this host page through its TCE (pool memory).
             *b = unsafe { std::ptr::read_volatile(a as *const u8) };
         }
@@ -87,13 +88,13 @@ impl Hv {
     }
 
     pub fn rdma_write(&mut self, ioba: u64, data: &[u8]) -> Result<(), i64> {
-        let ok = (0..data.len() as u64).all(|i| self.translate(ioba + i, 2).is_some());
+        let ok = (0..data.len() as u64).all(|i| self.translate(ioba + i, TCE_WRITE).is_some());
         if !ok {
             self.refused_rdma += 1;
             return Err(H_DEST_PARM);
         }
         for (i, b) in data.iter().enumerate() {
-            let a = self.translate(ioba + i as u64, 2).unwrap_or(0);
+            let a = self.translate(ioba + i as u64, TCE_WRITE).unwrap_or(0);
             // SAFETY: as rdma_read, with write permission.
             unsafe { std::ptr::write_volatile(a as *mut u8, *b) };
         }
@@ -101,24 +102,24 @@ impl Hv {
     }
 
     /// Puts an entry into the guest's CRQ: bytes 8..15 first, then 0..7.
-    pub fn deliver(&mut self, e: [u8; 16]) -> Result<(), i64> {
+    pub fn deliver(&mut self, e: [u8; ENTRY_LEN]) -> Result<(), i64> {
         let Some((ioba, len, tail)) = self.crq else {
             return Err(H_CLOSED);
         };
-        let slot = ioba + tail as u64 * 16;
-        let Some(a) = self.translate(slot, 3) else {
+        let slot = ioba + (tail * ENTRY_LEN) as u64;
+        let Some(a) = self.translate(slot, TCE_READ | TCE_WRITE) else {
             return Err(H_DEST_PARM);
         };
         // SAFETY: the CRQ page is mapped read/write through the TCE.
-        let valid = unsafe { std::ptr::read_volatile(a as *const u8) };
-        if valid & 0x80 != 0 {
+        let byte0 = unsafe { std::ptr::read_volatile(a as *const u8) };
+        if crq::is_valid(byte0) {
             return Err(H_DROPPED);
         }
-        for i in (8..16).chain(0..8) {
+        for i in (8..ENTRY_LEN).chain(0..8) {
             // SAFETY: as above.
             unsafe { std::ptr::write_volatile((a + i as u64) as *mut u8, e[i]) };
         }
-        self.crq = Some((ioba, len, (tail + 1) % (len as usize / 16)));
+        self.crq = Some((ioba, len, (tail + 1) % (len as usize / ENTRY_LEN)));
         Ok(())
     }
 
@@ -127,10 +128,7 @@ impl Hv {
         self.server_alive = false;
         self.failed = true;
         self.failures += 1;
-        let mut e = [0u8; 16];
-        e[0] = 0xFF;
-        e[1] = 0x01;
-        let _ = self.deliver(e);
+        let _ = self.deliver(Entry::transport(crq::PARTNER_FAILED));
     }
 }
 
@@ -221,7 +219,7 @@ impl Drop for Sim {
 
 fn in_window(ioba: u64, pages: u64) -> bool {
     // The window starts at IOBA 0.
-    ioba.is_multiple_of(4096) && ioba + pages * 4096 <= WINDOW.ioba + WINDOW.size
+    ioba.is_multiple_of(TCE_PAGE_SIZE) && ioba + pages * TCE_PAGE_SIZE <= WINDOW.ioba + WINDOW.size
 }
 
 fn hcall(hv: &mut Hv, op: u64, a: &[u64]) -> HcallRegs {
@@ -250,23 +248,26 @@ fn hcall(hv: &mut Hv, op: u64, a: &[u64]) -> HcallRegs {
             }
             for p in 0..arg(3) {
                 if arg(2) == 0 {
-                    hv.tces.remove(&(arg(1) + p * 4096));
+                    hv.tces.remove(&(arg(1) + p * TCE_PAGE_SIZE));
                 } else {
-                    hv.tces.insert(arg(1) + p * 4096, arg(2));
+                    hv.tces.insert(arg(1) + p * TCE_PAGE_SIZE, arg(2));
                 }
             }
             regs(H_SUCCESS, &[])
         }
         H_PUT_TCE_INDIRECT => {
             let (ioba, list, n) = (arg(1), arg(2), arg(3));
-            if n > 512 || !list.is_multiple_of(4096) || !in_window(ioba, n) {
+            if n > TCE_INDIRECT_MAX as u64
+                || !list.is_multiple_of(TCE_PAGE_SIZE)
+                || !in_window(ioba, n)
+            {
                 return regs(H_PARAMETER, &[]);
             }
             for i in 0..n {
                 // SAFETY: the list is a pool page vioboot filled with big-endian TCEs.
                 let tce =
                     u64::from_be(unsafe { std::ptr::read((list as *const u64).add(i as usize)) });
-                hv.tces.insert(ioba + i * 4096, tce);
+                hv.tces.insert(ioba + i * TCE_PAGE_SIZE, tce);
             }
             regs(H_SUCCESS, &[])
         }
@@ -277,7 +278,10 @@ fn hcall(hv: &mut Hv, op: u64, a: &[u64]) -> HcallRegs {
             if hv.crq.is_some() {
                 return regs(H_RESOURCE, &[]);
             }
-            if hv.translate(arg(1), 3).is_none() || arg(2) < 4096 || !arg(2).is_multiple_of(4096) {
+            if hv.translate(arg(1), TCE_READ | TCE_WRITE).is_none()
+                || arg(2) < TCE_PAGE_SIZE
+                || !arg(2).is_multiple_of(TCE_PAGE_SIZE)
+            {
                 return regs(H_PARAMETER, &[]);
             }
             hv.crq = Some((arg(1), arg(2), 0));
@@ -292,10 +296,7 @@ fn hcall(hv: &mut Hv, op: u64, a: &[u64]) -> HcallRegs {
             if !hv.server_alive || hv.crq.is_none() {
                 return regs(H_CLOSED, &[]);
             }
-            let mut e = [0u8; 16];
-            e[..8].copy_from_slice(&arg(1).to_be_bytes());
-            e[8..].copy_from_slice(&arg(2).to_be_bytes());
-            hv.to_server.push_back(e);
+            hv.to_server.push_back(crq::from_words(arg(1), arg(2)));
             regs(H_SUCCESS, &[])
         }
         _ => regs(H_FUNCTION, &[]),
