@@ -5,7 +5,6 @@
 
 use crate::proto::{self, Op, ReplyError, ROOT};
 use crate::{Call, Queue, Transport};
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -721,9 +720,4 @@ fn check(path: &str, c: &Call, unique: u64) -> R<Vec<u8>> {
         Err(Ok(e)) => Err(err(path, FsErrorKind::Errno(e))),
         Err(Err(r)) => Err(err(path, FsErrorKind::Reply(r))),
     }
-}
-
-/// Formats an errno for messages.
-pub fn describe(e: i32) -> String {
-    format!("{} ({e})", errno::name(e))
 }
