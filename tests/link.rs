@@ -4,11 +4,11 @@
 
 mod sim;
 
+use papr::crq::Entry;
 use papr::hcall::{H_FREE_CRQ, H_REG_CRQ};
 use sim::{adapter, Hv, Server, Sim, SERIAL};
 use vioboot::virtio::{VioError, VioTransport};
 use virtio_drivers::transport::Transport;
-use virtio_vio::crq::Entry;
 use virtio_vio::header::Header;
 use virtio_vio::msg::{Message, Opcode, Status};
 

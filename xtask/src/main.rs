@@ -8,11 +8,10 @@
 //! `run` and `test` install what they need on a fresh machine (qemu-system-ppc with apt,
 //! rust-src with rustup) or say exactly what is missing.
 
-mod elf;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
+use vioboot_core::elf;
 use vioboot_harness::{Boot, Qemu};
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -169,20 +168,38 @@ fn image() -> Result<PathBuf> {
     )?;
     let elf_path = root().join("target/powerpc64le-none/release/vioboot");
     let bytes = std::fs::read(&elf_path).map_err(|e| format!("{}: {e}", elf_path.display()))?;
-    let image = elf::Image::parse(&bytes).map_err(|e| format!("{}: {e}", elf_path.display()))?;
-    let bin = image.raw_binary();
+    let (bin, span, relocations) =
+        raw_image(&bytes).map_err(|e| format!("{}: {e}", elf_path.display()))?;
     let out = vioboot_harness::image_dir(&root());
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     std::fs::write(out.join("vioboot.elf"), &bytes).map_err(|e| e.to_string())?;
     std::fs::write(out.join("vioboot.bin"), &bin).map_err(|e| e.to_string())?;
     eprintln!(
-        "xtask: target/image/vioboot.elf ({} bytes), vioboot.bin ({} bytes, {} KiB in memory with BSS), {} relocations",
+        "xtask: target/image/vioboot.elf ({} bytes), vioboot.bin ({} bytes, {} KiB in memory with BSS), {relocations} relocations",
         bytes.len(),
         bin.len(),
-        image.memory_size() / 1024,
-        image.relocations
+        span / 1024,
     );
     Ok(out)
+}
+
+/// Checks the firmware ELF and lays it out as a raw image: a little-endian PPC64 ELF linked at
+/// 0 whose relocations are all R_PPC64_RELATIVE (the only kind the entry code applies). Returns
+/// the raw image, the bytes it spans in memory (BSS included) and the number of relocations.
+fn raw_image(bytes: &[u8]) -> Result<(Vec<u8>, u64, usize)> {
+    let image = elf::parse(bytes, bytes.len() as u64).map_err(|e| e.to_string())?;
+    if image.segments.iter().map(|s| s.paddr).min() != Some(0) || image.base != 0 {
+        return Err("the image is not linked at address 0".into());
+    }
+    let relocations = elf::relocations(bytes).map_err(|e| e.to_string())?;
+    if let Some(r) = relocations.iter().find(|r| r.kind != elf::R_PPC64_RELATIVE) {
+        return Err(format!(
+            "relocation of type {} at {:#x}: the entry code applies only R_PPC64_RELATIVE",
+            r.kind, r.offset
+        ));
+    }
+    let bin = elf::raw_binary(bytes, &image.segments).map_err(|e| e.to_string())?;
+    Ok((bin, image.span, relocations.len()))
 }
 
 fn run(args: &[String]) -> Result<ExitCode> {

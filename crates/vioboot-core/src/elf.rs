@@ -1,19 +1,40 @@
-//! Checking a kernel ELF before loading it: a little-endian 64-bit PowerPC executable whose
-//! program headers and loadable segments all lie within the file and the address space.
+//! Reading little-endian 64-bit PowerPC ELF files, every offset and length checked: a kernel
+//! before vioboot loads it ([`parse`]), and vioboot's own image when the build turns it into a
+//! raw binary ([`relocations`], [`raw_binary`]).
 
 use alloc::vec::Vec;
 use core::fmt;
 
 const EM_PPC64: u16 = 21;
 const PT_LOAD: u32 = 1;
+const SHT_RELA: u32 = 4;
+/// Bytes of an ELF64 section header.
+const SHDR_LEN: usize = 64;
+/// Bytes of an Elf64_Rela entry.
+const RELA_LEN: usize = 24;
+
+/// Relocation type R_PPC64_RELATIVE: the load base plus the addend (the only type vioboot's
+/// entry code applies to itself).
+pub const R_PPC64_RELATIVE: u32 = 22;
 
 /// A loadable segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
     pub offset: u64,
     pub vaddr: u64,
+    /// Physical address: where a raw image ([`raw_binary`]) puts the segment.
+    pub paddr: u64,
     pub filesz: u64,
     pub memsz: u64,
+}
+
+/// One entry of a RELA section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rela {
+    /// Where the relocation applies (`r_offset`).
+    pub offset: u64,
+    /// The relocation type (the low 32 bits of `r_info`), e.g. [`R_PPC64_RELATIVE`].
+    pub kind: u32,
 }
 
 /// What a checked kernel needs from the loader.
@@ -65,6 +86,12 @@ pub enum ElfError {
     TooLarge {
         span: u64,
     },
+    /// The section header table lies outside the file.
+    BadSectionHeaders,
+    /// A RELA section lies outside the file or ends in the middle of an entry.
+    BadRelocations {
+        section: usize,
+    },
 }
 
 impl fmt::Display for ElfError {
@@ -96,6 +123,11 @@ impl fmt::Display for ElfError {
             ElfError::TooLarge { span } => {
                 write!(f, "image spans {span:#x} bytes, more than vioboot loads")
             }
+            ElfError::BadSectionHeaders => write!(f, "section headers lie outside the file"),
+            ElfError::BadRelocations { section } => write!(
+                f,
+                "relocation section {section} lies outside the file or ends mid-entry"
+            ),
         }
     }
 }
@@ -117,9 +149,9 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
-/// Checks the ELF header and program headers in `head` (the file's first bytes) against a file
-/// of `file_len` bytes.
-pub fn parse(head: &[u8], file_len: u64) -> Result<Kernel, ElfError> {
+/// Checks the identification and machine of the ELF header at the start of `head`: a
+/// little-endian ELF64 for 64-bit PowerPC.
+fn check_ident(head: &[u8]) -> Result<(), ElfError> {
     if head.len() < 64 {
         return Err(ElfError::TooShort { len: head.len() });
     }
@@ -132,11 +164,18 @@ pub fn parse(head: &[u8], file_len: u64) -> Result<Kernel, ElfError> {
     if head[5] != 1 {
         return Err(ElfError::BigEndian);
     }
-    let bad = ElfError::BadProgramHeaders;
     let machine = u16_at(head, 18).ok_or(ElfError::NotElf)?;
     if machine != EM_PPC64 {
         return Err(ElfError::WrongMachine(machine));
     }
+    Ok(())
+}
+
+/// Checks the ELF header and program headers in `head` (the file's first bytes) against a file
+/// of `file_len` bytes.
+pub fn parse(head: &[u8], file_len: u64) -> Result<Kernel, ElfError> {
+    check_ident(head)?;
+    let bad = ElfError::BadProgramHeaders;
     let kind = u16_at(head, 16).ok_or(ElfError::NotElf)?;
     if kind != 2 && kind != 3 {
         return Err(ElfError::WrongType(kind));
@@ -168,6 +207,7 @@ pub fn parse(head: &[u8], file_len: u64) -> Result<Kernel, ElfError> {
         let s = Segment {
             offset: g(8)?,
             vaddr: g(16)?,
+            paddr: g(24)?,
             filesz: g(32)?,
             memsz: g(40)?,
         };
@@ -207,6 +247,81 @@ pub fn parse(head: &[u8], file_len: u64) -> Result<Kernel, ElfError> {
         base,
         span,
     })
+}
+
+/// The entries of every SHT_RELA section of a whole ELF `file`, in section order.
+pub fn relocations(file: &[u8]) -> Result<Vec<Rela>, ElfError> {
+    check_ident(file)?;
+    let shoff = u64_at(file, 40).ok_or(ElfError::NotElf)?;
+    let shentsize = usize::from(u16_at(file, 58).ok_or(ElfError::NotElf)?);
+    let shnum = usize::from(u16_at(file, 60).ok_or(ElfError::NotElf)?);
+    if shnum == 0 {
+        return Ok(Vec::new());
+    }
+    let table_end = usize::try_from(shoff).ok().and_then(|start| {
+        shentsize
+            .checked_mul(shnum)
+            .and_then(|n| n.checked_add(start))
+    });
+    if shentsize < SHDR_LEN || table_end.is_none_or(|end| end > file.len()) {
+        return Err(ElfError::BadSectionHeaders);
+    }
+    let mut out = Vec::new();
+    for i in 0..shnum {
+        let sh = shoff as usize + i * shentsize;
+        if u32_at(file, sh + 4) != Some(SHT_RELA) {
+            continue;
+        }
+        let bad = || ElfError::BadRelocations { section: i };
+        let field = |at: usize| u64_at(file, sh + at).and_then(|v| usize::try_from(v).ok());
+        let (offset, size) = (field(24).ok_or_else(bad)?, field(32).ok_or_else(bad)?);
+        if !size.is_multiple_of(RELA_LEN) {
+            return Err(bad());
+        }
+        let entries = offset
+            .checked_add(size)
+            .and_then(|end| file.get(offset..end))
+            .ok_or_else(bad)?;
+        for e in entries.chunks_exact(RELA_LEN) {
+            out.push(Rela {
+                offset: u64_at(e, 0).ok_or_else(bad)?,
+                kind: u64_at(e, 8).ok_or_else(bad)? as u32,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The file bytes of `segments` (read from `file`, e.g. a [`Kernel`]'s) laid out by physical
+/// address from 0, with zeros between them: a raw image such as QEMU's `-bios` loads. It ends
+/// with the last file byte; the zero-filled rest of each segment (BSS) is not stored. An error
+/// names a segment by its index in `segments`.
+pub fn raw_binary(file: &[u8], segments: &[Segment]) -> Result<Vec<u8>, ElfError> {
+    let mut len = 0u64;
+    for (index, s) in segments.iter().enumerate() {
+        let end = s
+            .paddr
+            .checked_add(s.filesz)
+            .ok_or(ElfError::SegmentWraps { index })?;
+        len = len.max(end);
+    }
+    if len > MAX_SPAN {
+        return Err(ElfError::TooLarge { span: len });
+    }
+    // Every `paddr + filesz` is at most MAX_SPAN, so the conversions below cannot truncate.
+    let mut out = alloc::vec![0u8; len as usize];
+    for (index, s) in segments.iter().enumerate() {
+        let outside = || ElfError::SegmentOutsideFile { index };
+        let (at, n) = (s.paddr as usize, s.filesz as usize);
+        let bytes = usize::try_from(s.offset)
+            .ok()
+            .and_then(|from| file.get(from..from.checked_add(n)?))
+            .ok_or_else(outside)?;
+        out.get_mut(at..at + n)
+            .ok_or_else(outside)?
+            .copy_from_slice(bytes);
+    }
+    Ok(out)
 }
 
 /// A minimal ELF for tests: one PT_LOAD segment of `body` at `vaddr`, entry at its start.
@@ -283,5 +398,158 @@ mod tests {
             parse(&wrap, wrap.len() as u64),
             Err(ElfError::SegmentWraps { .. })
         ));
+    }
+
+    #[test]
+    fn reads_the_physical_address() {
+        let mut f = build_test_elf(EM_PPC64, 0x1000, &[0; 64]);
+        f[64 + 24..64 + 32].copy_from_slice(&0x20_0000u64.to_le_bytes());
+        let k = parse(&f, f.len() as u64).unwrap();
+        assert_eq!(
+            (k.segments[0].vaddr, k.segments[0].paddr),
+            (0x1000, 0x20_0000)
+        );
+    }
+
+    const SHOFF: usize = 40;
+    const SHNUM: usize = 60;
+
+    /// A test ELF with a RELA section of relocations of `kinds` (each with a symbol index in the
+    /// upper half of `r_info`) and a section header table after it: [null, RELA].
+    fn with_relocations(kinds: &[u32]) -> Vec<u8> {
+        let mut v = build_test_elf(EM_PPC64, 0, &[0; 64]);
+        let rela_at = v.len() as u64;
+        for (i, &k) in kinds.iter().enumerate() {
+            v.extend_from_slice(&(0x100 + 8 * i as u64).to_le_bytes());
+            v.extend_from_slice(&(7u64 << 32 | u64::from(k)).to_le_bytes());
+            v.extend_from_slice(&0x40u64.to_le_bytes());
+        }
+        let shoff = v.len() as u64;
+        v.extend_from_slice(&[0; SHDR_LEN]);
+        let mut sh = [0u8; SHDR_LEN];
+        sh[4..8].copy_from_slice(&SHT_RELA.to_le_bytes());
+        sh[24..32].copy_from_slice(&rela_at.to_le_bytes());
+        sh[32..40].copy_from_slice(&((kinds.len() * RELA_LEN) as u64).to_le_bytes());
+        sh[56..64].copy_from_slice(&(RELA_LEN as u64).to_le_bytes());
+        v.extend_from_slice(&sh);
+        v[SHOFF..SHOFF + 8].copy_from_slice(&shoff.to_le_bytes());
+        v[58..60].copy_from_slice(&(SHDR_LEN as u16).to_le_bytes());
+        v[SHNUM..SHNUM + 2].copy_from_slice(&2u16.to_le_bytes());
+        v
+    }
+
+    /// File offset of the RELA section's header in a [`with_relocations`] file.
+    fn rela_header(f: &[u8]) -> usize {
+        u64_at(f, SHOFF).unwrap() as usize + SHDR_LEN
+    }
+
+    #[test]
+    fn reads_relocation_types() {
+        let f = with_relocations(&[R_PPC64_RELATIVE, R_PPC64_RELATIVE, 1]);
+        let r = relocations(&f).unwrap();
+        let kinds: Vec<u32> = r.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [R_PPC64_RELATIVE, R_PPC64_RELATIVE, 1]);
+        assert_eq!(r[1].offset, 0x108);
+        // No section headers: nothing to relocate.
+        let plain = build_test_elf(EM_PPC64, 0, &[0; 64]);
+        assert_eq!(relocations(&plain), Ok(Vec::new()));
+        // The header checks come first.
+        let x86 = build_test_elf(62, 0, &[0; 64]);
+        assert_eq!(relocations(&x86), Err(ElfError::WrongMachine(62)));
+    }
+
+    #[test]
+    fn refuses_section_tables_and_relocations_outside_the_file() {
+        let good = with_relocations(&[R_PPC64_RELATIVE; 2]);
+        let set = |at: usize, value: &[u8]| {
+            let mut f = good.clone();
+            f[at..at + value.len()].copy_from_slice(value);
+            relocations(&f)
+        };
+        let table = Err(ElfError::BadSectionHeaders);
+        assert_eq!(set(SHOFF, &u64::MAX.to_le_bytes()), table);
+        assert_eq!(set(SHOFF, &(good.len() as u64 - 8).to_le_bytes()), table);
+        assert_eq!(set(SHNUM, &u16::MAX.to_le_bytes()), table);
+        assert_eq!(set(58, &8u16.to_le_bytes()), table);
+        let rela = Err(ElfError::BadRelocations { section: 1 });
+        let sh = rela_header(&good);
+        assert_eq!(set(sh + 24, &u64::MAX.to_le_bytes()), rela);
+        assert_eq!(set(sh + 24, &(good.len() as u64).to_le_bytes()), rela);
+        assert_eq!(set(sh + 32, &u64::MAX.to_le_bytes()), rela);
+        assert_eq!(set(sh + 32, &(2 * RELA_LEN as u64 + 1).to_le_bytes()), rela);
+        assert_eq!(set(sh + 32, &(1u64 << 20).to_le_bytes()), rela);
+    }
+
+    #[test]
+    fn lays_out_a_raw_binary_by_physical_address() {
+        let file = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let seg = |offset, paddr, filesz, memsz| Segment {
+            offset,
+            vaddr: 0xc000_0000_0000_0000 + paddr,
+            paddr,
+            filesz,
+            memsz,
+        };
+        let out = raw_binary(&file, &[seg(0, 0, 4, 4), seg(6, 0x10, 2, 0x100)]).unwrap();
+        let mut want = [0u8; 0x12];
+        want[..4].copy_from_slice(&[1, 2, 3, 4]);
+        want[0x10..].copy_from_slice(&[7, 8]);
+        assert_eq!(out, want);
+        // A segment with no file bytes still ends the image at its address (as the BSS does).
+        let out = raw_binary(&file, &[seg(0, 0, 2, 2), seg(8, 0x20, 0, 0x40)]).unwrap();
+        assert_eq!(out.len(), 0x20);
+        assert_eq!(raw_binary(&file, &[]), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_raw_binary_refuses_what_does_not_fit() {
+        let file = [0u8; 16];
+        let seg = |offset, paddr, filesz| Segment {
+            offset,
+            vaddr: paddr,
+            paddr,
+            filesz,
+            memsz: filesz,
+        };
+        let ok = seg(0, 0, 16);
+        assert_eq!(
+            raw_binary(&file, &[ok, seg(8, 0x100, 9)]),
+            Err(ElfError::SegmentOutsideFile { index: 1 })
+        );
+        assert_eq!(
+            raw_binary(&file, &[seg(u64::MAX, 0, 2)]),
+            Err(ElfError::SegmentOutsideFile { index: 0 })
+        );
+        assert_eq!(
+            raw_binary(&file, &[ok, seg(0, u64::MAX, 1)]),
+            Err(ElfError::SegmentWraps { index: 1 })
+        );
+        assert_eq!(
+            raw_binary(&file, &[seg(0, MAX_SPAN, 1)]),
+            Err(ElfError::TooLarge { span: MAX_SPAN + 1 })
+        );
+    }
+
+    #[test]
+    fn truncated_or_corrupted_files_are_errors_not_panics() {
+        let good = with_relocations(&[R_PPC64_RELATIVE, 9]);
+        let try_all = |f: &[u8]| {
+            let _ = relocations(f);
+            for file_len in [f.len() as u64, good.len() as u64, u64::MAX] {
+                if let Ok(k) = parse(f, file_len) {
+                    let _ = raw_binary(f, &k.segments);
+                }
+            }
+        };
+        for len in 0..=good.len() {
+            try_all(&good[..len]);
+        }
+        for at in 0..good.len() {
+            for value in [0x00, 0x7F, 0x80, 0xFF] {
+                let mut f = good.clone();
+                f[at] = value;
+                try_all(&f);
+            }
+        }
     }
 }

@@ -15,7 +15,6 @@ pub mod cells;
 pub mod checks;
 pub mod elf;
 pub mod fdt_write;
-pub mod hstatus;
 pub mod hvterm;
 pub mod inventory;
 pub mod options;

@@ -189,7 +189,7 @@ mod tests {
     use super::*;
 
     fn blk() -> Header {
-        let mut h = Header::new(2);
+        let mut h = Header::new(crate::device_id::BLOCK);
         h.device_features = 1 << 32 | 1 << 5;
         h.num_queues = 1;
         h.queue_max[0] = 256;

@@ -2,15 +2,15 @@
 //! side) so the two cannot drift. `docs/virtio-vio.md` describes the protocol in prose; every
 //! byte layout is defined here once.
 //!
-//! - [`crq`]: the 16-byte Command/Response Queue entry of PAPR (valid byte, INIT handshake,
-//!   transport events) — PowerVM's, not ours.
-//! - [`msg`]: virtio-vio messages carried in CRQ command/response entries.
+//! - [`msg`]: virtio-vio messages carried in CRQ command/response entries (the entry itself is
+//!   PAPR's: `papr::crq`).
 //! - [`header`]: the device header the server writes into the guest at PROBE.
 //! - [`queue`]: the queue setup block the guest hands over at QUEUE_SETUP.
+//! - [`device_id`]: the virtio device ids the header names.
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub mod crq;
+pub mod device_id;
 pub mod header;
 pub mod msg;
 pub mod queue;
@@ -31,12 +31,4 @@ fn be64(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_be_bytes(w)
-}
-
-/// virtio device ids (virtio 1.2, section 5) that both sides of virtio-vio name.
-pub mod device_id {
-    /// A block device.
-    pub const BLOCK: u32 = 2;
-    /// A file system (virtio-fs).
-    pub const FS: u32 = 26;
 }

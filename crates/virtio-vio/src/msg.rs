@@ -13,8 +13,8 @@
 //! Everything larger (the device header, queue addresses) travels through the guest's TCE window
 //! by remote DMA, and an entry names its IOBA.
 
-use crate::crq::{ENTRY_LEN, VALID_CMD_RESP};
 use core::fmt;
+use papr::crq::{ENTRY_LEN, VALID_CMD_RESP};
 
 /// Byte 1 of every virtio-vio message.
 pub const FORMAT: u8 = 0x56;

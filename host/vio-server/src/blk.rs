@@ -21,8 +21,6 @@ use virtio_bindings::bindings::virtio_blk::{
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::{Reader, Writer};
 
-/// virtio device id of a block device.
-pub const DEVICE_ID: u32 = 2;
 /// Bytes in a virtio-blk sector (fixed by the spec, whatever `blk_size` says).
 pub const SECTOR: u64 = 512;
 /// Entries in the request queue.
@@ -191,7 +189,7 @@ impl Device for Blk {
     }
 
     fn device_id(&self) -> u32 {
-        DEVICE_ID
+        virtio_vio::device_id::BLOCK
     }
 
     fn features(&self) -> u64 {

@@ -32,7 +32,7 @@ pub struct Request<'a> {
 pub trait Device {
     /// A short name for logs ("virtio-blk").
     fn name(&self) -> &str;
-    /// The virtio device id (2 block, 26 filesystem).
+    /// The virtio device id (`virtio_vio::device_id`).
     fn device_id(&self) -> u32;
     /// The vendor id of the header.
     fn vendor_id(&self) -> u32 {

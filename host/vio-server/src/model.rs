@@ -12,18 +12,20 @@
 use crate::chain::{self, Buffer};
 use crate::device::{Device, Request};
 use crate::faults::{Faults, BAD_USED_LEN_EXTRA, FLOOD_COUNT, UNKNOWN_OPCODE};
-use crate::hcall::{self, PartnerError, H_DROPPED};
+use crate::hcall::PartnerError;
 use crate::mirror::{DmaError, Mirror};
-use crate::partner::{Partner, PAGE_SIZE};
+use crate::partner::Partner;
 use crate::stats::Stats;
 use log::{debug, error, info, warn};
+use papr::crq::ENTRY_LEN;
+use papr::status::H_DROPPED;
+use papr::tce::TCE_PAGE_SIZE;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use virtio_vio::crq::ENTRY_LEN;
 use virtio_vio::header::{self, Header};
 use virtio_vio::msg::{Message, Opcode, Status};
 use virtio_vio::queue::{self as vq, QueueSetup};
@@ -781,12 +783,15 @@ fn touch_past<P: Partner + ?Sized>(
         .map(|b| b.addr + u64::from(b.len))
         .max()
         .unwrap_or(mirror.base());
-    let probe = end.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let probe = end.div_ceil(TCE_PAGE_SIZE) * TCE_PAGE_SIZE;
     let mut byte = [0u8; 1];
     match mirror.rdma_read(p, probe, &mut byte) {
         Err(DmaError::Disconnected) => return Err(Ended::Disconnected),
         Err(DmaError::Refused { status, .. }) => {
-            info!("fault touch-unmapped: RDMA read of {probe:#x} refused with {} ({status}), as it should be", hcall::name(status))
+            info!(
+                "fault touch-unmapped: RDMA read of {probe:#x} refused with {}, as it should be",
+                PartnerError::Status(status)
+            )
         }
         Err(e) => warn!("fault touch-unmapped: RDMA read of {probe:#x}: {e}"),
         Ok(()) => {

@@ -14,14 +14,15 @@
 
 use crate::device::Device;
 use crate::faults::Faults;
-use crate::hcall::{self, PartnerError, H_CLOSED};
+use crate::hcall::PartnerError;
 use crate::mirror::Mirror;
 use crate::model::{deliver, DeviceModel, Ended};
 use crate::partner::Partner;
 use crate::stats::Stats;
 use log::{debug, info, warn};
+use papr::crq::{self, Entry, TransportEvent, ENTRY_LEN};
+use papr::status::H_CLOSED;
 use std::sync::Arc;
-use virtio_vio::crq::{Entry, TransportEvent, ENTRY_LEN};
 use virtio_vio::msg::{self, DecodeError, Message, Status};
 
 /// Where the CRQ handshake stands.
@@ -151,16 +152,19 @@ impl<D: Device> Session<D> {
                     r[2] = op | msg::RESPONSE;
                     r[3] = Status::BadOpcode as u8;
                     if let Err(s) = deliver(p, &self.stats, r, true)? {
-                        warn!("BadOpcode response not delivered: {}", hcall::name(s));
+                        warn!(
+                            "BadOpcode response not delivered: {}",
+                            PartnerError::Status(s)
+                        );
                     }
                 }
                 Err(e) => warn!("entry ignored: {e}"),
             },
             Entry::Transport(ev) => {
                 let code = match ev {
-                    TransportEvent::PartnerFailed => 1,
-                    TransportEvent::PartnerDeregistered => 2,
-                    TransportEvent::Migrated => 6,
+                    TransportEvent::PartnerFailed => crq::PARTNER_FAILED,
+                    TransportEvent::PartnerDeregistered => crq::PARTNER_DEREGISTERED,
+                    TransportEvent::Migrated => crq::MIGRATED,
                     TransportEvent::Other(c) => c,
                 };
                 info!("transport event {code:#04x} sent by the guest ignored");
@@ -173,6 +177,6 @@ impl<D: Device> Session<D> {
 
 /// An entry as hex words, for logs.
 fn hex(b: &[u8; ENTRY_LEN]) -> String {
-    let (w0, w1) = virtio_vio::crq::to_words(b);
+    let (w0, w1) = crq::to_words(b);
     format!("{w0:016x} {w1:016x}")
 }

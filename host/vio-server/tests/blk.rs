@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
-use vio_server::partner::fake::{TCE_READ, TCE_RW};
+use papr::crq::Entry;
+use papr::tce::{TCE_READ, TCE_WRITE};
 use vio_server::Faults;
-use virtio_vio::crq::Entry;
 use virtio_vio::msg::{Message, Opcode, Status};
 
 #[test]
@@ -162,7 +162,7 @@ fn several_chains_in_one_notify() {
 fn bad_chain(descs: &[(u16, u64, u32, u16, u16)], head: u16) -> (u16, (u32, u32), Rig) {
     let mut r = Rig::new(16, false, Faults::default());
     r.bring_up();
-    r.guest.map(BUFFERS, 0x10000, TCE_RW);
+    r.guest.map(BUFFERS, 0x10000, TCE_READ | TCE_WRITE);
     for &(i, addr, len, flags, next) in descs {
         r.vq.put_desc(&mut r.guest, i, addr, len, flags, next);
     }
@@ -337,12 +337,12 @@ fn a_writable_buffer_over_the_rings_is_refused() {
     let mut r = Rig::new(16, false, Faults::default());
     r.bring_up();
     // A read whose data buffer is the descriptor table itself (mapped read/write for the test).
-    r.guest.map(DESC, 4096, TCE_RW);
+    r.guest.map(DESC, 4096, TCE_READ | TCE_WRITE);
     let hdr = r.alloc(16);
     let st = r.alloc(1);
     r.guest.write(hdr, &[0; 16]);
     r.guest.map(hdr, 16, TCE_READ);
-    r.guest.map(st, 1, TCE_RW);
+    r.guest.map(st, 1, TCE_READ | TCE_WRITE);
     let bufs = [
         Buf {
             addr: hdr,

@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
+use papr::status::H_DEST_PARM;
 use vio_server::faults::{BAD_USED_LEN_EXTRA, FLOOD_COUNT, UNKNOWN_OPCODE};
-use vio_server::hcall::H_DEST_PARM;
 use vio_server::{Ended, Faults, PartnerError};
 use virtio_vio::msg::{Message, Opcode};
 

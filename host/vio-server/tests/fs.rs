@@ -10,8 +10,9 @@ use fuse_backend_rs::abi::fuse_abi::{
     AccessIn, CreateIn, ForgetIn, Kstatfs, MkdirIn, OpenOut, WriteIn, WriteOut,
 };
 use std::process::Command;
-use vio_server::fs::{FsError, DEVICE_ID};
+use vio_server::fs::FsError;
 use vio_server::{Faults, Fs, FsOptions, Stats};
+use virtio_vio::device_id;
 use virtio_vio::msg::{Opcode, Status};
 
 const S_IFMT: u32 = 0o170000;
@@ -23,7 +24,7 @@ const S_IFLNK: u32 = 0o120000;
 fn header_and_config_describe_a_file_system() {
     let mut r = FsRig::fs(Faults::default());
     let h = r.bring_up();
-    assert_eq!(h.device_id, DEVICE_ID);
+    assert_eq!(h.device_id, device_id::FS);
     assert_eq!(h.device_features, 1 << 32, "VIRTIO_F_VERSION_1 only");
     assert_eq!(h.num_queues, 2, "hiprio and one request queue");
     assert_eq!(&h.queue_max[..3], &[256, 256, 0]);

@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
+use papr::crq::Entry;
+use papr::tce::{TCE_READ, TCE_WRITE};
 use std::sync::Arc;
-use vio_server::partner::fake::{TCE_READ, TCE_RW};
 use vio_server::server::{self, Exit, Options};
 use vio_server::{Blk, CrqState, Event, FakeGuest, Faults, Mirror, Session, Stats};
-use virtio_vio::crq::Entry;
 use virtio_vio::msg::{Message, Opcode, Status};
 
 #[test]
@@ -97,7 +97,7 @@ fn probe_writes_the_virtio_blk_header() {
     let raw = r.guest.read(HDR, 8);
     assert_eq!(&raw[..4], b"VIOV");
     assert_eq!(&raw[4..8], &[0, 1, 0x01, 0xA0]);
-    assert_eq!(h.device_id, 2);
+    assert_eq!(h.device_id, virtio_vio::device_id::BLOCK);
     let f = h.device_features;
     assert_ne!(f & 1 << 32, 0, "VIRTIO_F_VERSION_1");
     for bit in [1, 2, 6, 9] {
@@ -135,7 +135,7 @@ fn probe_writes_the_virtio_blk_header() {
 fn probe_negotiates_the_version_and_reports_dma_failure() {
     let mut r = Rig::new(8, false, Faults::default());
     r.connect();
-    r.guest.map(HDR, 416, TCE_RW);
+    r.guest.map(HDR, 416, TCE_READ | TCE_WRITE);
     let resp = r.call(Opcode::Probe, 7, HDR);
     assert_eq!((resp.status(), resp.arg16), (Some(Status::Ok), 1));
     assert_eq!(r.status_of(Opcode::Probe, 0, HDR), Status::BadVersion);
@@ -319,7 +319,7 @@ fn the_server_loop_runs_sessions_and_forgets_them_on_reset() {
     let blk = Blk::open(&disk.path, false, None, stats.clone()).unwrap();
     let mut g = FakeGuest::new(0, WINDOW);
     g.crq_open = true;
-    g.map(HDR, 416, TCE_RW);
+    g.map(HDR, 416, TCE_READ | TCE_WRITE);
     let hello = g.hello();
     g.events.extend([
         Event::GuestCrq(Entry::init(false)),

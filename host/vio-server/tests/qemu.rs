@@ -199,7 +199,7 @@ struct Guest {
 impl Guest {
     /// Sends `word0 word1` with H_SEND_CRQ; asserts H_SUCCESS.
     fn send(&mut self, e: [u8; 16]) {
-        let (w0, w1) = virtio_vio::crq::to_words(&e);
+        let (w0, w1) = papr::crq::to_words(&e);
         let r = self.slof.run(&format!(
             "{w0:x} m x! {w1:x} m 8 + x! {UNIT:x} m hv-send-crq ."
         ));
@@ -233,7 +233,7 @@ impl Guest {
         let m = Message::request(op, self.tag, arg16, arg64);
         self.send(m.encode());
         let (w0, w1) = self.next_entry();
-        let r = Message::decode(&virtio_vio::crq::from_words(w0, w1)).unwrap();
+        let r = Message::decode(&papr::crq::from_words(w0, w1)).unwrap();
         assert!(r.response && r.opcode == op && r.tag == self.tag, "{r:?}");
         r
     }
@@ -344,7 +344,7 @@ fn boot(name: &str, device: &[&OsStr]) -> Booted {
         log,
     };
     // INIT -> INIT COMPLETE (the server's own INIT met H_CLOSED long ago).
-    b.g.send(virtio_vio::crq::Entry::init(false));
+    b.g.send(papr::crq::Entry::init(false));
     let log = b.server_log();
     assert_eq!(
         b.g.next_entry(),
@@ -411,7 +411,7 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
     g.ok(Opcode::SetStatus, 0, 0xF);
     g.send(Message::request(Opcode::Notify, 99, 0, 0).encode());
     let (w0, w1) = g.next_entry();
-    let used = Message::decode(&virtio_vio::crq::from_words(w0, w1)).unwrap();
+    let used = Message::decode(&papr::crq::from_words(w0, w1)).unwrap();
     assert_eq!((used.opcode, used.arg16, used.arg64), (Opcode::Used, 0, 1));
     // Used idx (LE 1), used elem (id 0, len 513), status 0, data = sector 1.
     assert_eq!(
@@ -433,7 +433,7 @@ fn a_slof_guest_talks_to_the_server_through_qemu() {
     let g = &mut b.g;
     let (w0, _) = g.next_entry();
     assert_eq!(w0, 0xC001_0000_0000_0000, "the new server's INIT");
-    g.send(virtio_vio::crq::Entry::init(true));
+    g.send(papr::crq::Entry::init(true));
     let r = g.call(Opcode::Probe, 1, HDR);
     assert_eq!(r.byte3, 0, "PROBE on the new session");
 
@@ -522,7 +522,7 @@ fn a_slof_guest_sends_fuse_requests_through_qemu() {
         ));
         g.send(Message::request(Opcode::Notify, 90 + idx as u16, 1, 0).encode());
         let (w0, w1) = g.next_entry();
-        let used = Message::decode(&virtio_vio::crq::from_words(w0, w1)).unwrap();
+        let used = Message::decode(&papr::crq::from_words(w0, w1)).unwrap();
         assert_eq!(
             (used.opcode, used.arg16, used.arg64),
             (Opcode::Used, 1, idx),

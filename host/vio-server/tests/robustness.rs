@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use vio_server::partner::fake::TCE_RW;
+use papr::tce::{TCE_READ, TCE_WRITE};
 use vio_server::{Faults, Stats};
 use virtio_vio::msg::{Opcode, Status};
 
@@ -27,7 +27,7 @@ impl Rng {
 /// Resets the device and sets queue 0 up again, its rings resuming at `start`; whether it worked.
 fn rebuild(r: &mut Rig, start: u16) -> bool {
     r.guest.take_crq();
-    r.deliver(virtio_vio::crq::Entry::init(false));
+    r.deliver(papr::crq::Entry::init(false));
     r.guest.take_crq();
     r.guest.write(USED + 2, &start.to_le_bytes());
     r.guest.write(AVAIL + 2, &start.to_le_bytes());
@@ -57,8 +57,8 @@ fn random_guest_input_never_breaks_the_server() {
         let mut r = Rig::new(64, seed == 2, faults);
         r.connect();
         // Rings and a buffer area the device may read and write.
-        r.guest.map(DESC, 0x3000, TCE_RW);
-        r.guest.map(BUFFERS, 0x10000, TCE_RW);
+        r.guest.map(DESC, 0x3000, TCE_READ | TCE_WRITE);
+        r.guest.map(BUFFERS, 0x10000, TCE_READ | TCE_WRITE);
         for _ in 0..150 {
             let start = rng.next() as u16;
             assert!(
@@ -72,8 +72,8 @@ fn random_guest_input_never_breaks_the_server() {
                         let mut e = [0u8; 16];
                         e.iter_mut().for_each(|b| *b = rng.next() as u8);
                         if rng.below(4) != 0 {
-                            e[0] = 0x80;
-                            e[1] = 0x56;
+                            e[0] = papr::crq::VALID_CMD_RESP;
+                            e[1] = virtio_vio::msg::FORMAT;
                             e[2] = rng.below(12) as u8;
                         }
                         r.deliver(e);

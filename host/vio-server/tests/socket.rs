@@ -4,16 +4,16 @@
 mod common;
 
 use common::*;
+use papr::crq::{Entry, ENTRY_LEN};
+use papr::tce::{TCE_READ, TCE_WRITE};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-use vio_server::partner::fake::{TCE_READ, TCE_RW};
 use vio_server::partner::socket::frame;
 use vio_server::{Event, FakeGuest, Partner, PartnerError, SocketPartner};
-use virtio_vio::crq::{Entry, ENTRY_LEN};
 use virtio_vio::header::{self, Header};
 use virtio_vio::msg::{Message, Opcode, Status};
 
@@ -348,7 +348,7 @@ fn the_binary_serves_a_guest_reconnects_and_prints_stats_on_sigterm() {
     q.until(|q| q.send_results == [2]);
     q.guest.crq_open = true;
     assert_eq!(q.guest_send(Entry::init(false), 1), vec![Entry::init(true)]);
-    q.guest.map(HDR, header::LEN as u64, TCE_RW);
+    q.guest.map(HDR, header::LEN as u64, TCE_READ | TCE_WRITE);
     assert_eq!(
         q.call(Message::request(Opcode::Probe, 1, 1, HDR)).status(),
         Some(Status::Ok)
@@ -356,7 +356,7 @@ fn the_binary_serves_a_guest_reconnects_and_prints_stats_on_sigterm() {
     let h = Header::decode(&q.guest.read(HDR, header::LEN).try_into().unwrap()).unwrap();
     assert_eq!(
         (h.device_id, h.config()[..8].to_vec()),
-        (2, 64u64.to_le_bytes().to_vec())
+        (virtio_vio::device_id::BLOCK, 64u64.to_le_bytes().to_vec())
     );
     // Bring the queue up and read sector 7.
     let vq = GuestVq::new(8);
@@ -382,8 +382,8 @@ fn the_binary_serves_a_guest_reconnects_and_prints_stats_on_sigterm() {
     q.guest.write(hdr, &[T_IN.to_le_bytes(), [0; 4]].concat());
     q.guest.write(hdr + 8, &7u64.to_le_bytes());
     q.guest.map(hdr, 16, TCE_READ);
-    q.guest.map(data, 512, TCE_RW);
-    q.guest.map(st, 1, TCE_RW);
+    q.guest.map(data, 512, TCE_READ | TCE_WRITE);
+    q.guest.map(st, 1, TCE_READ | TCE_WRITE);
     vq.add_chain(
         &mut q.guest,
         &[
@@ -457,7 +457,7 @@ fn the_binary_exits_on_die_mid_request_and_a_restart_resumes() {
         // The guest already has a CRQ: the server's INIT arrives; the guest completes.
         q.until(|q| q.guest.take_crq() == vec![Entry::init(false)]);
         write_frame(q.s.as_mut().unwrap(), frame::GUEST_CRQ, &Entry::init(true));
-        q.guest.map(HDR, header::LEN as u64, TCE_RW);
+        q.guest.map(HDR, header::LEN as u64, TCE_READ | TCE_WRITE);
         let f = {
             q.call(Message::request(Opcode::Probe, 1, 1, HDR));
             Header::decode(&q.guest.read(HDR, header::LEN).try_into().unwrap())
@@ -495,7 +495,7 @@ fn the_binary_exits_on_die_mid_request_and_a_restart_resumes() {
         q.guest.write(data, &[0xD0 + k as u8; 512]);
         q.guest.map(hdr, 16, TCE_READ);
         q.guest.map(data, 512, TCE_READ);
-        q.guest.map(st, 1, TCE_RW);
+        q.guest.map(st, 1, TCE_READ | TCE_WRITE);
         vq.add_chain(
             &mut q.guest,
             &[

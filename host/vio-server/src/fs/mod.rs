@@ -44,8 +44,6 @@ use std::sync::Arc;
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::DescriptorChain;
 
-/// virtio device id of a file system device.
-pub const DEVICE_ID: u32 = 26;
 /// Entries in each queue.
 pub const QUEUE_SIZE: u16 = 256;
 /// The hiprio queue's index.
@@ -282,7 +280,7 @@ impl Device for Fs {
     }
 
     fn device_id(&self) -> u32 {
-        DEVICE_ID
+        virtio_vio::device_id::FS
     }
 
     fn features(&self) -> u64 {

@@ -1,23 +1,18 @@
 //! An in-memory partner for tests in which the test plays the guest.
 //!
-//! It holds a sparse "guest memory" keyed by IOBA, with TCE permissions per 4 KiB page (bit 0:
-//! the device may read, bit 1: the device may write), and refuses remote DMA outside the window,
+//! It holds a sparse "guest memory" keyed by IOBA, with TCE permissions per 4 KiB page
+//! (`papr::tce::TCE_READ`, `TCE_WRITE`), and refuses remote DMA outside the window,
 //! to an unmapped page or without the permission with `H_DEST_PARM` (-14), all-or-nothing, as
 //! QEMU's device model does. What the server sends into the guest's CRQ is kept in a queue the
 //! test drains; the guest's own entries are handed to the server by the test.
 
-use super::{Event, Hello, Partner, PAGE_SIZE};
-use crate::hcall::{PartnerError, H_CLOSED, H_DEST_PARM, H_DROPPED, H_PARAMETER};
+use super::{Event, Hello, Partner};
+use crate::hcall::PartnerError;
+use papr::crq::{self, ENTRY_LEN};
+use papr::status::{H_CLOSED, H_DEST_PARM, H_DROPPED, H_PARAMETER};
+use papr::tce::{TCE_PAGE_SIZE, TCE_READ, TCE_WRITE};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
-use virtio_vio::crq::{ENTRY_LEN, VALID_CMD_RESP};
-
-/// TCE bit: the device may read the page.
-pub const TCE_READ: u8 = 1;
-/// TCE bit: the device may write the page.
-pub const TCE_WRITE: u8 = 2;
-/// Both.
-pub const TCE_RW: u8 = TCE_READ | TCE_WRITE;
 
 /// Slots of the fake guest CRQ (one 4 KiB page of 16-byte entries).
 pub const CRQ_SLOTS: usize = 256;
@@ -35,8 +30,9 @@ pub struct FakeCounts {
 /// The fake guest: memory, TCEs and a CRQ.
 pub struct FakeGuest {
     hello: Hello,
-    pages: HashMap<u64, Box<[u8; PAGE_SIZE as usize]>>,
-    tces: HashMap<u64, u8>,
+    pages: HashMap<u64, Box<[u8; TCE_PAGE_SIZE as usize]>>,
+    /// TCE permission bits of each mapped page, by page number.
+    tces: HashMap<u64, u64>,
     /// Whether the guest has a CRQ registered: without one, `send_crq` gives `H_CLOSED`.
     pub crq_open: bool,
     /// Entries the server delivered that the test has not taken yet.
@@ -83,8 +79,9 @@ impl FakeGuest {
         self.hello
     }
 
-    /// Maps every page touching `[ioba, ioba+len)` with `perms` (H_PUT_TCE).
-    pub fn map(&mut self, ioba: u64, len: u64, perms: u8) {
+    /// Maps every page touching `[ioba, ioba+len)` with `perms`, `TCE_READ` and/or `TCE_WRITE`
+    /// (H_PUT_TCE).
+    pub fn map(&mut self, ioba: u64, len: u64, perms: u64) {
         for page in pages_of(ioba, len) {
             self.tces.insert(page, perms);
         }
@@ -107,12 +104,12 @@ impl FakeGuest {
         let mut done = 0;
         while done < data.len() {
             let a = ioba + done as u64;
-            let off = (a % PAGE_SIZE) as usize;
-            let n = (PAGE_SIZE as usize - off).min(data.len() - done);
+            let off = (a % TCE_PAGE_SIZE) as usize;
+            let n = (TCE_PAGE_SIZE as usize - off).min(data.len() - done);
             let page = self
                 .pages
-                .entry(a / PAGE_SIZE)
-                .or_insert_with(|| Box::new([0; PAGE_SIZE as usize]));
+                .entry(a / TCE_PAGE_SIZE)
+                .or_insert_with(|| Box::new([0; TCE_PAGE_SIZE as usize]));
             page[off..off + n].copy_from_slice(&data[done..done + n]);
             done += n;
         }
@@ -124,9 +121,9 @@ impl FakeGuest {
         let mut done = 0;
         while done < len {
             let a = ioba + done as u64;
-            let off = (a % PAGE_SIZE) as usize;
-            let n = (PAGE_SIZE as usize - off).min(len - done);
-            if let Some(p) = self.pages.get(&(a / PAGE_SIZE)) {
+            let off = (a % TCE_PAGE_SIZE) as usize;
+            let n = (TCE_PAGE_SIZE as usize - off).min(len - done);
+            if let Some(p) = self.pages.get(&(a / TCE_PAGE_SIZE)) {
                 out[done..done + n].copy_from_slice(&p[off..off + n]);
             }
             done += n;
@@ -148,7 +145,7 @@ impl FakeGuest {
     }
 
     /// Whether the device may access all of `[ioba, ioba+len)` with `need`.
-    fn allowed(&self, ioba: u64, len: usize, need: u8) -> bool {
+    fn allowed(&self, ioba: u64, len: usize, need: u64) -> bool {
         let Some(end) = ioba.checked_add(len as u64) else {
             return false;
         };
@@ -177,7 +174,7 @@ impl Partner for FakeGuest {
         if !self.crq_open {
             return Err(PartnerError::Status(H_CLOSED));
         }
-        if entry[0] & VALID_CMD_RESP == 0 {
+        if !crq::is_valid(entry[0]) {
             return Err(PartnerError::Status(H_PARAMETER));
         }
         if self.crq.len() >= self.crq_slots {
@@ -230,11 +227,11 @@ impl Partner for FakeGuest {
 
 /// Page numbers of every page touching `[ioba, ioba+len)` (none for `len == 0`).
 fn pages_of(ioba: u64, len: u64) -> impl Iterator<Item = u64> {
-    let first = ioba / PAGE_SIZE;
+    let first = ioba / TCE_PAGE_SIZE;
     let end = if len == 0 {
         first
     } else {
-        ioba.saturating_add(len - 1) / PAGE_SIZE + 1
+        ioba.saturating_add(len - 1) / TCE_PAGE_SIZE + 1
     };
     first..end
 }

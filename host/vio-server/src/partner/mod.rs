@@ -9,14 +9,11 @@ pub mod fake;
 pub mod socket;
 
 use crate::hcall::PartnerError;
+use papr::crq::ENTRY_LEN;
 use std::time::Duration;
-use virtio_vio::crq::ENTRY_LEN;
 
 /// Largest remote DMA one socket frame carries; the socket partner splits larger transfers.
 pub const MAX_RDMA: usize = 0x10_0000;
-
-/// Page size of the TCE window.
-pub const PAGE_SIZE: u64 = 4096;
 
 /// What the partner says about the adapter when a connection starts (the socket's HELLO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,10 @@
 //! reported later by [`Partner::next_event`], in order.
 
 use super::{Event, Hello, Partner, MAX_RDMA};
-use crate::hcall::{PartnerError, H_PARAMETER};
+use crate::hcall::PartnerError;
 use log::{debug, info, warn};
+use papr::crq::ENTRY_LEN;
+use papr::status::{H_PARAMETER, H_SUCCESS};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -18,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-use virtio_vio::crq::ENTRY_LEN;
 
 /// Frame types (section 4).
 pub mod frame {
@@ -266,7 +267,7 @@ impl SocketPartner {
     /// `status` of a RESULT payload (already checked to be 16 bytes).
     fn result_status(payload: &[u8]) -> Result<(), PartnerError> {
         match le64(payload, 8) as i64 {
-            0 => Ok(()),
+            H_SUCCESS => Ok(()),
             s => Err(PartnerError::Status(s)),
         }
     }
@@ -295,7 +296,7 @@ impl Partner for SocketPartner {
             let reply = self.request(frame::RDMA_READ, &p, frame::READ_DATA)?;
             let status = le64(&reply, 8) as i64;
             let data = &reply[16..];
-            if status != 0 {
+            if status != H_SUCCESS {
                 return Err(PartnerError::Status(status));
             }
             if data.len() != chunk.len() {

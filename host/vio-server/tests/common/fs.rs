@@ -6,11 +6,11 @@ use super::{Buf, GuestVq, Rig, F_WRITE};
 use fuse_backend_rs::abi::fuse_abi::{
     Attr, AttrOut, EntryOut, InHeader, InitIn, InitOut, OpenIn, OpenOut, ReadIn, ReleaseIn,
 };
+use papr::tce::{TCE_READ, TCE_WRITE};
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use vio_server::partner::fake::{TCE_READ, TCE_RW};
 use vio_server::{Faults, Fs, FsOptions, Stats};
 use vm_memory::ByteValued;
 
@@ -335,7 +335,7 @@ impl FsRig {
         for &n in reply {
             let a = self.alloc(u64::from(n));
             self.guest.write(a, &vec![FILL; n as usize]);
-            self.guest.map(a, u64::from(n), TCE_RW);
+            self.guest.map(a, u64::from(n), TCE_READ | TCE_WRITE);
             bufs.push(Buf {
                 addr: a,
                 len: n,

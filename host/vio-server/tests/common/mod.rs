@@ -5,12 +5,12 @@
 
 pub mod fs;
 
+use papr::crq::{Entry, ENTRY_LEN};
+use papr::tce::{TCE_READ, TCE_WRITE};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use vio_server::partner::fake::{TCE_READ, TCE_RW};
 use vio_server::{Blk, Device, FakeGuest, Faults, Mirror, Partner, Session, Stats};
-use virtio_vio::crq::{Entry, ENTRY_LEN};
 use virtio_vio::header::{self, Header};
 use virtio_vio::msg::{Message, Opcode, Status};
 use virtio_vio::queue::QueueSetup;
@@ -132,7 +132,7 @@ impl GuestVq {
         let (d, a, u) = QueueSetup::part_sizes(self.size);
         g.map(self.desc, d, TCE_READ);
         g.map(self.avail, a, TCE_READ);
-        g.map(self.used, u, TCE_RW);
+        g.map(self.used, u, TCE_READ | TCE_WRITE);
     }
 
     /// Writes descriptor `i`.
@@ -310,7 +310,8 @@ impl<D: Device, B> Rig<D, B> {
 
     /// PROBE into a fresh read/write buffer; returns the decoded header.
     pub fn probe(&mut self) -> Header {
-        self.guest.map(HDR, header::LEN as u64, TCE_RW);
+        self.guest
+            .map(HDR, header::LEN as u64, TCE_READ | TCE_WRITE);
         let r = self.call(Opcode::Probe, 1, HDR);
         assert_eq!(r.status(), Some(Status::Ok));
         assert_eq!(r.arg16, 1);
@@ -421,7 +422,7 @@ impl<D: Device, B> Rig<D, B> {
         for &n in in_lens {
             let a = self.alloc(u64::from(n));
             self.guest.write(a, &vec![0xEE; n as usize]);
-            self.guest.map(a, u64::from(n), TCE_RW);
+            self.guest.map(a, u64::from(n), TCE_READ | TCE_WRITE);
             bufs.push(Buf {
                 addr: a,
                 len: n,
@@ -430,7 +431,7 @@ impl<D: Device, B> Rig<D, B> {
         }
         let s = self.alloc(1);
         self.guest.write(s, &[0xFF]);
-        self.guest.map(s, 1, TCE_RW);
+        self.guest.map(s, 1, TCE_READ | TCE_WRITE);
         bufs.push(Buf {
             addr: s,
             len: 1,
