@@ -5,8 +5,8 @@
 //! device or a file system of it. Callers see only [`Adapter`], `drivers::Bound` and
 //! `dev::AnyDevice`.
 
+use crate::dev::DeviceError;
 use crate::drivers::{self, Bound};
-use crate::error::Error;
 use crate::vio;
 use alloc::format;
 use alloc::string::String;
@@ -52,7 +52,7 @@ pub fn enumerate(inv: &Inventory) -> Found {
 }
 
 /// Opens `a` with its driver.
-pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, Error> {
+pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, DeviceError> {
     match a {
         Adapter::VirtioVio(v) => Ok(drivers::virtio_vio::bind(v, timeout_us)?),
     }

@@ -1,11 +1,11 @@
 //! vioboot: bare-metal firmware for POWER LPARs that proves the virtual I/O path and boots
 //! Linux.
 //!
-//! `main.rs` holds the boot path; these modules are its layers, each depending only on those
-//! listed before it. Only `arch` knows the processor; on the host it is a stand-in so the rest
+//! `main.rs` holds the boot path; these modules are its layers, in three groups that depend
+//! only on the groups before them (docs/architecture.md draws the order within each). Only `arch` knows the processor; on the host it is a stand-in so the rest
 //! compiles and unit-tests there. Unsafe code lives in `arch`, `hcall`, `of`, `rtas`, `mem`,
 //! `console`/`report` (the panic path), `firmware` (the entry registers), `virtio::hal`,
-//! `virtio::fs` (its virtqueue buffers) and `loader` (placed memory and the jump).
+//! `drivers::virtio_fs` (its virtqueue buffers) and `loader` (placed memory and the jump).
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
@@ -14,7 +14,6 @@ extern crate alloc;
 pub mod arch;
 pub mod console;
 pub mod exit;
-pub mod firmware;
 pub mod hcall;
 pub mod mem;
 pub mod of;
@@ -29,9 +28,11 @@ pub mod drivers;
 pub mod vio;
 pub mod virtio;
 
-// What vioboot does with them: the checks and the bootloader.
+// What vioboot does with them: the checks, the bootloader, and the two ways of being booted
+// (which build the bootloader's handoffs).
 pub mod boot;
 pub mod checks;
+pub mod firmware;
 pub mod loader;
 
 pub mod error;

@@ -1,6 +1,6 @@
 //! Devices as the rest of vioboot sees them, whatever bus and transport is behind: a block
 //! device and a file system. The smoke checks and the loader are written against these traits
-//! only; a driver (`virtio`, later v-scsi or virtio-pci) implements them.
+//! only; a driver (`drivers`: virtio-vio now; v-scsi, virtio-pci later) implements them.
 
 pub mod block;
 pub mod fs;

@@ -1,8 +1,8 @@
 //! virtio-blk over virtio-vio, through `virtio_drivers::device::blk::VirtIOBlk`, as a
 //! [`BlockDevice`].
 
+use super::virtio_vio::Attachment;
 use crate::dev::{BlockDevice, Device, DeviceError as Error, TransportStats};
-use crate::vio::tce;
 use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
 use alloc::string::String;
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
@@ -10,12 +10,8 @@ use virtio_vio::device_id;
 
 /// One virtio-vio block device.
 pub struct VirtioBlk {
-    name: String,
-    window: usize,
+    at: Attachment,
     dev: Option<VirtIOBlk<VioHal, VioTransport>>,
-    handle: VioHandle,
-    /// IOBA pages in use once the queue exists: rings only. Every request must return to it.
-    baseline_pages: usize,
 }
 
 impl VirtioBlk {
@@ -29,41 +25,23 @@ impl VirtioBlk {
                 wanted: "a block device",
             });
         }
-        let window = t.window();
-        let handle = t.handle();
-        let dev = tce::with_window(window, || VirtIOBlk::<VioHal, _>::new(t)).map_err(|error| {
-            VioError::Driver {
-                adapter: name.clone(),
-                error,
-            }
-        });
-        if let Some(e) = handle.take_error() {
-            drop(dev);
-            let _ = handle.shut_down();
-            return Err(e);
-        }
-        let dev = dev?;
-        let baseline_pages = tce::with(window, |w| w.pages_in_use()).unwrap_or(0);
-        Ok(VirtioBlk {
-            name,
-            window,
-            dev: Some(dev),
-            handle,
-            baseline_pages,
-        })
+        let mut at = Attachment::new(name, &t);
+        let dev = at.settle(at.run(|| VirtIOBlk::<VioHal, _>::new(t)))?;
+        at.rings_ready();
+        Ok(VirtioBlk { at, dev: Some(dev) })
     }
 
     /// Driver features the device accepted, and those it offered.
     pub fn features(&self) -> (u64, u64) {
         (
-            self.handle.negotiated_features().unwrap_or(0),
-            self.handle.header().device_features,
+            self.at.handle.negotiated_features().unwrap_or(0),
+            self.at.handle.header().device_features,
         )
     }
 
     /// The transport's handle: its counters and header.
     pub fn handle(&self) -> &VioHandle {
-        &self.handle
+        &self.at.handle
     }
 
     /// Runs `op` on the driver with this adapter's window active.
@@ -71,17 +49,18 @@ impl VirtioBlk {
         &mut self,
         op: impl FnOnce(&mut VirtIOBlk<VioHal, VioTransport>) -> Result<T, virtio_drivers::Error>,
     ) -> Result<T, Error> {
+        let name = &self.at.name;
         let Some(dev) = self.dev.as_mut() else {
             return Err(VioError::Queue {
-                adapter: self.name.clone(),
+                adapter: name.clone(),
                 queue: 0,
                 error: QueueError::ShutDown,
             }
             .into());
         };
-        tce::with_window(self.window, || op(dev)).map_err(|error| {
+        self.at.run(|| op(dev)).map_err(|error| {
             VioError::Driver {
-                adapter: self.name.clone(),
+                adapter: name.clone(),
                 error,
             }
             .into()
@@ -91,24 +70,21 @@ impl VirtioBlk {
 
 impl Device for VirtioBlk {
     fn name(&self) -> &str {
-        &self.name
+        &self.at.name
     }
 
     fn pages_left_mapped(&self) -> usize {
-        tce::with(self.window, |w| w.pages_in_use())
-            .unwrap_or(0)
-            .saturating_sub(self.baseline_pages)
+        self.at.pages_left_mapped()
     }
 
     fn stats(&self) -> TransportStats {
-        super::virtio_vio::stats(&self.handle)
+        self.at.stats()
     }
 
     /// Resets the device, frees the queue, the CRQ and every TCE: the server can reach nothing.
     fn shut_down(&mut self) -> Result<(), Error> {
-        let w = self.window;
-        tce::with_window(w, || drop(self.dev.take()));
-        Ok(self.handle.shut_down()?)
+        self.at.run(|| drop(self.dev.take()));
+        Ok(self.at.shut_down()?)
     }
 }
 
@@ -152,7 +128,6 @@ impl BlockDevice for VirtioBlk {
 impl Drop for VirtioBlk {
     /// The driver frees its rings through `VioHal`, which must know the window.
     fn drop(&mut self) {
-        let w = self.window;
-        tce::with_window(w, || drop(self.dev.take()));
+        self.at.run(|| drop(self.dev.take()));
     }
 }

@@ -3,10 +3,10 @@
 //! several requests go out under one NOTIFY. The FUSE half is the `fuse-client` crate, which
 //! checks every reply; [`Share`] puts the two together as a [`FileSystem`].
 
+use super::virtio_vio::Attachment;
 use crate::dev::fs::{Attr, DirEntry, FileSystem, FsError, Totals};
 use crate::dev::{Device, DeviceError as Error, TransportStats};
-use crate::vio::tce;
-use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
+use crate::virtio::{QueueError, VioError, VioHal, VioTransport};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -31,23 +31,18 @@ bitflags! {
 
 /// The queues of one virtio-fs device.
 pub struct VirtioFs {
-    pub name: String,
-    window: usize,
+    at: Attachment,
     transport: VioTransport,
-    handle: VioHandle,
     hiprio: Option<VirtQueue<VioHal, HIPRIO_SIZE>>,
     request: Option<VirtQueue<VioHal, REQUEST_SIZE>>,
     pub tag: String,
     pub request_queues: u32,
-    /// IOBA pages in use with the queues set up: every request must return to it.
-    pub baseline_pages: usize,
 }
 
 impl VirtioFs {
     /// Sets up a filesystem over an open transport.
     pub fn over(name: String, mut t: VioTransport) -> Result<VirtioFs, VioError> {
-        let handle = t.handle();
-        let id = handle.header().device_id;
+        let id = t.handle().header().device_id;
         if id != device_id::FS {
             return Err(VioError::WrongKind {
                 adapter: name,
@@ -55,12 +50,8 @@ impl VirtioFs {
                 wanted: "a virtio-fs device",
             });
         }
-        let window = t.window();
-        let drv = |error| VioError::Driver {
-            adapter: name.clone(),
-            error,
-        };
-        let r = tce::with_window(window, || {
+        let at = Attachment::new(name, &t);
+        let r = at.run(|| {
             t.begin_init(FsFeature::VERSION_1);
             let tag: [u8; 36] = t.read_config_space(0)?;
             let queues: u32 = t.read_config_space(36)?;
@@ -69,55 +60,43 @@ impl VirtioFs {
             t.finish_init();
             Ok((tag, queues, hiprio, request))
         });
-        if let Some(e) = handle.take_error() {
-            return Err(e);
-        }
-        let (tag, queues, hiprio, request) = r.map_err(drv)?;
-        let end = tag.iter().position(|&b| b == 0).unwrap_or(tag.len());
-        let tag = core::str::from_utf8(&tag[..end])
-            .map_err(|_| VioError::BadConfig {
-                adapter: name.clone(),
-                what: "the tag is not UTF-8",
-            })?
-            .into();
-        if queues == 0 {
-            return Err(VioError::BadConfig {
-                adapter: name,
-                what: "no request queue",
-            });
-        }
-        let baseline_pages = tce::with(window, |w| w.pages_in_use()).unwrap_or(0);
-        Ok(VirtioFs {
-            name,
-            window,
+        let (tag, queues, hiprio, request) = at.settle(r)?;
+        let mut dev = VirtioFs {
+            at,
             transport: t,
-            handle,
             hiprio: Some(hiprio),
             request: Some(request),
-            tag,
+            tag: String::new(),
             request_queues: queues,
-            baseline_pages,
+        };
+        let end = tag.iter().position(|&b| b == 0).unwrap_or(tag.len());
+        let what = match core::str::from_utf8(&tag[..end]) {
+            Err(_) => "the tag is not UTF-8",
+            Ok(_) if queues == 0 => "no request queue",
+            Ok(tag) => {
+                dev.tag = tag.into();
+                dev.at.rings_ready();
+                return Ok(dev);
+            }
+        };
+        let _ = dev.shut_down();
+        Err(VioError::BadConfig {
+            adapter: dev.at.name.clone(),
+            what,
         })
-    }
-
-    /// IOBA pages mapped now beyond the queues (0 between requests).
-    pub fn pages_left_mapped(&self) -> usize {
-        tce::with(self.window, |w| w.pages_in_use())
-            .unwrap_or(0)
-            .saturating_sub(self.baseline_pages)
     }
 
     /// Frees the queues, resets the device, frees its CRQ and clears every TCE.
     pub fn shut_down(&mut self) -> Result<(), VioError> {
         self.drop_queues();
-        self.handle.shut_down()
+        self.at.shut_down()
     }
 
     fn drop_queues(&mut self) {
-        let w = self.window;
-        tce::with_window(w, || {
-            drop(self.hiprio.take());
-            drop(self.request.take());
+        let (h, r) = (&mut self.hiprio, &mut self.request);
+        self.at.run(|| {
+            drop(h.take());
+            drop(r.take());
         });
     }
 
@@ -172,9 +151,8 @@ impl FuseTransport for VirtioFs {
     type Error = VioError;
 
     fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), VioError> {
-        let w = self.window;
         let (t, h, r) = (&mut self.transport, &mut self.hiprio, &mut self.request);
-        let (idx, result) = tce::with_window(w, || match queue {
+        let (idx, result) = self.at.run(|| match queue {
             Queue::Hiprio => (
                 HIPRIO,
                 h.as_mut().map_or(Err(QueueError::ShutDown), |q| {
@@ -189,7 +167,7 @@ impl FuseTransport for VirtioFs {
             ),
         });
         result.map_err(|error| VioError::Queue {
-            adapter: self.name.clone(),
+            adapter: self.at.name.clone(),
             queue: idx,
             error,
         })
@@ -197,7 +175,7 @@ impl FuseTransport for VirtioFs {
 
     /// Each reset of the link is a new server session, which needs FUSE_INIT again.
     fn restarts(&self) -> u64 {
-        self.handle.counters().0.resets
+        self.at.handle.counters().0.resets
     }
 }
 
@@ -218,7 +196,7 @@ pub struct Share {
 impl Share {
     pub fn new(dev: VirtioFs) -> Share {
         Share {
-            name: dev.name.clone(),
+            name: dev.at.name.clone(),
             tag: dev.tag.clone(),
             queues: dev.request_queues,
             fs: Fs::new(dev),
@@ -237,11 +215,11 @@ impl Device for Share {
     }
 
     fn pages_left_mapped(&self) -> usize {
-        self.fs.transport_ref().pages_left_mapped()
+        self.fs.transport_ref().at.pages_left_mapped()
     }
 
     fn stats(&self) -> TransportStats {
-        super::virtio_vio::stats(&self.fs.transport_ref().handle)
+        self.fs.transport_ref().at.stats()
     }
 
     fn shut_down(&mut self) -> Result<(), Error> {

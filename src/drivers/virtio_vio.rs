@@ -6,10 +6,11 @@ use super::virtio_fs::{Share, VirtioFs};
 use super::Bound;
 use crate::dev::{AnyDevice, TransportStats};
 use crate::time;
-use crate::vio::Adapter;
+use crate::vio::{tce, Adapter};
 use crate::virtio::{VioError, VioHandle, VioTransport};
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use virtio_vio::device_id;
 
@@ -51,14 +52,83 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, VioError> {
     })
 }
 
-/// The counters every device reports, from the link's and the CRQ's.
-pub fn stats(h: &VioHandle) -> TransportStats {
-    let (l, c) = h.counters();
-    TransportStats {
-        requests: l.requests,
-        notifies: l.notifies,
-        received: c.received,
-        protocol_errors: l.protocol_errors,
-        resets: l.resets,
+/// What every virtio-vio device holds besides its driver: the adapter's name, its TCE window
+/// (made the active one while the driver runs, for virtio-drivers' static `Hal`), the
+/// transport's handle, and the IOBA pages its rings keep mapped.
+pub struct Attachment {
+    pub name: String,
+    window: usize,
+    pub handle: VioHandle,
+    /// IOBA pages in use once the queues exist: every request must return to it.
+    rings: usize,
+}
+
+impl Attachment {
+    pub fn new(name: String, t: &VioTransport) -> Attachment {
+        Attachment {
+            name,
+            window: t.window(),
+            handle: t.handle(),
+            rings: 0,
+        }
+    }
+
+    /// Runs `f` (anything that may map or unmap through `VioHal`: driver calls, and dropping
+    /// queues) with this adapter's window active.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        tce::with_window(self.window, f)
+    }
+
+    /// The outcome of setting the device up through virtio-drivers: a transport failure
+    /// recorded on the way outranks what the driver made of it, and on any failure what was
+    /// set up is dropped and the device shut down, so the server can reach nothing.
+    pub fn settle<T>(&self, r: Result<T, virtio_drivers::Error>) -> Result<T, VioError> {
+        let r = r.map_err(|error| VioError::Driver {
+            adapter: self.name.clone(),
+            error,
+        });
+        let r = match self.handle.take_error() {
+            Some(e) => {
+                self.run(|| drop(r));
+                Err(e)
+            }
+            None => r,
+        };
+        if r.is_err() {
+            let _ = self.shut_down();
+        }
+        r
+    }
+
+    /// Takes what is mapped now (the rings) as what stays mapped between requests.
+    pub fn rings_ready(&mut self) {
+        self.rings = self.pages_in_use();
+    }
+
+    fn pages_in_use(&self) -> usize {
+        tce::with(self.window, |w| w.pages_in_use()).unwrap_or(0)
+    }
+
+    /// IOBA pages mapped now beyond the rings (0 between requests).
+    pub fn pages_left_mapped(&self) -> usize {
+        self.pages_in_use().saturating_sub(self.rings)
+    }
+
+    /// The counters every device reports, from the link's and the CRQ's.
+    pub fn stats(&self) -> TransportStats {
+        let (l, c) = self.handle.counters();
+        TransportStats {
+            requests: l.requests,
+            notifies: l.notifies,
+            received: c.received,
+            protocol_errors: l.protocol_errors,
+            resets: l.resets,
+        }
+    }
+
+    /// Resets the device, frees its CRQ and clears every TCE of its window: afterwards the
+    /// server can reach nothing. Call once the driver's queues are dropped (inside [`run`](Self::run)).
+    pub fn shut_down(&self) -> Result<(), VioError> {
+        self.handle.shut_down()
     }
 }

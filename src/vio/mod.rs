@@ -1,6 +1,6 @@
 //! The VIO bus: virtio-vio adapters, their TCE windows and CRQs.
 //!
-//! [`discover`] finds adapters in the inventory; [`tce::Windows`] maps guest memory into each
+//! [`discover`] finds adapters in the inventory; [`tce::TceWindow`] maps guest memory into each
 //! adapter's DMA window; [`crq::Crq`] is the PAPR Command/Response Queue with its handshake and
 //! recovery; [`link::Link`] carries virtio-vio requests and responses over it.
 
