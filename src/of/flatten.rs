@@ -9,12 +9,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ffi::CStr;
 use core::fmt;
-use vioboot_core::fdt_write::{FdtBuilder, FdtWriteError};
+use vioboot_core::fdt_write::{FdtBuilder, FdtWriteError, MAX_DEPTH};
 
 /// Largest property vioboot copies (a real tree's largest are a few KiB).
 const MAX_PROPERTY: usize = 1 << 20;
-/// Deepest node nesting followed.
-const MAX_DEPTH: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlattenError {

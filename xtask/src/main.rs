@@ -4,9 +4,12 @@
 //! - `run`:   build and boot it in QEMU (the main job)
 //! - `test`:  every check and test: fmt, clippy, host tests, QEMU boots
 //! - `bench`: image size and boot time per entry path
+//! - `fuzz`:  the fuzz targets in `fuzz/` (see `fuzz.rs`)
 //!
 //! `run` and `test` install what they need on a fresh machine (qemu-system-ppc with apt,
 //! rust-src with rustup) or say exactly what is missing.
+
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,7 +31,8 @@ const USAGE: &str = "usage: cargo xtask <command>
       --append \"WORDS\"       command line: vioboot options, e.g. \"vioboot.log=debug\"
       --kernel-addr ADDR     load address for slof/vof (64 KiB aligned)
   test                       fmt, clippy, host tests and QEMU boot tests
-  bench [--runs N]           image size and wall time from QEMU start to power-off";
+  bench [--runs N]           image size and wall time from QEMU start to power-off
+  fuzz [--time S] [TARGET..] run the fuzz targets (default: all, 60 s each)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test().map(|_| ExitCode::SUCCESS),
         Some("bench") => bench(&args[1..]).map(|_| ExitCode::SUCCESS),
+        Some("fuzz") => fuzz::command(&args[1..]).map(|_| ExitCode::SUCCESS),
         _ => Err(USAGE.to_string()),
     };
     result.unwrap_or_else(|e| {
@@ -284,12 +289,16 @@ fn parse_number(s: &str) -> Option<u64> {
     }
 }
 
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SECONDS_IN_TEST: u64 = 8;
+
 fn test() -> Result {
     ensure_tools()?;
     status(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--check"]),
     )?;
+    fuzz::fmt_check()?;
     status(
         "clippy (host)",
         cargo().args([
@@ -307,12 +316,20 @@ fn test() -> Result {
     image()?;
     let vio = VioSetup::prepare()?;
     eprintln!("xtask: host and QEMU tests");
-    let (passed, failed) = cargo_test_counting(
+    let (mut passed, mut failed) = cargo_test_counting(
         cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("VIOBOOT_BUILT_QEMU", &vio.qemu)
             .env("VIOBOOT_VIO_SERVER", &vio.server),
     )?;
+    // Every fuzz target briefly: a crash found is a failed test.
+    for o in fuzz::run(FUZZ_SECONDS_IN_TEST, &fuzz::all())? {
+        if o.passed {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
     // One closing line for the whole run, in the plain form CI systems read.
     println!("vioboot-tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {

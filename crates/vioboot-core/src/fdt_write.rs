@@ -15,7 +15,7 @@ const PROP: u32 = 3;
 const NOP: u32 = 4;
 const END: u32 = 9;
 /// Deepest nesting accepted (real trees are < 10 deep).
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 32;
 
 /// A blob that is not a well-formed device tree; offsets are from the start of the blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,24 @@ pub enum FdtError {
     },
     /// Nodes that do not close, close too often, or nest deeper than [`MAX_DEPTH`].
     BadNesting {
+        at: usize,
+    },
+    /// A node or property name that is not UTF-8 (the `fdt` crate reads names as `str`).
+    NameNotUtf8 {
+        at: usize,
+    },
+    /// `#address-cells` or `#size-cells` whose value is not one cell.
+    BadCellCount {
+        at: usize,
+        len: u32,
+    },
+    /// A property after a child node (DTSpec 5.4.1: properties precede subnodes).
+    PropertyAfterChild {
+        at: usize,
+    },
+    /// An FDT_NOP token: allowed by DTSpec, but the `fdt` crate vioboot reads trees with
+    /// mis-parses them in several places, so such a tree is refused by name.
+    Nop {
         at: usize,
     },
     /// A memory reservation list with no terminating entry.
@@ -100,6 +118,23 @@ impl fmt::Display for FdtError {
                 write!(f, "property at offset {at:#x} names string offset {nameoff:#x} outside the strings block")
             }
             FdtError::BadNesting { at } => write!(f, "nodes badly nested at offset {at:#x}"),
+            FdtError::NameNotUtf8 { at } => {
+                write!(
+                    f,
+                    "the name of the node or property at offset {at:#x} is not UTF-8"
+                )
+            }
+            FdtError::PropertyAfterChild { at } => {
+                write!(f, "property at offset {at:#x} follows a child node")
+            }
+            FdtError::Nop { at } => write!(
+                f,
+                "FDT_NOP at offset {at:#x}: vioboot reads only trees without NOP tokens"
+            ),
+            FdtError::BadCellCount { at, len } => write!(
+                f,
+                "#address-cells or #size-cells at offset {at:#x} is {len} bytes, not one cell"
+            ),
             FdtError::UnterminatedReservations => write!(f, "memory reservation list has no end"),
         }
     }
@@ -200,6 +235,8 @@ pub fn validate(blob: &[u8]) -> Result<Summary, FdtError> {
 
     let (mut nodes, mut properties, mut depth, mut at) = (0, 0, 0usize, 0usize);
     let mut seen_root = false;
+    // Per depth: whether the node open there has had a child yet.
+    let mut has_child = [false; MAX_DEPTH + 2];
     loop {
         let base = off_struct as usize + at;
         let token = be32(structure, at).ok_or(FdtError::Overrun {
@@ -220,12 +257,17 @@ pub fn validate(blob: &[u8]) -> Result<Summary, FdtError> {
                         what: "node name",
                         at: base,
                     })?;
+                if core::str::from_utf8(&structure[at..at + name_len]).is_err() {
+                    return Err(FdtError::NameNotUtf8 { at: base });
+                }
                 at = align4(at + name_len + 1);
+                has_child[depth] = true;
                 depth += 1;
                 nodes += 1;
                 if depth > MAX_DEPTH {
                     return Err(FdtError::BadNesting { at: base });
                 }
+                has_child[depth] = false;
             }
             END_NODE => {
                 depth = depth
@@ -235,6 +277,9 @@ pub fn validate(blob: &[u8]) -> Result<Summary, FdtError> {
             PROP => {
                 if depth == 0 {
                     return Err(FdtError::BadNesting { at: base });
+                }
+                if has_child[depth] {
+                    return Err(FdtError::PropertyAfterChild { at: base });
                 }
                 let len = be32(structure, at).ok_or(FdtError::Overrun {
                     what: "property header",
@@ -252,15 +297,18 @@ pub fn validate(blob: &[u8]) -> Result<Summary, FdtError> {
                     what: "property value",
                     at: base,
                 })?);
-                let name_ok = strings
+                let name = strings
                     .get(nameoff as usize..)
-                    .is_some_and(|s| s.contains(&0));
-                if !name_ok {
-                    return Err(FdtError::BadNameOffset { nameoff, at: base });
+                    .and_then(|s| s.split(|&b| b == 0).next().filter(|_| s.contains(&0)))
+                    .ok_or(FdtError::BadNameOffset { nameoff, at: base })?;
+                let name =
+                    core::str::from_utf8(name).map_err(|_| FdtError::NameNotUtf8 { at: base })?;
+                if matches!(name, "#address-cells" | "#size-cells") && len != 4 {
+                    return Err(FdtError::BadCellCount { at: base, len });
                 }
                 properties += 1;
             }
-            NOP => {}
+            NOP => return Err(FdtError::Nop { at: base }),
             END => {
                 if depth != 0 || !seen_root {
                     return Err(FdtError::BadNesting { at: base });
@@ -519,6 +567,69 @@ mod tests {
         b.reserve(0x1000, 0x2000);
         b.set_boot_cpuid_phys(0);
         b.finish().unwrap()
+    }
+
+    #[test]
+    fn names_the_fdt_crate_would_panic_on_are_refused() {
+        // A property name that is not UTF-8 (found by the fdt fuzz target).
+        let mut blob = sample();
+        let at = blob
+            .windows(9)
+            .position(|w| w == b"bootargs\0")
+            .expect("the name is in the strings block");
+        blob[at] = 0xff;
+        assert!(matches!(validate(&blob), Err(FdtError::NameNotUtf8 { .. })));
+        // A node name likewise.
+        let mut blob = sample();
+        let at = blob.windows(7).position(|w| w == b"chosen\0").unwrap();
+        blob[at + 1] = 0xc3;
+        assert!(matches!(validate(&blob), Err(FdtError::NameNotUtf8 { .. })));
+        // #address-cells must be one cell: the fdt crate reads it with expect().
+        let mut b = FdtBuilder::new();
+        b.begin_node("").unwrap();
+        b.property("#address-cells", &[0, 2]).unwrap();
+        b.end_node().unwrap();
+        let blob = b.finish().unwrap();
+        assert_eq!(
+            validate(&blob).unwrap_err(),
+            FdtError::BadCellCount { at: 0x40, len: 2 }
+        );
+    }
+
+    #[test]
+    fn layouts_the_fdt_crate_misreads_are_refused() {
+        // A property after a child node.
+        let mut b = FdtBuilder::new();
+        b.begin_node("").unwrap();
+        b.begin_node("a").unwrap();
+        b.end_node().unwrap();
+        b.property_u32("late", 1).unwrap();
+        b.end_node().unwrap();
+        let blob = b.finish().unwrap();
+        assert!(matches!(
+            validate(&blob),
+            Err(FdtError::PropertyAfterChild { .. })
+        ));
+        // A NOP token (in place of the first property's tag).
+        let mut blob = sample();
+        let s = validate(&blob).unwrap();
+        assert_eq!(s.nodes, 3);
+        let off = u32::from_be_bytes(blob[8..12].try_into().unwrap()) as usize;
+        // Root BEGIN_NODE and its empty name take 8 bytes; the next token is a PROP.
+        assert_eq!(blob[off + 8..off + 12], PROP.to_be_bytes());
+        blob[off + 8..off + 12].copy_from_slice(&NOP.to_be_bytes());
+        assert!(matches!(validate(&blob), Err(FdtError::Nop { .. })));
+        // Nesting deeper than MAX_DEPTH.
+        let mut b = FdtBuilder::new();
+        b.begin_node("").unwrap();
+        for _ in 0..MAX_DEPTH {
+            b.begin_node("n").unwrap();
+        }
+        for _ in 0..=MAX_DEPTH {
+            b.end_node().unwrap();
+        }
+        let blob = b.finish().unwrap();
+        assert!(matches!(validate(&blob), Err(FdtError::BadNesting { .. })));
     }
 
     #[test]
