@@ -50,117 +50,130 @@ entry_0x100:
     FIXUP_ENDIAN
     b entry_le
 
-    # 0x200..0x1800: exception vectors, live when vioboot runs at 0 (-bios) and has asked for
-    # little-endian interrupts (H_SET_MODE). Each passes its vector number to exception_common.
+    # 0x200..0x1800: exception vectors, live when vioboot runs at 0 (-bios), and copied to
+    # physical 0x200 while it runs at any other address (src/arch/ppc64.rs, own_vectors); with
+    # little-endian interrupts (H_SET_MODE). Each passes its vector number to vector_far, which
+    # is position independent: it jumps to the absolute address kept at VECTOR_TARGET.
     .org 0x200
     li 3, 0x200
-    b exception_common
+    b vector_far
     .org 0x300
     li 3, 0x300
-    b exception_common
+    b vector_far
     .org 0x380
     li 3, 0x380
-    b exception_common
+    b vector_far
     .org 0x400
     li 3, 0x400
-    b exception_common
+    b vector_far
     .org 0x480
     li 3, 0x480
-    b exception_common
+    b vector_far
     .org 0x500
     li 3, 0x500
-    b exception_common
+    b vector_far
     .org 0x600
     li 3, 0x600
-    b exception_common
+    b vector_far
     .org 0x700
     li 3, 0x700
-    b exception_common
+    b vector_far
     .org 0x800
     li 3, 0x800
-    b exception_common
+    b vector_far
     .org 0x900
     li 3, 0x900
-    b exception_common
+    b vector_far
     .org 0x980
     li 3, 0x980
-    b exception_common
+    b vector_far
     .org 0xa00
     li 3, 0xa00
-    b exception_common
+    b vector_far
     .org 0xb00
     li 3, 0xb00
-    b exception_common
+    b vector_far
     .org 0xc00
     li 3, 0xc00
-    b exception_common
+    b vector_far
     .org 0xd00
     li 3, 0xd00
-    b exception_common
+    b vector_far
     .org 0xe00
     li 3, 0xe00
-    b exception_common
+    b vector_far
     .org 0xe20
     li 3, 0xe20
-    b exception_common
+    b vector_far
     .org 0xe40
     li 3, 0xe40
-    b exception_common
+    b vector_far
     .org 0xe60
     li 3, 0xe60
-    b exception_common
+    b vector_far
     .org 0xe80
     li 3, 0xe80
-    b exception_common
+    b vector_far
     .org 0xea0
     li 3, 0xea0
-    b exception_common
+    b vector_far
     .org 0xf00
     li 3, 0xf00
-    b exception_common
+    b vector_far
     .org 0xf20
     li 3, 0xf20
-    b exception_common
+    b vector_far
     .org 0xf40
     li 3, 0xf40
-    b exception_common
+    b vector_far
     .org 0xf60
     li 3, 0xf60
-    b exception_common
+    b vector_far
     .org 0xf80
     li 3, 0xf80
-    b exception_common
+    b vector_far
     .org 0x1000
     li 3, 0x1000
-    b exception_common
+    b vector_far
     .org 0x1100
     li 3, 0x1100
-    b exception_common
+    b vector_far
     .org 0x1200
     li 3, 0x1200
-    b exception_common
+    b vector_far
     .org 0x1300
     li 3, 0x1300
-    b exception_common
+    b vector_far
     .org 0x1400
     li 3, 0x1400
-    b exception_common
+    b vector_far
     .org 0x1500
     li 3, 0x1500
-    b exception_common
+    b vector_far
     .org 0x1600
     li 3, 0x1600
-    b exception_common
+    b vector_far
     .org 0x1700
     li 3, 0x1700
-    b exception_common
+    b vector_far
     .org 0x1800
     li 3, 0x1800
-    b exception_common
+    b vector_far
 
     .org 0x1900
+# From a vector (in the image, or in its copy at physical 0): on to exception_common wherever
+# the image is, through the address own_vectors wrote at VECTOR_TARGET. r3 holds the vector.
+vector_far:
+    ld 12, {VECTOR_TARGET}(0)
+    mtctr 12
+    bctr
+
+    .org {VECTOR_TARGET}
+    .quad 0
+
 # An unexpected interrupt: on a stack of its own, call vioboot_exception(vector, SRR0, SRR1, DAR),
 # which reports it and terminates. Never returns.
+    .globl exception_common
 exception_common:
     mfsrr0 4
     mfsrr1 5
@@ -181,7 +194,6 @@ exception_common:
     nop
 8:  b 8b
 
-    .org 0x2000
 entry_le:
     mr 27, 3
     mr 28, 4

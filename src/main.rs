@@ -36,19 +36,23 @@ extern "C" fn vioboot_entry(r3: u64, _r4: u64, r5: u64, base: u64, msr: u64) -> 
     time::mark_start();
     // SAFETY: r3 and r5 are the registers the firmware (or QEMU) entered vioboot with: a
     // nonzero r5 is Open Firmware's client interface (PAPR, IEEE 1275), else r3 is a tree.
-    let pass = unsafe { firmware::with_entry(r3, r5, base, |fw| run(fw, base, msr)) };
+    let pass = unsafe { firmware::with_entry(r3, r5, |fw| run(fw, base, msr)) };
     exit::finish(pass)
 }
 
 /// The boot path. Returns the verdict (only a smoke run or a failed boot returns).
 #[cfg(target_os = "none")]
 fn run(fw: &mut dyn Firmware, base: u64, msr: u64) -> bool {
+    let vectors = arch::own_vectors(base);
     fw.early();
     cprintln!(
         "# vioboot {} entered at {base:#x} by {}, MSR {msr:#x}",
         env!("CARGO_PKG_VERSION"),
         fw.booted_by()
     );
+    if !vectors {
+        cprintln!("# vioboot: H_SET_MODE refused little-endian interrupts");
+    }
     report::phase("entry");
 
     let regions = memory(fw);

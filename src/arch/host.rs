@@ -70,3 +70,14 @@ pub fn illegal_instruction() {
 pub unsafe fn jump_to_kernel(_entry: u64, _r3: u64, _r4: u64, _r5: u64) -> ! {
     panic!("no kernel to enter on the host")
 }
+
+/// No vectors to own on the host.
+pub fn own_vectors(_base: u64) -> bool {
+    true
+}
+
+pub fn with_firmware_vectors<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+pub fn give_back_vectors() {}

@@ -9,10 +9,12 @@ global_asm!(
     MSR_FPVEC_HI = const 0x0280, // (MSR_VEC 1<<25 | MSR_VSX 1<<23) >> 16
     MSR_FP = const 0x2000,
     R_PPC64_RELATIVE = const 22,
+    VECTOR_TARGET = const VECTOR_TARGET,
 );
 
 unsafe extern "C" {
     fn vioboot_call_be32(r3: u64, entry: u64, r4: u64) -> i64;
+    static exception_common: u8;
     static __image_start: u8;
     static __file_end: u8;
     static __image_end: u8;
@@ -107,6 +109,140 @@ pub unsafe fn jump_to_kernel(entry: u64, r3: u64, r4: u64, r5: u64) -> ! {
             in("r3") r3, in("r4") r4, in("r5") r5,
             options(noreturn),
         )
+    }
+}
+
+/// The exception vectors (boot/entry.S): image offsets and physical addresses 0x200..0x2000.
+const VECTORS_START: usize = 0x200;
+const VECTORS_END: usize = 0x2000;
+/// Where the vectors find the absolute address of `exception_common` (entry.S's `vector_far`).
+const VECTOR_TARGET: usize = 0x1ff8;
+/// Bytes written to flush from the data cache and drop from the instruction cache at a time
+/// (no POWER processor has a smaller cache line).
+const CACHE_STEP: usize = 32;
+
+/// Whose vectors are in low memory now, and what was there before vioboot's.
+struct Vectors {
+    /// Where the image runs (0: the vectors are the image's own, nothing to copy).
+    base: u64,
+    installed: bool,
+    ours_live: bool,
+    saved: [u8; VECTORS_END - VECTORS_START],
+}
+
+static VECTORS: spin::Mutex<Vectors> = spin::Mutex::new(Vectors {
+    base: 0,
+    installed: false,
+    ours_live: false,
+    saved: [0; VECTORS_END - VECTORS_START],
+});
+
+/// Makes code just written at `at..at+len` visible to instruction fetch (Power ISA Book II,
+/// "Instruction Storage": dcbst each line, sync, icbi each line, sync, isync).
+///
+/// # Safety
+/// The range must be memory vioboot may touch.
+unsafe fn sync_icache(at: usize, len: usize) {
+    for a in (at..at + len).step_by(CACHE_STEP) {
+        // SAFETY: a cache-line store to memory in the range the caller owns.
+        unsafe { asm!("dcbst 0, {0}", in(reg) a, options(nostack)) };
+    }
+    // SAFETY: barriers only.
+    unsafe { asm!("sync", options(nostack)) };
+    for a in (at..at + len).step_by(CACHE_STEP) {
+        // SAFETY: invalidates an instruction cache line; no data effect.
+        unsafe { asm!("icbi 0, {0}", in(reg) a, options(nostack)) };
+    }
+    // SAFETY: barriers only.
+    unsafe { asm!("sync", "isync", options(nostack)) };
+}
+
+impl Vectors {
+    /// Puts vioboot's vectors (or, with `ours` false, the saved ones) into low memory.
+    fn place(&mut self, ours: bool) {
+        let len = VECTORS_END - VECTORS_START;
+        if self.base != 0 {
+            let low = VECTORS_START as *mut u8;
+            let from = if ours {
+                (self.base as usize + VECTORS_START) as *const u8
+            } else {
+                self.saved.as_ptr()
+            };
+            // SAFETY: physical 0x200..0x2000 holds the firmware's vectors, which vioboot saved
+            // and puts back around every firmware call; the image's vector block is read-only.
+            unsafe { core::ptr::copy_nonoverlapping(from, low, len) };
+        }
+        if ours {
+            let target = &raw const exception_common as u64;
+            // SAFETY: the 8-byte slot entry.S keeps at VECTOR_TARGET, in the vectors just placed.
+            unsafe { core::ptr::write_volatile(VECTOR_TARGET as *mut u64, target) };
+        }
+        // SAFETY: the range just written.
+        unsafe { sync_icache(VECTORS_START, len) };
+        self.ours_live = ours;
+    }
+}
+
+/// Makes vioboot's exception vectors the live ones, with interrupts taken little-endian, for
+/// whichever way it was booted: at 0 (`-bios`) they are the image's own; elsewhere (under Open
+/// Firmware) they are copied to physical 0x200 after saving what the firmware had there, and
+/// [`with_firmware_vectors`] puts the firmware's back around each call into it. An unexpected
+/// interrupt then ends as a failed report and os-term instead of in the firmware's handler.
+/// Returns whether the hypervisor took the endianness (H_SET_MODE).
+pub fn own_vectors(base: u64) -> bool {
+    let mut v = VECTORS.lock();
+    if v.installed {
+        return true;
+    }
+    v.base = base;
+    if base != 0 {
+        let mut saved = [0u8; VECTORS_END - VECTORS_START];
+        // SAFETY: reading the firmware's vectors at physical 0x200..0x2000.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                VECTORS_START as *const u8,
+                saved.as_mut_ptr(),
+                saved.len(),
+            )
+        };
+        v.saved = saved;
+    }
+    v.installed = true;
+    v.place(true);
+    drop(v);
+    crate::hcall::set_little_endian_interrupts(true).is_ok()
+}
+
+/// Runs `f` (a call into Open Firmware) with the firmware's own vectors and big-endian
+/// interrupts in place, as the firmware expects them; vioboot's come back afterwards.
+pub fn with_firmware_vectors<R>(f: impl FnOnce() -> R) -> R {
+    let swap = {
+        let mut v = VECTORS.lock();
+        let swap = v.installed && v.ours_live && v.base != 0;
+        if swap {
+            v.place(false);
+        }
+        swap
+    };
+    if swap {
+        let _ = crate::hcall::set_little_endian_interrupts(false);
+    }
+    let r = f();
+    if swap {
+        let _ = crate::hcall::set_little_endian_interrupts(true);
+        VECTORS.lock().place(true);
+    }
+    r
+}
+
+/// Gives the firmware its vectors back for good (before a kernel is entered with Open Firmware
+/// alive, which expects to find them).
+pub fn give_back_vectors() {
+    let mut v = VECTORS.lock();
+    if v.installed && v.ours_live && v.base != 0 {
+        v.place(false);
+        drop(v);
+        let _ = crate::hcall::set_little_endian_interrupts(false);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{Firmware, FirmwareError, Regions, Tree, FDT_MAX};
 use crate::console::{self, Sink};
-use crate::hcall::{self, UnitAddress};
+use crate::hcall::UnitAddress;
 use crate::loader::{FdtHandoff, Handoff};
 use crate::mem;
 use crate::of::OfError;
@@ -21,8 +21,6 @@ use vioboot_core::ranges::Range;
 pub struct FlatTree {
     /// Where the tree is (r3 at entry).
     at: u64,
-    /// Where vioboot was loaded: at 0 the exception vectors are vioboot's.
-    base: u64,
     /// The tree in place, once checked by [`Firmware::early`].
     blob: &'static [u8],
 }
@@ -30,12 +28,8 @@ pub struct FlatTree {
 impl FlatTree {
     /// # Safety
     /// `at` must point at a flattened device tree in RAM that stays there while vioboot runs.
-    pub unsafe fn new(at: u64, base: u64) -> FlatTree {
-        FlatTree {
-            at,
-            base,
-            blob: &[],
-        }
+    pub unsafe fn new(at: u64) -> FlatTree {
+        FlatTree { at, blob: &[] }
     }
 
     fn fdt(&self) -> Option<Fdt<'static>> {
@@ -70,10 +64,6 @@ impl Firmware for FlatTree {
             arch::halt()
         };
         self.blob = blob;
-        // At 0 the exception vectors are ours (boot/entry.S); they are little-endian code.
-        if self.base == 0 {
-            let _ = hcall::set_little_endian_interrupts(true);
-        }
         if let Some(vdev) = fdt.find_node("/vdevice") {
             let vty = vdev.children().find(|n| {
                 n.property("compatible")

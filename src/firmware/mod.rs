@@ -132,19 +132,14 @@ pub trait Firmware {
 /// # Safety
 /// `r5`, when nonzero, must be Open Firmware's client-interface entry; otherwise `r3` must
 /// point at a flattened device tree in RAM.
-pub unsafe fn with_entry<R>(
-    r3: u64,
-    r5: u64,
-    base: u64,
-    run: impl FnOnce(&mut dyn Firmware) -> R,
-) -> R {
+pub unsafe fn with_entry<R>(r3: u64, r5: u64, run: impl FnOnce(&mut dyn Firmware) -> R) -> R {
     if r5 != 0 {
         // SAFETY: forwarded contract.
         let mut of = unsafe { OpenFirmware::new(r5) };
         run(&mut of)
     } else {
         // SAFETY: forwarded contract.
-        run(&mut unsafe { FlatTree::new(r3, base) })
+        run(&mut unsafe { FlatTree::new(r3) })
     }
 }
 

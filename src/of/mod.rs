@@ -122,7 +122,8 @@ impl Of {
         // SAFETY: `entry` is the client interface (see `install`); the block and everything its
         // cells point to lie below 4 GiB (checked by the callers with addr32/cstr32) and live
         // across the call.
-        let rc = unsafe { arch::call_be32(self.entry, at.into(), 0) };
+        let rc =
+            arch::with_firmware_vectors(|| unsafe { arch::call_be32(self.entry, at.into(), 0) });
         if rc == -1 || rc as i32 == -1 {
             return Err(OfError::Unknown { service: name });
         }

@@ -68,6 +68,8 @@ impl Handoff for OfHandoff {
             .setprop(chosen, c"bootargs", &args)
             .map_err(of_err("setting /chosen/bootargs"))?;
         let (r3, r4) = l.initrd.map_or((0, 0), |r| (r.start, r.size()));
+        // The kernel finds Open Firmware as it was: its vectors, big-endian interrupts.
+        crate::arch::give_back_vectors();
         Ok(Jump {
             entry: l.entry_point,
             r3,
