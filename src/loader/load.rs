@@ -119,11 +119,14 @@ pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<L
     let image = unsafe { mem::region_mut(dest) };
     image.fill(0);
     let start = time::now_us();
-    let mut sha = Sha256::new();
+    // Hashed only when the entry pins a digest: SHA-256 costs more than the read itself.
+    let mut sha = e.sha256.map(|_| Sha256::new());
     let mut at = 0u64;
     let mut last_shown = 0u64;
     fs.read_stream(linux, None, &mut |piece| {
-        sha.update(piece);
+        if let Some(sha) = sha.as_mut() {
+            sha.update(piece);
+        }
         let (p0, p1) = (at, at + piece.len() as u64);
         for s in &k.segments {
             let (s0, s1) = (s.offset, s.offset + s.filesz);
@@ -153,14 +156,16 @@ pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<L
             size,
         });
     }
-    let digest = sha.finish();
-    if let Some(want) = e.sha256.filter(|w| *w != digest) {
-        return Err(LoadError::Digest {
-            path: linux.into(),
-            want,
-            got: digest,
-            initrd: false,
-        });
+    if let (Some(want), Some(sha)) = (e.sha256, sha) {
+        let got = sha.finish();
+        if got != want {
+            return Err(LoadError::Digest {
+                path: linux.into(),
+                want,
+                got,
+                initrd: false,
+            });
+        }
     }
     let load_us = (time::now_us() - start).max(1);
     let initrd = match e.initrd.first() {
@@ -193,10 +198,12 @@ fn load_initrd(
     let r = h.take_initrd(a.size, kernel.end)?;
     // SAFETY: as for the kernel image.
     let buf = unsafe { mem::region_mut(r) };
-    let mut sha = Sha256::new();
+    let mut sha = want.map(|_| Sha256::new());
     let mut n = 0usize;
     fs.read_stream(path, None, &mut |piece| {
-        sha.update(piece);
+        if let Some(sha) = sha.as_mut() {
+            sha.update(piece);
+        }
         if n + piece.len() <= buf.len() {
             buf[n..n + piece.len()].copy_from_slice(piece);
         }
@@ -209,7 +216,7 @@ fn load_initrd(
             size: a.size,
         });
     }
-    if let Some(want) = want {
+    if let (Some(want), Some(sha)) = (want, sha) {
         let got = sha.finish();
         if got != want {
             return Err(LoadError::Digest {
