@@ -190,6 +190,36 @@ fn verify_64_mib_survives_a_server_restart() {
     );
 }
 
+/// A server that stalls for seconds (a busy host) is waited for, and the wait is visible on
+/// the console each second; nothing fails before the bound.
+#[test]
+fn a_stalled_server_is_waited_for_and_the_wait_is_shown() {
+    let dir = scratch("stall");
+    let (srv, dev) = server(&dir, 0, 40, &[]);
+    let mut q = qemu(Boot::Bios).append("vioboot.blk-verify=16");
+    q.extra = dev;
+    let mut stalls = 0;
+    let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
+        if l.contains("wrote 8 of 16 MiB") {
+            srv.stall_for(Duration::from_millis(3500));
+            stalls += 1;
+        }
+    })
+    .expect("QEMU runs");
+    assert_eq!(stalls, 1, "{}", run.output);
+    assert_pass(&run);
+    assert!(
+        run.output.contains("still waiting, 2 s of 30 s"),
+        "the wait was not shown:\n{}",
+        run.output
+    );
+    assert!(
+        line(&run, "virtio@71000010 verify").contains("intact"),
+        "{}",
+        run.output
+    );
+}
+
 #[test]
 fn no_server_is_a_clear_failure() {
     let dir = scratch("noserver");

@@ -7,10 +7,10 @@
 //! INIT).
 
 use super::tce::{self, Access, TceError};
+use super::Patience;
 use crate::arch;
 use crate::hcall::{self, HcallError, Ioba, UnitAddress};
 use crate::mem::DmaPages;
-use crate::time;
 use core::fmt;
 use papr::crq::{self as wire, Entry, TransportEvent, ENTRY_LEN};
 use papr::status::{H_CLOSED, H_RESOURCE};
@@ -127,7 +127,7 @@ impl Crq {
             Ok(()) | Err(CrqError::Closed) => {}
             Err(e) => return Err(e),
         }
-        let start = time::now_us();
+        let mut wait = Patience::new(timeout_us);
         loop {
             match self.poll() {
                 Some(Entry::Init) => {
@@ -145,7 +145,8 @@ impl Crq {
                 }
                 Some(_) => {}
                 None => {
-                    if time::now_us() - start > timeout_us {
+                    let unit = self.unit.0;
+                    if wait.expired(&format_args!("CRQ {unit:#x}: the partner's INIT")) {
                         return Err(CrqError::HandshakeTimeout {
                             waited_ms: timeout_us / 1000,
                         });

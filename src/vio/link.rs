@@ -6,8 +6,8 @@
 //! [`LinkError::Reset`]: the caller must set the device up again (replay) and retry.
 
 use super::crq::{Crq, CrqError};
+use super::Patience;
 use crate::hcall::UnitAddress;
-use crate::time;
 use core::fmt;
 use papr::crq::Entry;
 use virtio_vio::header::MAX_QUEUES;
@@ -114,7 +114,7 @@ impl Link {
         self.stats.requests += 1;
         self.send(&msg)?;
         let op = msg.opcode.name();
-        let start = time::now_us();
+        let mut wait = Patience::new(self.timeout_us);
         loop {
             if let Some(r) = self.step()? {
                 if r.response && r.tag == msg.tag && r.opcode == msg.opcode {
@@ -132,7 +132,8 @@ impl Link {
                     r
                 );
             }
-            if time::now_us() - start > self.timeout_us {
+            let unit = self.unit().0;
+            if wait.expired(&format_args!("virtio-vio {unit:#x}: the answer to {op}")) {
                 return Err(LinkError::Timeout {
                     op,
                     waited_ms: self.timeout_us / 1000,
@@ -162,7 +163,7 @@ impl Link {
 
     /// Waits for a USED notice for `queue`.
     pub fn wait_used(&mut self, queue: u16) -> Result<(), LinkError> {
-        let start = time::now_us();
+        let mut wait = Patience::new(self.timeout_us);
         loop {
             if self.used_pending & (1u64 << (queue % 64)) != 0 {
                 self.used_pending &= !(1u64 << (queue % 64));
@@ -176,7 +177,10 @@ impl Link {
                     r
                 );
             }
-            if time::now_us() - start > self.timeout_us {
+            let unit = self.unit().0;
+            if wait.expired(&format_args!(
+                "virtio-vio {unit:#x}: USED for queue {queue}"
+            )) {
                 return Err(LinkError::Timeout {
                     op: "NOTIFY (waiting for USED)",
                     waited_ms: self.timeout_us / 1000,
@@ -196,8 +200,11 @@ impl Link {
 
     /// After H_CLOSED: waits for the partner's return (a transport event, then the handshake).
     fn await_partner(&mut self) -> LinkError {
-        let start = time::now_us();
-        while time::now_us() - start < self.timeout_us {
+        let mut wait = Patience::new(self.timeout_us);
+        let unit = self.unit().0;
+        while !wait.expired(&format_args!(
+            "virtio-vio {unit:#x}: the VIO server to come back"
+        )) {
             match self.step() {
                 Err(e) => return e,
                 Ok(_) => continue,

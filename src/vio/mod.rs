@@ -7,6 +7,9 @@
 pub mod crq;
 pub mod link;
 pub mod tce;
+mod wait;
+
+pub use wait::Patience;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -111,7 +111,7 @@ impl Default for Options<'_> {
             inject: None,
             blk_verify_mib: 0,
             bench: false,
-            vio_timeout_ms: 5000,
+            vio_timeout_ms: 30_000,
             boot: None,
             initrd: None,
             timeout: None,
@@ -381,7 +381,7 @@ mod tests {
         );
         let (o, e) = parse("vioboot.blk-verify=lots vioboot.vio-timeout=1");
         assert_eq!(e.len(), 2);
-        assert_eq!((o.blk_verify_mib, o.vio_timeout_ms), (0, 5000));
+        assert_eq!((o.blk_verify_mib, o.vio_timeout_ms), (0, 30_000));
     }
 
     #[test]

@@ -432,6 +432,19 @@ impl VioServer {
         }
     }
 
+    /// Stalls the server for `d` (SIGSTOP, then SIGCONT from a thread), as a host too busy to
+    /// schedule it would: it stays connected and answers late.
+    pub fn stall_for(&self, d: Duration) {
+        if let Some(c) = &self.child {
+            let pid = c.id().to_string();
+            let _ = Command::new("kill").args(["-STOP", &pid]).status();
+            std::thread::spawn(move || {
+                std::thread::sleep(d);
+                let _ = Command::new("kill").args(["-CONT", &pid]).status();
+            });
+        }
+    }
+
     /// Kills the server if it runs and starts it again with the same arguments.
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.kill();
