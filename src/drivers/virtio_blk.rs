@@ -58,7 +58,11 @@ impl VirtioBlk {
             }
             .into());
         };
-        self.at.run(|| op(dev)).map_err(|error| {
+        let r = self.at.run(|| op(dev));
+        if r.is_err() {
+            self.at.revoke_shared();
+        }
+        r.map_err(|error| {
             VioError::Driver {
                 adapter: name.clone(),
                 error,

@@ -166,6 +166,9 @@ impl FuseTransport for VirtioFs {
                 }),
             ),
         });
+        if result.is_err() {
+            self.at.revoke_shared();
+        }
         result.map_err(|error| VioError::Queue {
             adapter: self.at.name.clone(),
             queue: idx,

@@ -100,6 +100,19 @@ impl Attachment {
         r
     }
 
+    /// After a request failed half way: unmaps every buffer it left shared (the device must
+    /// not reach memory that is about to be reused), saying so.
+    pub fn revoke_shared(&self) {
+        match tce::with(self.window, |w| w.revoke_shared()) {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => log::warn!(
+                "{}: unmapped {n} buffers a failed request left shared",
+                self.name
+            ),
+            Ok(Err(e)) | Err(e) => log::error!("{}: {e}", self.name),
+        }
+    }
+
     /// Takes what is mapped now (the rings) as what stays mapped between requests.
     pub fn rings_ready(&mut self) {
         self.rings = self.pages_in_use();

@@ -86,6 +86,10 @@ pub struct TceWindow {
     pages: PageBitmap,
     /// A 4 KiB page for H_PUT_TCE_INDIRECT lists.
     list: Option<RealAddr>,
+    /// Buffers mapped for one request ([`share`](Self::share)): (IOBA, length). A request that
+    /// fails leaves its buffers here, and [`revoke_shared`](Self::revoke_shared) unmaps them
+    /// before their memory is used again.
+    shared: Vec<(Ioba, usize)>,
 }
 
 impl TceWindow {
@@ -99,7 +103,39 @@ impl TceWindow {
             base: w.ioba,
             pages,
             list: None,
+            shared: Vec::new(),
         }
+    }
+
+    /// Maps a request's buffer, as [`map`](Self::map), and remembers it until it is unshared.
+    pub fn share(&mut self, addr: RealAddr, len: usize, access: Access) -> Result<Ioba, TceError> {
+        let ioba = self.map(addr, len, access)?;
+        self.shared.push((ioba, len));
+        Ok(ioba)
+    }
+
+    /// Unmaps what [`share`](Self::share) mapped.
+    pub fn unshare(&mut self, ioba: Ioba, len: usize) -> Result<(), TceError> {
+        let at = self
+            .shared
+            .iter()
+            .position(|&(i, l)| i == ioba && l == len)
+            .ok_or(TceError::NotMapped {
+                liobn: self.liobn.0,
+                ioba: ioba.0,
+            })?;
+        self.shared.swap_remove(at);
+        self.unmap(ioba, len)
+    }
+
+    /// Unmaps every buffer still shared: after a request failed half way, the device must not
+    /// reach memory that is about to be used for something else. Returns how many there were.
+    pub fn revoke_shared(&mut self) -> Result<usize, TceError> {
+        let all = core::mem::take(&mut self.shared);
+        for &(ioba, len) in &all {
+            self.unmap(ioba, len)?;
+        }
+        Ok(all.len())
     }
 
     /// IOBA pages in use (the reserved first page included).
@@ -191,6 +227,7 @@ impl TceWindow {
         if let Some(l) = self.list.take() {
             let _ = mem::free_pages(l, 1);
         }
+        self.shared.clear();
         Ok(())
     }
 }

@@ -20,9 +20,18 @@ fn access(d: BufferDirection) -> Access {
     }
 }
 
-fn map(addr: u64, len: usize, a: Access) -> PhysAddr {
+/// Maps through the active window: a ring for its lifetime (`shared` false) or a request's
+/// buffer until it is unshared (`shared` true).
+fn map(addr: u64, len: usize, a: Access, shared: bool) -> PhysAddr {
     let id = tce::active();
-    match tce::with(id, |w| w.map(RealAddr(addr), len, a)) {
+    let r = tce::with(id, |w| {
+        if shared {
+            w.share(RealAddr(addr), len, a)
+        } else {
+            w.map(RealAddr(addr), len, a)
+        }
+    });
+    match r {
         Ok(Ok(ioba)) => ioba.0,
         // virtio-drivers cannot take an error here, and a request without its buffer mapped
         // must not go out: stop with the reason.
@@ -32,9 +41,16 @@ fn map(addr: u64, len: usize, a: Access) -> PhysAddr {
     }
 }
 
-fn unmap(ioba: PhysAddr, len: usize) {
+fn unmap(ioba: PhysAddr, len: usize, shared: bool) {
     let id = tce::active();
-    match tce::with(id, |w| w.unmap(Ioba(ioba), len)) {
+    let r = tce::with(id, |w| {
+        if shared {
+            w.unshare(Ioba(ioba), len)
+        } else {
+            w.unmap(Ioba(ioba), len)
+        }
+    });
+    match r {
         Ok(Ok(())) => {}
         // Leaving memory reachable by the device is not acceptable either.
         Ok(Err(e)) | Err(e) => {
@@ -53,13 +69,13 @@ unsafe impl Hal for VioHal {
                 mem::pool_usage()
             )
         };
-        let ioba = map(p.0, pages * mem::PAGE_SIZE as usize, Access::Both);
+        let ioba = map(p.0, pages * mem::PAGE_SIZE as usize, Access::Both, false);
         let ptr = NonNull::new(p.0 as *mut u8).unwrap_or(NonNull::dangling());
         (ioba, ptr)
     }
 
     unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        unmap(paddr, pages * mem::PAGE_SIZE as usize);
+        unmap(paddr, pages * mem::PAGE_SIZE as usize, false);
         match mem::free_pages(RealAddr(vaddr.as_ptr() as u64), pages) {
             Ok(()) => 0,
             Err(_) => -1,
@@ -75,10 +91,11 @@ unsafe impl Hal for VioHal {
             buffer.as_ptr() as *mut u8 as u64,
             buffer.len(),
             access(direction),
+            true,
         )
     }
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, _direction: BufferDirection) {
-        unmap(paddr, buffer.len());
+        unmap(paddr, buffer.len(), true);
     }
 }
