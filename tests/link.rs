@@ -5,7 +5,7 @@
 mod sim;
 
 use papr::crq::Entry;
-use papr::hcall::{H_FREE_CRQ, H_REG_CRQ};
+use papr::hcall::{H_FREE_CRQ, H_PUT_TCE, H_REG_CRQ, H_SEND_CRQ};
 use sim::{adapter, Hv, Server, Sim, SERIAL};
 use vioboot::virtio::{VioError, VioTransport};
 use virtio_drivers::transport::Transport;
@@ -269,4 +269,100 @@ fn a_server_restart_mid_request_is_replayed() {
         "registered again after partner failed"
     );
     assert_eq!(sim.hv.borrow().failures, 1);
+}
+
+/// A hostile hypervisor: an hcall failing with any PAPR status (or one PAPR does not define)
+/// is an error that names the hcall and the status, and leaves nothing mapped.
+#[test]
+fn every_failing_status_is_named_and_nothing_stays_mapped() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let statuses = [-1, -2, -3, -4, -5, -7, -9, -11, -16, -17, -64, -75, 3, -999];
+    for op in [H_REG_CRQ, H_PUT_TCE, H_SEND_CRQ] {
+        for status in statuses {
+            let sim = Sim::install(Box::new(Scripted::new()));
+            sim.refuse(op, status, u64::MAX);
+            let e = VioTransport::open(&adapter(), 300_000)
+                .err()
+                .unwrap_or_else(|| panic!("{op:#x} refused with {status}, yet it opened"))
+                .to_string();
+            let call = match op {
+                H_REG_CRQ => "H_REG_CRQ",
+                H_PUT_TCE => "H_PUT_TCE",
+                _ => "H_SEND_CRQ",
+            };
+            let named = match papr::status::name(status) {
+                Some(n) => e.contains(&format!("{call} failed: {n} ({status})")),
+                None => e.contains(&format!("{call} failed: unknown status {status}")),
+            };
+            // H_CLOSED on H_SEND_CRQ means "no partner yet": the handshake waits, then says so.
+            assert!(
+                named || (op == H_SEND_CRQ && e.contains("did not answer INIT")),
+                "{call} with {status}: {e}"
+            );
+            assert!(
+                sim.hv.borrow().tces.is_empty(),
+                "{call} with {status}: TCEs left {:?}",
+                sim.hv.borrow().tces
+            );
+            assert!(
+                sim.hv.borrow().crq.is_none(),
+                "{call} with {status}: CRQ left"
+            );
+        }
+    }
+}
+
+/// Busy answers are retried (H_BUSY at once, long busy after the delay PAPR names).
+#[test]
+fn busy_hypervisors_are_waited_for() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for status in [papr::status::H_BUSY, papr::status::H_LONG_BUSY_ORDER_1_MSEC] {
+        let sim = Sim::install(Box::new(Scripted::new()));
+        sim.refuse(H_REG_CRQ, status, 3);
+        let t = VioTransport::open(&adapter(), 300_000).expect("opens after the busy answers");
+        assert_eq!(sim.count(H_REG_CRQ), 4);
+        let h = t.handle();
+        drop(t);
+        h.shut_down().expect("shutdown");
+    }
+}
+
+/// A partner whose queue stays full (H_DROPPED) fails the request by name, within the bound.
+#[test]
+fn a_full_partner_queue_is_a_named_failure() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sim = Sim::install(Box::new(Scripted::new()));
+    let t = VioTransport::open(&adapter(), 300_000).expect("opens");
+    sim.refuse(papr::hcall::H_SEND_CRQ, papr::status::H_DROPPED, u64::MAX);
+    assert!(t.read_config_space::<u64>(0).is_err());
+    let e = t
+        .handle()
+        .take_error()
+        .expect("the error is kept")
+        .to_string();
+    assert!(e.contains("H_SEND_CRQ failed: H_DROPPED (-12)"), "{e}");
+    sim.refuse(papr::hcall::H_SEND_CRQ, 0, 0);
+    let h = t.handle();
+    drop(t);
+    h.shut_down().expect("shutdown");
+    assert!(sim.hv.borrow().tces.is_empty());
+}
+
+/// RTAS through a hypervisor that lacks H_RTAS, or whose H_RTAS fails: named, never a
+/// power-off that did not happen.
+#[test]
+fn failing_rtas_calls_are_named() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sim = Sim::install(Box::new(Scripted::new()));
+    vioboot::rtas::set_tokens(Some(0x2003), Some(0x201f));
+    // The simulated hypervisor has no H_RTAS: H_FUNCTION.
+    assert!(!vioboot::rtas::probe_hcall());
+    // One that has it (a bad token gets H_PARAMETER) but fails the call.
+    sim.refuse(papr::hcall::H_RTAS, papr::status::H_PARAMETER, 1);
+    assert!(vioboot::rtas::probe_hcall());
+    sim.refuse(papr::hcall::H_RTAS, -1, 1);
+    let e = vioboot::rtas::power_off().to_string();
+    assert!(e.contains("H_RTAS failed: H_HARDWARE (-1)"), "{e}");
+    let e = vioboot::rtas::os_term("test").to_string();
+    assert!(e.contains("H_RTAS failed: H_FUNCTION (-2)"), "{e}");
 }

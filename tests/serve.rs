@@ -165,7 +165,11 @@ fn a_used_id_out_of_range_is_an_error_not_a_hang() {
     let text = e.to_string();
     assert!(text.contains("virtio@71000010"), "{text}");
     // The failed request's buffers are unmapped before their memory is reused.
-    assert_eq!(blk.pages_left_mapped(), 0, "buffers of the failed request still mapped");
+    assert_eq!(
+        blk.pages_left_mapped(),
+        0,
+        "buffers of the failed request still mapped"
+    );
 }
 
 #[test]

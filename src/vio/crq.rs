@@ -97,6 +97,7 @@ impl Crq {
             closed: false,
             stats: CrqStats::default(),
         };
+        // On failure `crq` is dropped, which frees the registration and unmaps the page.
         crq.register()?;
         crq.handshake(timeout_us)?;
         Ok(crq)
@@ -233,5 +234,13 @@ impl Crq {
 
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+}
+
+impl Drop for Crq {
+    /// The queue's page goes back to the pool: neither the hypervisor nor the partner may write
+    /// it any more.
+    fn drop(&mut self) {
+        let _ = self.close();
     }
 }

@@ -62,6 +62,9 @@ pub struct Hv {
     pub failed: bool,
     /// Times the partner failed.
     pub failures: u64,
+    /// A hostile hypervisor: hcalls answered with a status instead of being performed,
+    /// opcode -> (status, how many more times).
+    pub refuse: HashMap<u64, (i64, u64)>,
 }
 
 impl Hv {
@@ -170,6 +173,19 @@ impl Sim {
         let (h, s, rs) = (hv.clone(), server.clone(), respawn.clone());
         vioboot::arch::set_hypervisor(Some(Box::new(move |op, a| {
             *h.borrow_mut().counts.entry(op).or_default() += 1;
+            let refused = h
+                .borrow_mut()
+                .refuse
+                .get_mut(&op)
+                .and_then(|(status, left)| {
+                    (*left > 0).then(|| {
+                        *left -= 1;
+                        *status
+                    })
+                });
+            if let Some(status) = refused {
+                return regs(status, &[]);
+            }
             // A failed server is replaced by a fresh one (as a restarted VIO server would be).
             if h.borrow().failed {
                 if let Some(make) = rs.borrow().as_ref() {
@@ -204,6 +220,11 @@ impl Sim {
         *self.server.borrow_mut() = server;
         self.hv.borrow_mut().server_alive = true;
         self.hv.borrow_mut().to_server.clear();
+    }
+
+    /// Answers hcall `op` with `status` the next `times` times, without performing it.
+    pub fn refuse(&self, op: u64, status: i64, times: u64) {
+        self.hv.borrow_mut().refuse.insert(op, (status, times));
     }
 
     pub fn count(&self, op: u64) -> u64 {
