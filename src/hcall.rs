@@ -187,3 +187,43 @@ pub unsafe fn rtas(block: RealAddr) -> Result<(), HcallError> {
     // SAFETY: forwarded contract.
     unsafe { call("H_RTAS", H_RTAS, &[block.0]) }.map(|_| ())
 }
+
+/// Registers (or with `register` false, deregisters) the VPA of processor `cpu` at `vpa`.
+///
+/// # Safety
+/// `vpa` must be a page vioboot owns that the hypervisor may write for as long as it is
+/// registered.
+pub unsafe fn register_vpa(cpu: u64, vpa: RealAddr, register: bool) -> Result<(), HcallError> {
+    let flags = if register {
+        VPA_REGISTER
+    } else {
+        VPA_DEREGISTER
+    };
+    // SAFETY: forwarded contract.
+    unsafe { call("H_REGISTER_VPA", H_REGISTER_VPA, &[flags, cpu, vpa.0]) }.map(|_| ())
+}
+
+/// Zeroes page `dst` (`src` None) or copies page `src` into it, through the hypervisor.
+///
+/// # Safety
+/// Both must be 4 KiB pages vioboot owns; `dst` is overwritten.
+pub unsafe fn page_init(dst: RealAddr, src: Option<RealAddr>) -> Result<(), HcallError> {
+    let (flags, from) = match src {
+        Some(s) => (PAGE_INIT_COPY, s.0),
+        None => (PAGE_INIT_ZERO, 0),
+    };
+    // SAFETY: forwarded contract.
+    unsafe { call("H_PAGE_INIT", H_PAGE_INIT, &[flags, dst.0, from]) }.map(|_| ())
+}
+
+/// Sets SPRG0.
+pub fn set_sprg0(value: u64) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_SET_SPRG0", H_SET_SPRG0, &[value]) }.map(|_| ())
+}
+
+/// A random number from the platform's RNG.
+pub fn random() -> Result<u64, HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_RANDOM", H_RANDOM, &[]) }.map(|r| r[0])
+}

@@ -124,13 +124,17 @@ pub fn instantiate(of: &Of, size: Option<u32>) -> Result<Method, RtasError> {
     Ok(m)
 }
 
-/// Makes an RTAS call; returns the return words after the status.
+/// Most return words after the status that [`call`] hands back.
+pub const MAX_RETS: usize = 8;
+
+/// Makes an RTAS call with `nret` return words (the status included); returns those after
+/// the status.
 pub fn call(
     service: &'static str,
     token: u32,
     args: &[u32],
     nret: usize,
-) -> Result<[u32; 4], RtasError> {
+) -> Result<[u32; MAX_RETS], RtasError> {
     let mut s = force_lock_if_panicking();
     pack::pack(token, args, nret.max(1), &mut s.block).map_err(|_| RtasError::Unavailable)?;
     let at = s.block.as_ptr() as u64;
@@ -148,7 +152,7 @@ pub fn call(
     if status != 0 {
         return Err(RtasError::Status { service, status });
     }
-    let mut out = [0u32; 4];
+    let mut out = [0u32; MAX_RETS];
     for (i, o) in out.iter_mut().enumerate().take(nret.saturating_sub(1)) {
         *o = pack::ret(&s.block, i + 1);
     }

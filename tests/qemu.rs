@@ -300,3 +300,49 @@ fn unknown_option_is_named_and_fails() {
         run.output
     );
 }
+
+/// The hypervisor and RTAS services a guest relies on, under each entry path; H_RANDOM is a
+/// skip without a platform RNG and a check with one.
+#[test]
+fn hypervisor_and_rtas_services() {
+    for boot_path in [Boot::Bios, Boot::Slof, Boot::Vof] {
+        let run = boot(Qemu::new(boot_path, image_dir()));
+        assert_pass(&run);
+        for (check, want) in [
+            ("vpa", "registered and deregistered a 640-byte VPA"),
+            ("h-page-init", "copied a 4 KiB page and zeroed it"),
+            ("h-set-sprg0", "read back"),
+            ("rtas-time", "set back to itself"),
+            ("nvram", "fetched the same"),
+            ("term-input", "answers input polls"),
+        ] {
+            assert!(line(&run, check).contains(want), "{check}:\n{}", run.output);
+        }
+        let r = run.report();
+        let random = r.check("h-random").expect("an h-random line");
+        assert!(
+            random.ok
+                && random
+                    .description
+                    .contains("# SKIP not offered: H_RANDOM failed: H_FUNCTION"),
+            "{}",
+            run.output
+        );
+    }
+    let mut q = Qemu::new(Boot::Bios, image_dir());
+    q.extra = [
+        "-object",
+        "rng-random,id=rng0,filename=/dev/urandom",
+        "-device",
+        "spapr-rng,rng=rng0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = boot(q);
+    assert_pass(&run);
+    assert!(
+        line(&run, "h-random").starts_with("h-random: 0x"),
+        "{}",
+        run.output
+    );
+}

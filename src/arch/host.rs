@@ -81,3 +81,8 @@ pub fn with_firmware_vectors<R>(f: impl FnOnce() -> R) -> R {
 }
 
 pub fn give_back_vectors() {}
+
+/// No SPRG0 on the host: what a simulated hypervisor's H_SET_SPRG0 would have set is unknown.
+pub fn sprg0() -> u64 {
+    0
+}

@@ -54,6 +54,14 @@ pub fn timebase() -> u64 {
     tb
 }
 
+/// SPRG0, a register software keeps for itself (H_SET_SPRG0 writes it).
+pub fn sprg0() -> u64 {
+    let v: u64;
+    // SAFETY: reading SPRG0 (SPR 272) in supervisor state has no side effects.
+    unsafe { asm!("mfspr {0}, 272", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
 /// Full memory barrier (`sync`): orders all loads and stores, including against the hypervisor.
 pub fn sync() {
     // SAFETY: a barrier has no effect but ordering.

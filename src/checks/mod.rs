@@ -6,6 +6,7 @@
 pub mod block;
 pub mod fs;
 pub mod platform;
+pub mod services;
 
 use crate::bus;
 use crate::dev::{AnyDevice, Device};

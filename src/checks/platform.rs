@@ -41,6 +41,7 @@ pub fn run(
     );
     rtas(fw, inv, opts);
     hcalls(inv);
+    super::services::run(inv);
 }
 
 fn device_tree(s: &Summary, source: &str, inv: &Inventory) {

@@ -4,6 +4,14 @@
 pub const H_GET_TCE: u64 = 0x1C;
 /// Writes one TCE of a window.
 pub const H_PUT_TCE: u64 = 0x20;
+/// Sets SPRG0 (for a guest that cannot write it in its mode).
+pub const H_SET_SPRG0: u64 = 0x24;
+/// Zeroes or copies a 4 KiB page.
+pub const H_PAGE_INIT: u64 = 0x2C;
+/// Registers or deregisters a processor's VPA, SLB shadow or dispatch trace log.
+pub const H_REGISTER_VPA: u64 = 0xDC;
+/// A 64-bit random number from the platform (with an RNG device).
+pub const H_RANDOM: u64 = 0x300;
 /// Reads up to 16 bytes from a virtual terminal.
 pub const H_GET_TERM_CHAR: u64 = 0x54;
 /// Writes up to 16 bytes to a virtual terminal.
@@ -26,3 +34,19 @@ pub const H_ENABLE_CRQ: u64 = 0x2B0;
 pub const H_SET_MODE: u64 = 0x31C;
 /// QEMU's private hcall that runs an RTAS call (KVMPPC_H_RTAS); absent on PowerVM.
 pub const H_RTAS: u64 = 0xF000;
+
+/// H_REGISTER_VPA flags (the subfunction, bits 45..47): register the VPA.
+pub const VPA_REGISTER: u64 = 1 << 45;
+/// H_REGISTER_VPA flags: deregister the VPA.
+pub const VPA_DEREGISTER: u64 = 5 << 45;
+/// The smallest VPA the hypervisor accepts (its size is a big-endian u16 at byte 4).
+pub const VPA_MIN_SIZE: u16 = 640;
+/// The VPA byte whose bit [`VPA_SHARED_PROC`] the hypervisor sets on registration (the
+/// shared-processor indicator Linux reads in its lppaca).
+pub const VPA_SHARED_PROC_OFFSET: usize = 0x9;
+pub const VPA_SHARED_PROC: u8 = 0x02;
+
+/// H_PAGE_INIT flags: zero the destination page.
+pub const PAGE_INIT_ZERO: u64 = 1 << (63 - 48);
+/// H_PAGE_INIT flags: copy the source page into the destination.
+pub const PAGE_INIT_COPY: u64 = 1 << (63 - 49);
