@@ -358,3 +358,41 @@ fn the_menu_picks_by_number_and_edits_options() {
     assert_eq!(c.trim(), "console=hvc0 edited=yes", "{}", run.output);
     assert_eq!(run.exit_code(), Some(0), "{}", run.output);
 }
+
+/// The VIO server is killed and restarted in the middle of the kernel load: the read goes on
+/// in the new server session from where it stopped, the SHA-256 the entry pins still matches,
+/// and the kernel boots.
+#[test]
+fn a_server_restart_mid_kernel_load_is_survived() {
+    let dir = scratch("restart-load");
+    let share = dir.join("share");
+    let l = linux();
+    vioboot_harness::boot_share(&share, &l, &[("debian", good())], Some("timeout 0\n"))
+        .expect("share");
+    let socket = dir.join("v0.sock");
+    let share_arg = share.display().to_string();
+    let mut server = VioServer::start(
+        &vioboot_harness::vio_server_binary(&root()),
+        &socket,
+        &["--fs", &share_arg, "--tag", "boot"],
+        &dir.join("server.log"),
+    )
+    .expect("server");
+    let mut q =
+        Qemu::new(Boot::Bios, vioboot_harness::image_dir(&root())).append("vioboot.mode=boot");
+    q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU");
+    q.extra = vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010);
+    let mut restarts = 0;
+    let run = vioboot_harness::run_watch(&q, TIMEOUT, |line| {
+        if line.contains("# loading /vmlinux: 8 of") && restarts == 0 {
+            server.restart().expect("server restarts");
+            restarts += 1;
+        }
+    })
+    .expect("QEMU runs");
+    assert_eq!(restarts, 1, "{}", run.output);
+    assert_eq!(run.report().verdict, Some(true), "{}", run.output);
+    assert!(run.output.contains("sha256 verified"), "{}", run.output);
+    let cmdline = marker_cmdline(&run);
+    assert!(cmdline.contains("vioboot-test=yes"), "{cmdline}");
+}

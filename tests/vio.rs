@@ -220,6 +220,39 @@ fn a_stalled_server_is_waited_for_and_the_wait_is_shown() {
     );
 }
 
+/// The virtio-fs server is killed and restarted at moments spread over the share's checks
+/// (the 16 MiB file among them): each read goes on in the new session from where it stopped,
+/// and every check still passes.
+#[test]
+fn fs_reads_survive_server_restarts_at_any_moment() {
+    for (i, delay_ms) in [0u64, 60].into_iter().enumerate() {
+        let dir = scratch(&format!("fs-restart-{i}"));
+        let share = dir.join("share");
+        vioboot_harness::test_share(&share, 16).expect("share");
+        let (mut srv, dev) = fs_server(&dir, 0, &share, "share0");
+        let mut q = qemu(Boot::Bios);
+        q.extra = dev;
+        let mut restarts = 0;
+        let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
+            if l.contains("virtio@71000010 list:") && restarts == 0 {
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                srv.restart().expect("server restarts");
+                restarts += 1;
+            }
+        })
+        .expect("QEMU runs");
+        assert_eq!(restarts, 1, "{}", run.output);
+        assert_pass(&run);
+        assert!(
+            fs_lines(&run, "virtio@71000010 file")
+                .iter()
+                .any(|l| l.contains("/big.bin: 16777216 bytes, sha256 matches")),
+            "{}",
+            run.output
+        );
+    }
+}
+
 #[test]
 fn no_server_is_a_clear_failure() {
     let dir = scratch("noserver");

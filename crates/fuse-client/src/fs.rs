@@ -20,6 +20,8 @@ pub const MAX_COMPONENTS: usize = 256;
 pub const MAX_READ: u32 = 256 << 10;
 /// READs in flight for one file.
 pub const READS_IN_FLIGHT: usize = 8;
+/// Server restarts one streaming read survives.
+pub const RESUMES: usize = 8;
 /// Bytes asked for per READDIR.
 const READDIR_BYTES: u32 = 64 << 10;
 
@@ -484,28 +486,32 @@ impl<T: Transport> Fs<T> {
     }
 
     /// Reads `path` (or a range of it) and hands each piece to `sink` in order, without keeping
-    /// the file in memory. Returns the file's size and the bytes read.
+    /// the file in memory. Returns the file's size and the bytes read. When the server restarts
+    /// in the middle, the read goes on in the new session from the first byte the sink has not
+    /// had (at most [`RESUMES`] times).
     pub fn read_stream(
         &mut self,
         path: &str,
         range: Option<(u64, u64)>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> R<(u64, u64), T::Error> {
-        let before = self.t.restarts();
+        let (start, want) = range.unwrap_or((0, u64::MAX));
         let delivered = core::cell::Cell::new(0u64);
-        let once = |fs: &mut Self, sink: &mut dyn FnMut(&[u8])| {
-            let r = fs.read_inner(path, range, &mut |piece: &[u8]| {
+        let mut resumes = 0;
+        loop {
+            let before = self.t.restarts();
+            let done = delivered.get();
+            let rest = (start.saturating_add(done), want.saturating_sub(done));
+            let r = self.read_inner(path, Some(rest), &mut |piece: &[u8]| {
                 delivered.set(delivered.get() + piece.len() as u64);
                 sink(piece)
             });
-            let f = fs.forget_all();
-            let v = r?;
-            f.map(|_| v)
-        };
-        match once(self, sink) {
-            // A restart before any byte reached the sink: read again in the new session.
-            Err(_) if self.t.restarts() != before && delivered.get() == 0 => once(self, sink),
-            r => r,
+            let f = self.forget_all();
+            match r.and_then(|(size, _)| f.map(|_| size)) {
+                Ok(size) => return Ok((size, delivered.get())),
+                Err(_) if self.t.restarts() != before && resumes < RESUMES => resumes += 1,
+                Err(e) => return Err(e),
+            }
         }
     }
 

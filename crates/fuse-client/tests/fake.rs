@@ -41,6 +41,8 @@ struct Server {
     /// Bumped to simulate a server restart: the session is gone until FUSE_INIT.
     restarts: u64,
     initialized: bool,
+    /// Restart when this many READs have been served (a server killed mid-stream).
+    restart_at_read: Option<usize>,
 }
 
 impl Server {
@@ -56,6 +58,7 @@ impl Server {
             max_batch: 0,
             restarts: 0,
             initialized: false,
+            restart_at_read: None,
         };
         s.nodes.insert(1, Node::Dir(Vec::new()));
         s
@@ -249,6 +252,12 @@ impl Transport for Server {
                 );
                 *left -= n;
                 continue;
+            }
+            if h.opcode == 15 && self.restart_at_read == Some(self.reads) {
+                self.restart_at_read = None;
+                self.restarts += 1;
+                self.initialized = false;
+                self.lookups.clear();
             }
             let faulty = self.fault_opcode == 0 || self.fault_opcode == h.opcode;
             let fault = if faulty { self.fault } else { Fault::None };
@@ -497,4 +506,27 @@ fn a_restarted_server_gets_a_new_fuse_session() {
         .expect("re-initialized and read");
     assert_eq!(v.len(), 300 * 1024);
     assert!(fs.transport().lookups.values().all(|&n| n == 0));
+}
+
+#[test]
+fn a_read_cut_off_by_a_restart_resumes_where_it_stopped() {
+    let mut fs = mounted(tree(0));
+    let want: Vec<u8> = (0..(1 << 20) + 3).map(|i| (i % 13) as u8).collect();
+    // Restart after the first batch of READs (8 of 256 KiB would be the whole file: the file
+    // is 1 MiB + 3, so four READs, then one): between the two batches.
+    fs.transport().restart_at_read = Some(4);
+    let mut pieces = 0;
+    let v = fs
+        .read_file("/boot/initrd", &mut |_| pieces += 1)
+        .expect("resumed in the new session");
+    assert_eq!(v.len(), want.len());
+    assert!(v == want, "the resumed read delivered other bytes");
+    assert_eq!(fs.transport().restarts, 1);
+    // Every lookup of both sessions is forgotten.
+    assert!(fs.transport().lookups.values().all(|&n| n == 0));
+    // Mid-batch too: restart in the middle of the first batch of a big read.
+    let mut fs = mounted(tree(0));
+    fs.transport().restart_at_read = Some(2);
+    let v = fs.read_file("/boot/initrd", &mut |_| {}).expect("resumed");
+    assert!(v == want);
 }
