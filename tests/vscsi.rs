@@ -188,10 +188,12 @@ fn two_adapters_many_luns_under_slof() {
 fn vscsi_disk_without_firmware() {
     let dir = scratch("bios");
     vioboot_harness::pattern_disk(&dir.join("d.img"), 8).expect("disk");
+    vioboot_harness::pattern_disk(&dir.join("cd.iso"), 4).expect("CD image");
     let mut q = qemu(Boot::Bios);
     q.extra = [
         vioboot_harness::vscsi_adapter("s0", 0x7100_0020),
         vioboot_harness::scsi_disk("s0", "d", &dir.join("d.img"), at(0, 0, 1), "", false),
+        vioboot_harness::scsi_cd("s0", "cd", &dir.join("cd.iso"), at(0, 4, 0)),
     ]
     .concat();
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");

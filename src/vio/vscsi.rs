@@ -529,13 +529,13 @@ impl Session {
         self.credits = self.credits.saturating_add(rsp.req_lim_delta);
         match rsp.status {
             rsp::GOOD => {}
+            // CHECK CONDITION without sense data says no more than its status.
+            rsp::CHECK_CONDITION if rsp.sense.is_empty() => {
+                return Err(Failure::Status(rsp::CHECK_CONDITION))
+            }
             rsp::CHECK_CONDITION => {
                 return Err(match Sense::parse(rsp.sense) {
                     Ok(s) => Failure::CheckCondition(s),
-                    Err(e) if rsp.sense.is_empty() => {
-                        let _ = e;
-                        Failure::Status(rsp::CHECK_CONDITION)
-                    }
                     Err(e) => Failure::Malformed(e),
                 })
             }

@@ -793,6 +793,22 @@ pub fn scsi_disk(
     ]
 }
 
+/// QEMU arguments for a `scsi-cd` on adapter `adapter` at `at` whose medium is `file`.
+pub fn scsi_cd(adapter: &str, drive: &str, file: &Path, at: ScsiAddress) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,id={drive},format=raw,media=cdrom,readonly=on",
+            file.display()
+        ),
+        "-device".into(),
+        format!(
+            "scsi-cd,drive={drive},bus={adapter}.0,channel={},scsi-id={},lun={}",
+            at.channel, at.target, at.lun
+        ),
+    ]
+}
+
 /// QEMU arguments for an empty `scsi-cd` (no medium) on adapter `adapter` at `at`.
 pub fn scsi_cd_empty(adapter: &str, id: &str, at: ScsiAddress) -> Vec<String> {
     vec![
