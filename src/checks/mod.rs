@@ -1,7 +1,8 @@
 //! The smoke checks, one module per kind of thing checked: [`platform`] (tree, memory,
 //! console, RTAS, hcalls), [`block`] (any block device), [`fs`] (any file system). This
 //! module walks the buses' adapters and hands each device to its kind's checks, under a
-//! [`Scope`] named after the adapter.
+//! [`Scope`] named after the adapter, or after the adapter and the unit for an adapter with
+//! several (a v-scsi LUN: `v-scsi@71000020 0:1:0`); what the units share is shut down last.
 
 pub mod block;
 pub mod fs;
