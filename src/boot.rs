@@ -100,18 +100,32 @@ pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], re
 fn find_share(inv: &Inventory, opts: &Options) -> Option<Box<dyn FileSystem>> {
     let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
     for a in &bus::enumerate(inv).adapters {
+        if !a.may_offer_file_system() {
+            continue;
+        }
         let Ok(bound) = bus::bind(a, timeout_us) else {
             continue;
         };
-        match bound.device {
-            Ok(AnyDevice::FileSystem(fs)) if opts.fs_tag.is_none_or(|t| t == fs.label()) => {
-                return Some(fs)
+        let mut found = None;
+        for unit in bound.units {
+            match unit.device {
+                Ok(AnyDevice::FileSystem(fs))
+                    if found.is_none() && opts.fs_tag.is_none_or(|t| t == fs.label()) =>
+                {
+                    found = Some(fs)
+                }
+                Ok(mut other) => {
+                    let _ = other.device().shut_down();
+                }
+                Err(("fs", e)) => report::fail("boot share", &format!("{e}"), &[]),
+                Err(_) => {}
             }
-            Ok(mut other) => {
-                let _ = other.device().shut_down();
-            }
-            Err(("fs", e)) => report::fail("boot share", &format!("{e}"), &[]),
-            Err(_) => {}
+        }
+        if found.is_some() {
+            return found;
+        }
+        if let Some(mut shared) = bound.shared {
+            let _ = shared.shut_down();
         }
     }
     report::fail(

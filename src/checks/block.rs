@@ -111,7 +111,7 @@ pub fn run(s: &Scope, dev: &mut dyn BlockDevice, opts: &Options) {
     let last = (sectors - 128) / spb * spb;
     s.check("write", write_read_back(dev, last, 128));
     match dev.flush() {
-        Ok(()) => s.pass("flush", format_args!("VIRTIO_BLK_T_FLUSH completed")),
+        Ok(()) => s.pass("flush", format_args!("{} completed", dev.flush_command())),
         Err(e) => s.fail("flush", &e),
     }
     if opts.blk_verify_mib > 0 {

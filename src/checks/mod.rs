@@ -1,7 +1,8 @@
 //! The smoke checks, one module per kind of thing checked: [`platform`] (tree, memory,
 //! console, RTAS, hcalls), [`block`] (any block device), [`fs`] (any file system). This
 //! module walks the buses' adapters and hands each device to its kind's checks, under a
-//! [`Scope`] named after the adapter.
+//! [`Scope`] named after the adapter, or after the adapter and the unit for an adapter with
+//! several (a v-scsi LUN: `v-scsi@71000020 0:1:0`); what the units share is shut down last.
 
 pub mod block;
 pub mod fs;
@@ -15,17 +16,14 @@ use alloc::format;
 use vioboot_core::inventory::Inventory;
 use vioboot_core::options::Options;
 
-/// Opens every adapter, runs its device's checks and shuts it down again.
+/// Opens every adapter, runs each of its devices' checks and shuts it down again.
 pub fn devices(inv: &Inventory, opts: &Options) {
     let found = bus::enumerate(inv);
-    for u in &found.unusable {
-        report::fail("virtio-vio", &format!("{u}"), &[]);
+    for (kind, u) in &found.unusable {
+        report::fail(kind, &format!("{u}"), &[]);
     }
-    if found.adapters.is_empty() {
-        if found.unusable.is_empty() {
-            report::skip("virtio-vio", "no virtio-vio adapter under /vdevice");
-        }
-        return;
+    if !found.has_virtio_vio() {
+        report::skip("virtio-vio", "no virtio-vio adapter under /vdevice");
     }
     let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
     for a in &found.adapters {
@@ -39,29 +37,42 @@ pub fn devices(inv: &Inventory, opts: &Options) {
             }
         };
         s.pass("", format_args!("{}", bound.summary));
-        let mut dev = match bound.device {
-            Ok(d) => d,
-            Err((kind, e)) => {
-                s.fail(kind, &e);
-                continue;
-            }
-        };
         for (check, detail) in &bound.facts {
             s.pass(check, format_args!("{detail}"));
         }
-        match &mut dev {
-            AnyDevice::Block(b) => {
-                block::run(&s, b.as_mut(), opts);
-                unmapped(&s, b.as_device());
+        let owned = bound.shared.is_none();
+        for unit in bound.units {
+            let name = unit.name.unwrap_or_else(|| a.name().into());
+            let us = Scope::new(&name);
+            let mut dev = match unit.device {
+                Ok(d) => d,
+                Err((kind, e)) => {
+                    us.fail(kind, &e);
+                    continue;
+                }
+            };
+            match &mut dev {
+                AnyDevice::Block(b) => {
+                    block::run(&us, b.as_mut(), opts);
+                    unmapped(&us, b.as_device());
+                }
+                AnyDevice::FileSystem(f) => fs::run(&us, f.as_mut(), opts),
             }
-            AnyDevice::FileSystem(f) => fs::run(&s, f.as_mut(), opts),
+            let r = dev.device().shut_down();
+            match r {
+                Ok(()) if owned => us.pass(
+                    "shutdown",
+                    format_args!("device reset, CRQ freed, every TCE cleared"),
+                ),
+                Ok(()) => {}
+                Err(e) => us.fail("shutdown", &e),
+            }
         }
-        match dev.device().shut_down() {
-            Ok(()) => s.pass(
-                "shutdown",
-                format_args!("device reset, CRQ freed, every TCE cleared"),
-            ),
-            Err(e) => s.fail("shutdown", &e),
+        if let Some(mut shared) = bound.shared {
+            match shared.shut_down() {
+                Ok(()) => s.pass("shutdown", format_args!("CRQ freed, every TCE cleared")),
+                Err(e) => s.fail("shutdown", &e),
+            }
         }
     }
 }

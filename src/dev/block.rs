@@ -15,6 +15,10 @@ pub trait BlockDevice: Device {
     /// Writes whole blocks from `block`.
     fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Error>;
     fn flush(&mut self) -> Result<(), Error>;
+    /// What [`flush`](Self::flush) sends, for the report.
+    fn flush_command(&self) -> &'static str {
+        "VIRTIO_BLK_T_FLUSH"
+    }
     /// What the device says it is (a serial number).
     fn identity(&mut self) -> Result<String, Error>;
     fn as_device(&mut self) -> &mut dyn Device;

@@ -1,6 +1,6 @@
 //! Devices as the rest of vioboot sees them, whatever bus and transport is behind: a block
 //! device and a file system. The smoke checks and the loader are written against these traits
-//! only; a driver (`drivers`: virtio-vio now; v-scsi, virtio-pci later) implements them.
+//! only; a driver (`drivers`: virtio-vio and v-scsi now; virtio-pci later) implements them.
 
 pub mod block;
 pub mod fs;
@@ -10,6 +10,7 @@ pub mod memfs;
 pub use block::BlockDevice;
 pub use fs::FileSystem;
 
+use crate::vio::vscsi::VscsiError;
 use crate::virtio::VioError;
 use alloc::boxed::Box;
 use core::fmt;
@@ -18,12 +19,15 @@ use core::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceError {
     Vio(VioError),
+    /// A v-scsi adapter or LUN: the transport, the SRP exchange or the SCSI command.
+    Vscsi(VscsiError),
 }
 
 impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceError::Vio(e) => e.fmt(f),
+            DeviceError::Vscsi(e) => e.fmt(f),
         }
     }
 }
@@ -31,6 +35,12 @@ impl fmt::Display for DeviceError {
 impl From<VioError> for DeviceError {
     fn from(e: VioError) -> Self {
         DeviceError::Vio(e)
+    }
+}
+
+impl From<VscsiError> for DeviceError {
+    fn from(e: VscsiError) -> Self {
+        DeviceError::Vscsi(e)
     }
 }
 

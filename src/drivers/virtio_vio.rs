@@ -3,7 +3,7 @@
 
 use super::virtio_blk::VirtioBlk;
 use super::virtio_fs::{Share, VirtioFs};
-use super::Bound;
+use super::{Bound, Unit};
 use crate::dev::{AnyDevice, TransportStats};
 use crate::time;
 use crate::vio::{tce, Adapter};
@@ -48,7 +48,8 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, VioError> {
     Ok(Bound {
         summary,
         facts,
-        device,
+        units: alloc::vec![Unit { name: None, device }],
+        shared: None,
     })
 }
 

@@ -1,12 +1,14 @@
-//! The VIO bus: virtio-vio adapters, their TCE windows and CRQs.
+//! The VIO bus: virtio-vio and v-scsi adapters, their TCE windows and CRQs.
 //!
-//! [`discover`] finds adapters in the inventory; [`tce::TceWindow`] maps guest memory into each
+//! [`discover`] finds adapters of one kind in the inventory; [`tce::TceWindow`] maps guest memory into each
 //! adapter's DMA window; [`crq::Crq`] is the PAPR Command/Response Queue with its handshake and
-//! recovery; [`link::Link`] carries virtio-vio requests and responses over it.
+//! recovery; [`link::Link`] carries virtio-vio requests and responses over it, and
+//! [`vscsi::Session`] a v-scsi adapter's SRP exchanges.
 
 pub mod crq;
 pub mod link;
 pub mod tce;
+pub mod vscsi;
 mod wait;
 
 pub use wait::Patience;
@@ -18,8 +20,10 @@ use vioboot_core::inventory::{DmaWindow, Inventory};
 
 /// `compatible` of a virtio-vio adapter.
 pub const COMPATIBLE: &str = "IBM,virtio-vio";
+/// `compatible` of a v-scsi adapter (PAPR virtual SCSI: SRP over a CRQ).
+pub const VSCSI_COMPATIBLE: &str = "IBM,v-scsi";
 
-/// A virtio-vio adapter from the device tree.
+/// A VIO adapter from the device tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adapter {
     /// Node name, e.g. `virtio@71000010`.
@@ -45,12 +49,13 @@ impl fmt::Display for Unusable {
 /// Smallest window vioboot works with: a CRQ page, rings and a few buffers.
 pub const MIN_WINDOW: u64 = 1 << 20;
 
-/// The virtio-vio adapters under `/vdevice`, and the ones that cannot be used.
-pub fn discover(inv: &Inventory) -> (Vec<Adapter>, Vec<Unusable>) {
+/// The adapters under `/vdevice` compatible with `compatible` ([`COMPATIBLE`],
+/// [`VSCSI_COMPATIBLE`]), and the ones that cannot be used.
+pub fn discover(inv: &Inventory, compatible: &str) -> (Vec<Adapter>, Vec<Unusable>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for d in inv.vdevices.as_deref().unwrap_or_default() {
-        if !d.is_compatible(COMPATIBLE) {
+        if !d.is_compatible(compatible) {
             continue;
         }
         let why = match d.dma {

@@ -756,3 +756,92 @@ mod tests {
         );
     }
 }
+
+/// QEMU arguments for a v-scsi adapter `id` (QEMU's spapr-vscsi) at `unit`. Its low byte picks
+/// the interrupt: keep it apart from other VIO devices' (vty 0x00, nvram 0x01, l-lan 0x02, the
+/// default v-scsi 0x03, virtio-vio 0x10..).
+pub fn vscsi_adapter(id: &str, unit: u32) -> Vec<String> {
+    vec![
+        "-device".into(),
+        format!("spapr-vscsi,id={id},reg={unit:#x}"),
+    ]
+}
+
+/// Where a SCSI device sits on a v-scsi adapter's bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScsiAddress {
+    pub channel: u32,
+    pub target: u32,
+    pub lun: u32,
+}
+
+/// QEMU arguments for a `scsi-hd` backed by the raw `file` on adapter `adapter` at `at`;
+/// `props` are further device properties (`serial=..`, `logical_block_size=4096,..`), and
+/// `read_only` opens the drive read-only.
+pub fn scsi_disk(
+    adapter: &str,
+    drive: &str,
+    file: &Path,
+    at: ScsiAddress,
+    props: &str,
+    read_only: bool,
+) -> Vec<String> {
+    let mut dev = format!(
+        "scsi-hd,drive={drive},bus={adapter}.0,channel={},scsi-id={},lun={}",
+        at.channel, at.target, at.lun
+    );
+    if !props.is_empty() {
+        dev.push(',');
+        dev.push_str(props);
+    }
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,id={drive},format=raw{}",
+            file.display(),
+            if read_only { ",readonly=on" } else { "" }
+        ),
+        "-device".into(),
+        dev,
+    ]
+}
+
+/// QEMU arguments for a `scsi-cd` on adapter `adapter` at `at` whose medium is `file`.
+pub fn scsi_cd(adapter: &str, drive: &str, file: &Path, at: ScsiAddress) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,id={drive},format=raw,media=cdrom,readonly=on",
+            file.display()
+        ),
+        "-device".into(),
+        format!(
+            "scsi-cd,drive={drive},bus={adapter}.0,channel={},scsi-id={},lun={}",
+            at.channel, at.target, at.lun
+        ),
+    ]
+}
+
+/// QEMU arguments for an empty `scsi-cd` (no medium) on adapter `adapter` at `at`.
+pub fn scsi_cd_empty(adapter: &str, id: &str, at: ScsiAddress) -> Vec<String> {
+    vec![
+        "-device".into(),
+        format!(
+            "scsi-cd,id={id},bus={adapter}.0,channel={},scsi-id={},lun={}",
+            at.channel, at.target, at.lun
+        ),
+    ]
+}
+
+/// A sparse raw disk of `bytes` whose first 64 sectors hold the test pattern (what vioboot's
+/// block checks look for before they write anything), the rest a hole.
+pub fn sparse_pattern_disk(path: &Path, bytes: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    let mut sector = [0u8; vioboot_core::pattern::SECTOR];
+    for lba in 0..64 {
+        vioboot_core::pattern::fill(0, lba, &mut sector);
+        f.write_all(&sector)?;
+    }
+    f.set_len(bytes)
+}
