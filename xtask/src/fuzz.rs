@@ -16,6 +16,7 @@ pub const TARGETS: &[&str] = &[
     "checklist",
     "virtio_vio",
     "fuse",
+    "srp",
 ];
 
 /// Every target's name.
