@@ -12,18 +12,35 @@ pub use fs::FileSystem;
 
 use crate::virtio::VioError;
 use alloc::boxed::Box;
+use alloc::string::String;
 use core::fmt;
 
 /// What a device failed with: its transport's own error, as it gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceError {
     Vio(VioError),
+    /// A request outside a device's blocks (a partition refusing to reach past its end).
+    OutOfRange {
+        device: String,
+        block: u64,
+        blocks: u64,
+        capacity: u64,
+    },
 }
 
 impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceError::Vio(e) => e.fmt(f),
+            DeviceError::OutOfRange {
+                device,
+                block,
+                blocks,
+                capacity,
+            } => write!(
+                f,
+                "{device}: {blocks} blocks at block {block} outside its {capacity} blocks"
+            ),
         }
     }
 }

@@ -286,6 +286,10 @@ fn parse_number(s: &str) -> Option<u64> {
 
 fn test() -> Result {
     ensure_tools()?;
+    ensure_apt(
+        &["e2fsprogs", "gdisk", "fdisk"],
+        "the disk boot tests (tests/disk.rs)",
+    )?;
     status(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--check"]),
