@@ -258,3 +258,183 @@ impl FileSystem for Ext4Fs {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! An ext4 image made by Debian's `mkfs.ext4 -d` from a directory built here, read through
+    //! a block device in memory.
+    extern crate std;
+    use super::*;
+    use crate::dev::fs::FileSystem;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    /// A disk in memory; `fail_from` makes reads at or past that block fail.
+    struct MemBlock {
+        bytes: Vec<u8>,
+        fail_from: Option<u64>,
+    }
+
+    impl Device for MemBlock {
+        fn name(&self) -> &str {
+            "mem"
+        }
+        fn pages_left_mapped(&self) -> usize {
+            0
+        }
+        fn stats(&self) -> TransportStats {
+            TransportStats::default()
+        }
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+    }
+
+    impl BlockDevice for MemBlock {
+        fn block_size(&self) -> usize {
+            512
+        }
+        fn capacity(&self) -> u64 {
+            self.bytes.len() as u64 / 512
+        }
+        fn read_only(&self) -> bool {
+            true
+        }
+        fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
+            let end = block + buf.len() as u64 / 512;
+            if self.fail_from.is_some_and(|f| end > f) || end > self.capacity() {
+                return Err(DeviceError::OutOfRange {
+                    device: "mem".into(),
+                    block,
+                    blocks: buf.len() as u64 / 512,
+                    capacity: self.capacity(),
+                });
+            }
+            let s = block as usize * 512;
+            buf.copy_from_slice(&self.bytes[s..s + buf.len()]);
+            Ok(())
+        }
+        fn write(&mut self, _: u64, _: &[u8]) -> Result<(), DeviceError> {
+            unreachable!("never written")
+        }
+        fn flush(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn identity(&mut self) -> Result<String, DeviceError> {
+            Ok("mem".into())
+        }
+        fn as_device(&mut self) -> &mut dyn Device {
+            self
+        }
+    }
+
+    /// An 8 MiB ext4 image with `block` bytes per block.
+    fn image(block: u32) -> Vec<u8> {
+        static N: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vioboot-ext4-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let src: PathBuf = dir.join("src");
+        std::fs::create_dir_all(src.join("boot/loader/entries")).unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(src.join("boot/big"), &big).unwrap();
+        std::fs::write(src.join("boot/loader/entries/a.conf"), "title A\n").unwrap();
+        std::os::unix::fs::symlink("loop2", src.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", src.join("loop2")).unwrap();
+        std::os::unix::fs::symlink("boot/big", src.join("link")).unwrap();
+        let img = dir.join("fs.img");
+        let out = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "tiny", "-b", &block.to_string(), "-d"])
+            .arg(&src)
+            .arg(&img)
+            .arg("8M")
+            .output()
+            .expect("mkfs.ext4 (Debian's e2fsprogs; `cargo xtask test` installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&img).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        bytes
+    }
+
+    fn open(bytes: Vec<u8>, fail_from: Option<u64>) -> Ext4Fs {
+        let sb = disk::probe::ext_super(&bytes[..4096]).expect("an ext superblock");
+        Ext4Fs::new(Box::new(MemBlock { bytes, fail_from }), sb)
+    }
+
+    fn errno_of(r: Result<impl core::fmt::Debug, FsError>) -> i32 {
+        r.unwrap_err().errno().expect("an errno")
+    }
+
+    #[test]
+    fn reads_files_directories_and_names_errors() {
+        for block in [1024, 4096] {
+            let mut fs = open(image(block), None);
+            let said = fs.mount().unwrap();
+            assert!(
+                said.contains("\"tiny\"") && said.contains(&format!("of {block} bytes")),
+                "{said}"
+            );
+            assert_eq!(fs.label(), "tiny");
+            let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+            assert_eq!(fs.read_file("/boot/big").unwrap(), big);
+            assert_eq!(fs.read_file("/link").unwrap(), big, "a symlink is followed");
+            assert_eq!(fs.stat("/boot/big").unwrap().size, 3_000_000);
+            assert_eq!(fs.stat("/boot").unwrap().mode & 0o170000, 0o040000);
+            let mut part = Vec::new();
+            let (size, n) = fs
+                .read_stream("/boot/big", Some((1_000_001, 70_000)), &mut |p| {
+                    part.extend_from_slice(p)
+                })
+                .unwrap();
+            assert_eq!((size, n), (3_000_000, 70_000));
+            assert_eq!(part, big[1_000_001..1_070_001]);
+            let names: Vec<String> = fs
+                .list_dir("/boot/loader/entries")
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert_eq!(names, ["a.conf"]);
+            assert_eq!(crate::loader::entries::locate(&mut fs), Some("/boot"));
+            assert_eq!(errno_of(fs.stat("/missing")), errno::ENOENT);
+            assert_eq!(errno_of(fs.read_file("/boot/big/x")), errno::ENOTDIR);
+            assert_eq!(errno_of(fs.read_file("/loop1")), errno::ELOOP);
+            assert_eq!(errno_of(fs.read_file("/boot")), errno::EISDIR);
+            assert_eq!(errno_of(fs.read_file("relative")), errno::EINVAL);
+            let e = fs.stat("/missing").unwrap_err();
+            assert_eq!(e.path, "/missing");
+            let t = fs.totals().unwrap();
+            assert_eq!(
+                (t.block_size, t.blocks),
+                (block, (8 << 20) / u64::from(block))
+            );
+            fs.unmount().unwrap();
+            assert_eq!(fs.stat("/boot").unwrap_err().kind, FsErrorKind::NotMounted);
+        }
+    }
+
+    #[test]
+    fn corruption_is_eio_and_a_device_error_is_the_devices() {
+        // The superblock's label changed behind its checksum.
+        let mut bytes = image(4096);
+        bytes[1024 + 0x78] ^= 0x20;
+        let mut fs = open(bytes, None);
+        assert_eq!(errno_of(fs.mount()), errno::EIO);
+        // A device that fails past the first MiB: the file's data cannot be read.
+        let mut fs = open(image(4096), Some(2048));
+        fs.mount().unwrap();
+        let e = fs.read_file("/boot/big").unwrap_err();
+        assert!(
+            matches!(
+                e.kind,
+                FsErrorKind::Transport(DeviceError::OutOfRange { .. })
+            ),
+            "{e}"
+        );
+        assert_eq!(e.path, "/boot/big");
+    }
+}
