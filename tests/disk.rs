@@ -6,6 +6,8 @@
 //! - `gpt.img`: GPT with a PReP boot partition (1), an ext4 XBOOTLDR partition "boot" holding
 //!   `/loader/entries` (2), and an ext4 root "root" holding `/boot/loader/entries` (3);
 //! - `gpt-bad-primary.img`: the same with the primary header's CRC broken;
+//! - `gpt4k.img`: GPT in 4096-byte sectors (`fdisk -b 4096`), PReP and the ext4 /boot, served
+//!   with `--block-size 4096`;
 //! - `mbr.img`: MBR with PReP (type 0x41) and an ext4 partition whose default entry names a
 //!   kernel that is not there.
 
@@ -79,6 +81,7 @@ fn entry(title: &str, linux: &str, initrd: &str, options: &str) -> String {
 struct Images {
     gpt: PathBuf,
     gpt_bad: PathBuf,
+    gpt4k: PathBuf,
     mbr: PathBuf,
 }
 
@@ -157,6 +160,35 @@ fn build() -> Images {
         f.write_all(&[b[0] ^ 0xff]).expect("write");
     }
 
+    // GPT in 4096-byte sectors: PReP at 1 MiB, the /boot file system after it. sfdisk and
+    // sgdisk take the sector size from the device; fdisk -b sets it for an image file.
+    let gpt4k = dir().join("gpt4k.img");
+    let (q1, q2) = (256u64, 512u64);
+    let qfs = FS_MIB * 256;
+    let f = std::fs::File::create(&gpt4k).expect("image");
+    f.set_len((q2 + qfs + 256) * 4096).expect("size");
+    drop(f);
+    let script = format!(
+        "g\nn\n1\n{q1}\n{}\nt\n9E1A2D38-C612-4316-AA26-8B49521E5A8B\n\
+         n\n2\n{q2}\n{}\nt\n2\nBC13C2FF-59E6-4262-A352-B275FD6F7172\n\
+         x\nn\n1\nPReP\nn\n2\nboot\nr\nw\n",
+        q2 - 1,
+        q2 + qfs - 1
+    );
+    let mut child = Command::new("fdisk")
+        .args(["-b", "4096"])
+        .arg(&gpt4k)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("fdisk");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).expect("script");
+    assert!(
+        child.wait().expect("fdisk").success(),
+        "fdisk -b 4096 failed"
+    );
+    mkfs(&gpt4k, q2 * 4096, "boot", BOOT_UUID, &boot);
+
     // MBR: PReP (0x41), Linux (0x83) whose default entry names a missing kernel.
     let mbr = dir().join("mbr.img");
     let f = std::fs::File::create(&mbr).expect("image");
@@ -190,7 +222,12 @@ fn build() -> Images {
         ],
     );
     mkfs(&mbr, p2 * SECTOR, "mbrboot", BOOT_UUID, &mbrfs);
-    Images { gpt, gpt_bad, mbr }
+    Images {
+        gpt,
+        gpt_bad,
+        gpt4k,
+        mbr,
+    }
 }
 
 fn images() -> &'static Images {
@@ -200,15 +237,28 @@ fn images() -> &'static Images {
 
 /// Boots vioboot with `img` as a read-only virtio-vio disk at 0x71000010.
 fn run(name: &str, boot: Boot, img: &Path, append: &str) -> (Run, String) {
+    run_with(name, boot, img, append, &[])
+}
+
+/// As `run`, with more arguments for the VIO server.
+fn run_with(
+    name: &str,
+    boot: Boot,
+    img: &Path,
+    append: &str,
+    server_args: &[&str],
+) -> (Run, String) {
     let d = dir().join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("dir");
     let socket = d.join("v0.sock");
     let img_arg = img.display().to_string();
+    let mut args = vec!["--blk", &img_arg, "--read-only", "--serial", "disk0"];
+    args.extend_from_slice(server_args);
     let server = VioServer::start(
         &vioboot_harness::vio_server_binary(&root()),
         &socket,
-        &["--blk", &img_arg, "--read-only", "--serial", "disk0"],
+        &args,
         &d.join("server.log"),
     )
     .expect("server");
@@ -309,6 +359,26 @@ fn root_file_system_chosen_by_source_without_firmware() {
         Boot::Bios,
         &images().gpt,
         "vioboot.mode=boot vioboot.source=uuid=0D4C5B6A-0000-4000-8000-00000000B002",
+    );
+    assert!(cmdline(&run).contains("from=boot"), "{}", run.output);
+}
+
+#[test]
+fn gpt_with_4096_byte_sectors() {
+    let (run, log) = run_with(
+        "gpt4k",
+        Boot::Bios,
+        &images().gpt4k,
+        "vioboot.mode=boot",
+        &["--block-size", "4096"],
+    );
+    assert_eq!(run.report().verdict, Some(true), "{}\n{log}", run.output);
+    let (_, disk) = line(&run, "boot disk");
+    assert!(
+        disk.contains("blocks of 4096 bytes), 2 partitions")
+            && disk.contains("1: 1 MiB PReP boot")
+            && disk.contains("2: 52 MiB Linux /boot (XBOOTLDR), ext4 \"boot\""),
+        "{disk}"
     );
     assert!(cmdline(&run).contains("from=boot"), "{}", run.output);
 }
