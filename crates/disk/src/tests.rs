@@ -471,3 +471,51 @@ fn mbr_hostile() {
         Err(TableError::Mbr(MbrError::TooManyLogical))
     );
 }
+
+/// A small deterministic generator (xorshift), so the test needs no crate.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_damage_never_panics_or_reads_off_the_disk() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for bs in [512usize, 4096] {
+        let blocks = (8 << 20) / bs as u64;
+        let gpt = three(bs, blocks);
+        let mbr = mbr_disk(bs);
+        for round in 0..400 {
+            let base = if round % 2 == 0 { &gpt } else { &mbr };
+            let mut d = MemDisk {
+                bs,
+                bytes: base.bytes.clone(),
+                touched: Vec::new(),
+            };
+            // Damage a few bytes where the tables live: block 0, the primary header and array,
+            // the EBRs, the backup.
+            let n = crate::Disk::blocks(&d);
+            for _ in 0..1 + rng.next() % 8 {
+                let areas = [0, 1, 2, 2048, 3072, n - 1, n - 33];
+                let lba = areas[(rng.next() % areas.len() as u64) as usize];
+                let at = (rng.next() % bs as u64) as usize;
+                let v = rng.next() as u8;
+                d.block_mut(lba.min(n - 1))[at] = v;
+            }
+            // The result does not matter; not panicking, and staying on the disk, does.
+            let r = read_table(&mut d);
+            if let Ok(t) = r {
+                for p in &t.partitions {
+                    assert!(p.first_lba + p.blocks <= n, "{p:?}");
+                }
+            }
+            let total: u64 = d.touched.iter().map(|&(_, n)| n).sum();
+            assert!(total <= 1024, "round {round}: {total} blocks read");
+        }
+    }
+}
