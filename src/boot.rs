@@ -97,10 +97,68 @@ struct Unreadable {
 /// Boots a kernel. Returns only when none could be booted (the report says why).
 pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], regions: &Regions) {
     let (mut cands, unreadable) = candidates(inv, opts);
-    let Some((i, root)) = choose(&mut cands, &unreadable, opts) else {
+    let Some((mut i, mut root)) = choose(&mut cands, &unreadable, opts) else {
         quiesce(&mut cands);
         return;
     };
+    let mut first = true;
+    loop {
+        // Returns only if no entry of this source could be booted.
+        if let Outcome::Stop = from_source(fw, inv, opts, tree, regions, &mut cands, i, root, first)
+        {
+            return;
+        }
+        first = false;
+        // Unless a source was asked for, the next one holding entries.
+        let explicit = opts.source.is_some() || opts.fs_tag.is_some() || opts.boot.is_some();
+        let next = (!explicit).then(|| next_source(&mut cands, i)).flatten();
+        let Some((j, r)) = next else { break };
+        log::info!(
+            "boot: nothing on {} could be booted; trying {}",
+            cands[i].fs.name(),
+            cands[j].fs.name()
+        );
+        (i, root) = (j, r);
+    }
+    report::fail("boot", "no boot entry could be loaded", &[]);
+    quiesce(&mut cands);
+}
+
+/// The first candidate after `after` that mounts and holds entries.
+fn next_source(cands: &mut [Candidate], after: usize) -> Option<(usize, &'static str)> {
+    for (j, c) in cands.iter_mut().enumerate().skip(after + 1) {
+        if !c.mount() {
+            continue;
+        }
+        if let Some(root) = entries::locate(c.fs.as_mut()) {
+            return Some((j, root));
+        }
+    }
+    None
+}
+
+/// Why `from_source` returned.
+enum Outcome {
+    /// No entry of the source could be loaded: another source may be tried.
+    Exhausted,
+    /// The devices are quiesced (a handoff failed): nothing more can be tried.
+    Stop,
+}
+
+/// Reads the entries of candidate `i` (its `loader/` under `root`), shows the menu (on the
+/// first source only) and loads entries until one boots; returns if none could be booted.
+#[allow(clippy::too_many_arguments)] // one call site; the boot's whole state, passed down
+fn from_source(
+    fw: &dyn Firmware,
+    inv: &Inventory,
+    opts: &Options,
+    tree: &[u8],
+    regions: &Regions,
+    cands: &mut [Candidate],
+    i: usize,
+    root: &'static str,
+    first: bool,
+) -> Outcome {
     let c = &mut cands[i];
     let name = String::from(c.fs.name());
     let root_text = if root.is_empty() { "/" } else { root };
@@ -144,29 +202,32 @@ pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], re
             ),
             &[],
         );
-        quiesce(&mut cands);
-        return;
+        return Outcome::Exhausted;
     }
     report::pass(
         "boot entries",
         format_args!("{} entries, default {}", list.len(), list[found.default].id),
     );
     let vty = inv.console_vty().map(|v| UnitAddress(v.unit));
-    let timeout = opts.timeout.or(found.timeout).unwrap_or(0);
+    let timeout = if first {
+        opts.timeout.or(found.timeout).unwrap_or(0)
+    } else {
+        0
+    };
     let (chosen, edited) = menu::menu(&list, found.default, timeout, vty, &from);
     if let Some(o) = edited {
         log::info!("boot: options of {} edited to \"{o}\"", list[chosen].id);
         list[chosen].options = o;
     }
     let mut handoff = fw.handoff(tree, inv, regions);
-    let order = core::iter::once(chosen).chain((0..list.len()).filter(|&i| i != chosen));
+    let order = core::iter::once(chosen).chain((0..list.len()).filter(|&k| k != chosen));
     for k in order {
         let e = &list[k];
         handoff.rewind();
         match load::load(cands[i].fs.as_mut(), e, handoff.as_mut()) {
             Ok(loaded) => {
                 report_load(e.display_title(), e.sha256.is_some(), &loaded);
-                quiesce(&mut cands);
+                quiesce(cands);
                 match handoff.prepare(&loaded) {
                     Ok(jump) => {
                         report::pass("boot handoff", format_args!("{}", jump.summary));
@@ -177,7 +238,8 @@ pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], re
                     }
                     Err(err) => report::fail("boot handoff", &format!("{err}"), &[]),
                 }
-                return;
+                // The devices are quiesced: nothing more can be read.
+                return Outcome::Stop;
             }
             Err(err) => report::fail(
                 &format!("boot entry {}", e.id),
@@ -186,8 +248,7 @@ pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], re
             ),
         }
     }
-    report::fail("boot", "no boot entry could be loaded", &[]);
-    quiesce(&mut cands);
+    Outcome::Exhausted
 }
 
 /// Opens every adapter: each share is a candidate (unless `vioboot.fs-tag` names another), each

@@ -8,8 +8,8 @@
 //! - `gpt-bad-primary.img`: the same with the primary header's CRC broken;
 //! - `gpt4k.img`: GPT in 4096-byte sectors (`fdisk -b 4096`), PReP and the ext4 /boot, served
 //!   with `--block-size 4096`;
-//! - `mbr.img`: MBR with PReP (type 0x41) and an ext4 partition whose default entry names a
-//!   kernel that is not there.
+//! - `mbr.img`: MBR with PReP (type 0x41), an ext4 partition whose only entry names a kernel
+//!   that is not there, and in an extended partition a logical ext4 root (5) that boots.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -189,14 +189,21 @@ fn build() -> Images {
     );
     mkfs(&gpt4k, q2 * 4096, "boot", BOOT_UUID, &boot);
 
-    // MBR: PReP (0x41), Linux (0x83) whose default entry names a missing kernel.
+    // MBR: PReP (0x41), Linux (0x83) whose one entry names a missing kernel, and an extended
+    // partition holding a logical Linux root (5) with /boot/loader/entries.
     let mbr = dir().join("mbr.img");
     let f = std::fs::File::create(&mbr).expect("image");
-    f.set_len((p3 + mib) * SECTOR).expect("size");
+    f.set_len((p3 + fs + 3 * mib) * SECTOR).expect("size");
     drop(f);
     let script = format!(
-        "label: dos\nlabel-id: 0x5eed0001\nstart={p1}, size={}, type=41\nstart={p2}, size={fs}, type=83\n",
-        p2 - p1
+        "label: dos\nlabel-id: 0x5eed0001\n\
+         start={p1}, size={}, type=41\n\
+         start={p2}, size={fs}, type=83\n\
+         start={p3}, size={}, type=5\n\
+         start={}, size={fs}, type=83\n",
+        p2 - p1,
+        fs + 2 * mib,
+        p3 + mib,
     );
     let mut c = Command::new("sfdisk");
     c.arg("-q").arg(&mbr).stdin(std::process::Stdio::piped());
@@ -210,18 +217,27 @@ fn build() -> Images {
         "mbr-fs",
         "loader",
         "",
-        &[
-            (
-                "a-gone",
-                entry("Missing kernel", "/vmlinux-gone", "/initrd.img", "") + "sort-key a\n",
-            ),
-            (
-                "b-debian",
-                entry("Debian (MBR)", "/vmlinux", "/initrd.img", "from=mbr") + "sort-key b\n",
-            ),
-        ],
+        &[(
+            "a-gone",
+            entry("Missing kernel", "/vmlinux-gone", "/initrd.img", ""),
+        )],
     );
     mkfs(&mbr, p2 * SECTOR, "mbrboot", BOOT_UUID, &mbrfs);
+    let mbrroot = content(
+        "mbr-root",
+        "boot/loader",
+        "boot",
+        &[(
+            "debian",
+            entry(
+                "Debian (MBR root)",
+                "/boot/vmlinux",
+                "/boot/initrd.img",
+                "from=mbr",
+            ),
+        )],
+    );
+    mkfs(&mbr, (p3 + mib) * SECTOR, "mbrroot", ROOT_FS_UUID, &mbrroot);
     Images {
         gpt,
         gpt_bad,
@@ -402,19 +418,36 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
 }
 
 #[test]
-fn mbr_disk_and_a_missing_kernel() {
+fn mbr_disk_a_missing_kernel_and_the_next_source() {
     let (run, log) = run("mbr", Boot::Bios, &images().mbr, "vioboot.mode=boot");
     let (ok, disk) = line(&run, "boot disk");
     assert!(ok, "{disk}");
-    assert!(
-        disk.contains("MBR (")
-            && disk.contains("1: 1 MiB PReP boot")
-            && disk.contains("2: 52 MiB Linux, ext4 \"mbrboot\""),
-        "{disk}"
-    );
+    for part in [
+        "MBR (",
+        "3 partitions",
+        "1: 1 MiB PReP boot",
+        "2: 52 MiB Linux, ext4 \"mbrboot\"",
+        "5: 52 MiB Linux, ext4 \"mbrroot\"",
+    ] {
+        assert!(disk.contains(part), "{part:?} in {disk}");
+    }
     let (ok, gone) = line(&run, "boot entry a-gone");
     assert!(!ok && gone.contains("/vmlinux-gone: ENOENT"), "{gone}");
+    // Nothing on partition 2 boots: the next source with entries, the logical partition.
+    let sources: Vec<String> = run
+        .report()
+        .lines
+        .iter()
+        .filter(|l| l.description.starts_with("boot source:"))
+        .map(|l| l.description.clone())
+        .collect();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert!(
+        sources[1].contains("virtio@71000010:5: ext4 \"mbrroot\""),
+        "{sources:?}"
+    );
     assert!(cmdline(&run).contains("from=mbr"), "{}\n{log}", run.output);
+    assert_eq!(run.report().verdict, Some(false), "a fallback says FAIL");
 }
 
 #[test]
