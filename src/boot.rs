@@ -1,42 +1,201 @@
-//! `vioboot.mode=boot`: boot entries from a file system (the first virtio-fs share, or the one
-//! `vioboot.fs-tag` names), the menu, the chosen kernel loaded (the next entry on failure),
-//! every device quiesced, and the handoff. Each step is a report line; the pieces live in
-//! `loader/` and report nothing themselves.
+//! `vioboot.mode=boot`: boot entries from a file system, the menu, the chosen kernel loaded (the
+//! next entry on failure), every device quiesced, and the handoff. Each step is a report line;
+//! the pieces live in `loader/` and report nothing themselves.
+//!
+//! Every file system vioboot can read is a candidate source: each virtio-fs share, and each
+//! ext2/3/4 partition of each disk (`volume`). `vioboot.source` picks one (a share's tag, a
+//! disk and partition number, `label=`, `uuid=`), `vioboot.fs-tag` a share by its tag; by
+//! default the first, in adapter order, that holds `/loader/entries` or `/boot/loader/entries`.
 
 use crate::bus;
-use crate::dev::{AnyDevice, FileSystem};
+use crate::dev::{AnyDevice, Device, FileSystem};
 use crate::error::Error;
 use crate::firmware::{Firmware, Regions};
 use crate::hcall::UnitAddress;
 use crate::loader::{entries, load, menu, Loaded};
+use crate::volume::{self, ext4::Ext4Fs, partition::Partition};
 use crate::{cprintln, report};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use disk::probe::FsKind;
 use vioboot_core::inventory::Inventory;
-use vioboot_core::options::Options;
+use vioboot_core::options::{Options, Source};
+
+/// Where a candidate file system lives.
+enum Place {
+    Share,
+    Partition {
+        disk: String,
+        number: u32,
+        /// GPT partition name, partition UUID, file system UUID.
+        name: String,
+        part_uuid: String,
+        fs_uuid: String,
+    },
+}
+
+/// A file system boot entries may come from.
+struct Candidate {
+    fs: Box<dyn FileSystem>,
+    place: Place,
+    /// What mounting it said, once mounted.
+    mounted: Option<String>,
+}
+
+impl Candidate {
+    fn matches(&self, s: &Source) -> bool {
+        let label = self.fs.label();
+        match (&self.place, *s) {
+            (Place::Share, Source::Tag(t)) => label == t,
+            (Place::Partition { disk, number, .. }, Source::Partition { disk: d, number: n }) => {
+                disk == d && *number == n
+            }
+            (Place::Partition { name, .. }, Source::Label(l)) => label == l || name == l,
+            (
+                Place::Partition {
+                    part_uuid, fs_uuid, ..
+                },
+                Source::Uuid(u),
+            ) => part_uuid.eq_ignore_ascii_case(u) || fs_uuid.eq_ignore_ascii_case(u),
+            _ => false,
+        }
+    }
+
+    /// Mounts it once; reports a failure under `boot share` (a share) or `boot source`.
+    fn mount(&mut self) -> bool {
+        if self.mounted.is_some() {
+            return true;
+        }
+        match self.fs.mount() {
+            Ok(m) => {
+                self.mounted = Some(m);
+                true
+            }
+            Err(e) => {
+                let line = match self.place {
+                    Place::Share => "boot share",
+                    Place::Partition { .. } => "boot source",
+                };
+                report::fail(line, &format!("{}: {e}", self.fs.name()), &[]);
+                false
+            }
+        }
+    }
+}
+
+/// Every candidate, and what several of them may share (a v-scsi adapter's session), kept
+/// until the handoff quiesces it.
+struct Sources {
+    cands: Vec<Candidate>,
+    shared: Vec<Box<dyn Device>>,
+}
+
+/// A partition vioboot cannot read, kept to name it when `vioboot.source` asks for it.
+struct Unreadable {
+    name: String,
+    what: String,
+    label: String,
+    part_name: String,
+    part_uuid: String,
+}
 
 /// Boots a kernel. Returns only when none could be booted (the report says why).
 pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], regions: &Regions) {
-    let Some(mut fs) = find_share(inv, opts) else {
+    let (mut src, unreadable) = candidates(inv, opts);
+    let Some((mut i, mut root)) = choose(&mut src.cands, &unreadable, opts) else {
+        quiesce(&mut src);
         return;
     };
-    let name = String::from(fs.name());
-    if let Err(e) = fs.mount() {
-        report::fail("boot share", &format!("{name}: {e}"), &[]);
-        let _ = fs.as_device().shut_down();
-        return;
+    let mut first = true;
+    loop {
+        // Returns only if no entry of this source could be booted.
+        if let Outcome::Stop = from_source(fw, inv, opts, tree, regions, &mut src, i, root, first) {
+            return;
+        }
+        first = false;
+        // Unless a source was asked for, the next one holding entries.
+        let explicit = opts.source.is_some() || opts.fs_tag.is_some() || opts.boot.is_some();
+        let next = (!explicit)
+            .then(|| next_source(&mut src.cands, i))
+            .flatten();
+        let Some((j, r)) = next else { break };
+        log::info!(
+            "boot: nothing on {} could be booted; trying {}",
+            src.cands[i].fs.name(),
+            src.cands[j].fs.name()
+        );
+        (i, root) = (j, r);
     }
-    report::pass("boot share", format_args!("{name}, tag \"{}\"", fs.label()));
+    report::fail("boot", "no boot entry could be loaded", &[]);
+    quiesce(&mut src);
+}
+
+/// The first candidate after `after` that mounts and holds entries.
+fn next_source(cands: &mut [Candidate], after: usize) -> Option<(usize, &'static str)> {
+    for (j, c) in cands.iter_mut().enumerate().skip(after + 1) {
+        if !c.mount() {
+            continue;
+        }
+        if let Some(root) = entries::locate(c.fs.as_mut()) {
+            return Some((j, root));
+        }
+    }
+    None
+}
+
+/// Why `from_source` returned.
+enum Outcome {
+    /// No entry of the source could be loaded: another source may be tried.
+    Exhausted,
+    /// The devices are quiesced (a handoff failed): nothing more can be tried.
+    Stop,
+}
+
+/// Reads the entries of candidate `i` (its `loader/` under `root`), shows the menu (on the
+/// first source only) and loads entries until one boots; returns if none could be booted.
+#[allow(clippy::too_many_arguments)] // one call site; the boot's whole state, passed down
+fn from_source(
+    fw: &dyn Firmware,
+    inv: &Inventory,
+    opts: &Options,
+    tree: &[u8],
+    regions: &Regions,
+    src: &mut Sources,
+    i: usize,
+    root: &'static str,
+    first: bool,
+) -> Outcome {
+    let c = &mut src.cands[i];
+    let name = String::from(c.fs.name());
+    let root_text = if root.is_empty() { "/" } else { root };
+    let from = match &c.place {
+        Place::Share => {
+            report::pass(
+                "boot share",
+                format_args!("{name}, tag \"{}\"", c.fs.label()),
+            );
+            format!("share {name} (tag \"{}\")", c.fs.label())
+        }
+        Place::Partition { .. } => {
+            let m = c.mounted.as_deref().unwrap_or("");
+            report::pass(
+                "boot source",
+                format_args!("{name}: {m}; entries under {root_text}"),
+            );
+            format!("{name} ({m})")
+        }
+    };
     let cmdline = opts.kernel_args.join(" ");
     let found = entries::read(
-        fs.as_mut(),
+        c.fs.as_mut(),
         &entries::Wanted {
             boot: opts.boot,
             initrd: opts.initrd,
             options: &cmdline,
             default: opts.default,
+            root,
         },
     );
     for n in &found.notes {
@@ -46,32 +205,37 @@ pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], re
     if list.is_empty() {
         report::fail(
             "boot entries",
-            "no boot entry: /loader/entries holds no .conf file and vioboot.boot is not set",
+            &format!(
+                "no boot entry: {root}/loader/entries holds no .conf file and vioboot.boot is not set"
+            ),
             &[],
         );
-        quiesce(fs.as_mut());
-        return;
+        return Outcome::Exhausted;
     }
     report::pass(
         "boot entries",
         format_args!("{} entries, default {}", list.len(), list[found.default].id),
     );
     let vty = inv.console_vty().map(|v| UnitAddress(v.unit));
-    let timeout = opts.timeout.or(found.timeout).unwrap_or(0);
-    let (chosen, edited) = menu::menu(&list, found.default, timeout, vty);
+    let timeout = if first {
+        opts.timeout.or(found.timeout).unwrap_or(0)
+    } else {
+        0
+    };
+    let (chosen, edited) = menu::menu(&list, found.default, timeout, vty, &from);
     if let Some(o) = edited {
         log::info!("boot: options of {} edited to \"{o}\"", list[chosen].id);
         list[chosen].options = o;
     }
     let mut handoff = fw.handoff(tree, inv, regions);
-    let order = core::iter::once(chosen).chain((0..list.len()).filter(|&i| i != chosen));
-    for i in order {
-        let e = &list[i];
+    let order = core::iter::once(chosen).chain((0..list.len()).filter(|&k| k != chosen));
+    for k in order {
+        let e = &list[k];
         handoff.rewind();
-        match load::load(fs.as_mut(), e, handoff.as_mut()) {
+        match load::load(src.cands[i].fs.as_mut(), e, handoff.as_mut()) {
             Ok(loaded) => {
                 report_load(e.display_title(), e.sha256.is_some(), &loaded);
-                quiesce(fs.as_mut());
+                quiesce(src);
                 match handoff.prepare(&loaded) {
                     Ok(jump) => {
                         report::pass("boot handoff", format_args!("{}", jump.summary));
@@ -82,7 +246,8 @@ pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], re
                     }
                     Err(err) => report::fail("boot handoff", &format!("{err}"), &[]),
                 }
-                return;
+                // The devices are quiesced: nothing more can be read.
+                return Outcome::Stop;
             }
             Err(err) => report::fail(
                 &format!("boot entry {}", e.id),
@@ -91,29 +256,34 @@ pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], re
             ),
         }
     }
-    report::fail("boot", "no boot entry could be loaded", &[]);
-    quiesce(fs.as_mut());
+    Outcome::Exhausted
 }
 
-/// The share to boot from: the first file system, or the one with `vioboot.fs-tag`. Every
-/// other device opened on the way is shut down again.
-fn find_share(inv: &Inventory, opts: &Options) -> Option<Box<dyn FileSystem>> {
+/// Opens every adapter: each share is a candidate (unless `vioboot.fs-tag` names another), each
+/// disk's ext partitions are (a virtio-vio disk or a v-scsi LUN alike); a disk's table is a
+/// `boot disk` report line. Devices that hold no candidate are shut down again.
+fn candidates(inv: &Inventory, opts: &Options) -> (Sources, Vec<Unreadable>) {
     let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
+    let mut src = Sources {
+        cands: Vec::new(),
+        shared: Vec::new(),
+    };
+    let mut unreadable = Vec::new();
     for a in &bus::enumerate(inv).adapters {
-        if !a.may_offer_file_system() {
-            continue;
-        }
         let Ok(bound) = bus::bind(a, timeout_us) else {
             continue;
         };
-        let mut found = None;
+        let before = src.cands.len();
         for unit in bound.units {
             match unit.device {
-                Ok(AnyDevice::FileSystem(fs))
-                    if found.is_none() && opts.fs_tag.is_none_or(|t| t == fs.label()) =>
-                {
-                    found = Some(fs)
+                Ok(AnyDevice::FileSystem(fs)) if opts.fs_tag.is_none_or(|t| t == fs.label()) => {
+                    src.cands.push(Candidate {
+                        fs,
+                        place: Place::Share,
+                        mounted: None,
+                    })
                 }
+                Ok(AnyDevice::Block(b)) => scan_disk(b, &mut src.cands, &mut unreadable),
                 Ok(mut other) => {
                     let _ = other.device().shut_down();
                 }
@@ -121,17 +291,124 @@ fn find_share(inv: &Inventory, opts: &Options) -> Option<Box<dyn FileSystem>> {
                 Err(_) => {}
             }
         }
-        if found.is_some() {
-            return found;
-        }
         if let Some(mut shared) = bound.shared {
-            let _ = shared.shut_down();
+            if src.cands.len() == before {
+                let _ = shared.shut_down();
+            } else {
+                src.shared.push(shared);
+            }
         }
+    }
+    (src, unreadable)
+}
+
+/// A disk's partition table as a `boot disk` line; its ext partitions become candidates, the
+/// others are kept to be named. A disk with no candidate is shut down.
+fn scan_disk(
+    b: Box<dyn crate::dev::BlockDevice>,
+    cands: &mut Vec<Candidate>,
+    unreadable: &mut Vec<Unreadable>,
+) {
+    let scan = volume::scan(b);
+    let name = String::from(scan.disk.borrow().name());
+    let l = &scan.layout;
+    let damaged = matches!(
+        &l.table,
+        Ok(disk::Table {
+            kind: disk::TableKind::Gpt {
+                primary_damaged: Some(_),
+                ..
+            },
+            ..
+        })
+    );
+    if l.failed() || damaged {
+        report::fail("boot disk", &format!("{name}: {}", l.summary()), &[]);
+    } else {
+        report::pass("boot disk", format_args!("{name}: {}", l.summary()));
+    }
+    let before = cands.len();
+    for v in &l.volumes {
+        let p = Partition::new(scan.disk.clone(), &v.part);
+        match &v.fs {
+            FsKind::Ext(sb) => cands.push(Candidate {
+                place: Place::Partition {
+                    disk: name.clone(),
+                    number: v.part.number,
+                    name: v.part.name.clone(),
+                    part_uuid: v.part.uuid.clone(),
+                    fs_uuid: sb.uuid.clone(),
+                },
+                fs: Box::new(Ext4Fs::new(Box::new(p), sb.clone())),
+                mounted: None,
+            }),
+            other => unreadable.push(Unreadable {
+                name: format!("{name}:{}", v.part.number),
+                what: v.describe(),
+                label: String::from(other.label()),
+                part_name: v.part.name.clone(),
+                part_uuid: v.part.uuid.clone(),
+            }),
+        }
+    }
+    if cands.len() == before {
+        let _ = scan.disk.borrow_mut().shut_down();
+    }
+}
+
+/// The candidate to boot from, and where its `loader/` is.
+fn choose(
+    cands: &mut [Candidate],
+    unreadable: &[Unreadable],
+    opts: &Options,
+) -> Option<(usize, &'static str)> {
+    if let Some(src) = opts.source {
+        let Some(i) = cands.iter().position(|c| c.matches(&src)) else {
+            let why = unreadable
+                .iter()
+                .find(|u| match src {
+                    Source::Partition { disk, number } => u.name == format!("{disk}:{number}"),
+                    Source::Label(l) => u.label == l || u.part_name == l,
+                    Source::Uuid(x) => u.part_uuid.eq_ignore_ascii_case(x),
+                    Source::Tag(_) => false,
+                })
+                .map_or(String::from("no share or readable partition matches"), |u| {
+                    format!("{} holds {}, which vioboot does not read (ext2/3/4 and virtio-fs only)", u.name, u.what)
+                });
+            report::fail("boot source", &format!("vioboot.source={src}: {why}"), &[]);
+            return None;
+        };
+        if !cands[i].mount() {
+            return None;
+        }
+        let root = entries::locate(cands[i].fs.as_mut()).unwrap_or("");
+        return Some((i, root));
+    }
+    let mut first_mounted = None;
+    for (i, c) in cands.iter_mut().enumerate() {
+        if !c.mount() {
+            continue;
+        }
+        first_mounted.get_or_insert(i);
+        if let Some(path) = opts.boot {
+            // A kernel named directly: the first file system holding it.
+            if c.fs.stat(path).is_ok() {
+                return Some((i, ""));
+            }
+            continue;
+        }
+        if let Some(root) = entries::locate(c.fs.as_mut()) {
+            return Some((i, root));
+        }
+    }
+    if let Some(i) = first_mounted {
+        // None holds entries: the first, so the report names what is missing there.
+        return Some((i, ""));
     }
     report::fail(
         "boot share",
         &format!(
-            "no virtio-fs share{} to boot from",
+            "no virtio-fs share{} or readable disk partition to boot from",
             opts.fs_tag
                 .map_or(String::new(), |t| format!(" with tag \"{t}\""))
         ),
@@ -160,27 +437,46 @@ fn report_load(title: &str, pinned: bool, l: &Loaded) {
     cprintln!("# bench kernel-load-MBps {mbps:.1}");
 }
 
-/// Ends the share's session and resets the device: nothing may reach memory once the kernel
-/// owns it.
-fn quiesce(fs: &mut dyn FileSystem) {
-    let name = String::from(fs.name());
-    let unmount = fs.unmount().map_err(Error::from);
-    let down = fs.as_device().shut_down().map_err(Error::from);
-    let failed: Vec<String> = [unmount.err(), down.err()]
-        .into_iter()
-        .flatten()
-        .map(|e| format!("{e}"))
-        .collect();
+/// Ends every file system's session and resets every device: nothing may reach memory once
+/// the kernel owns it. One report line for all of them.
+fn quiesce(src: &mut Sources) {
+    let mut done: Vec<String> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for c in src.cands.iter_mut() {
+        let name = String::from(c.fs.name());
+        let unmount = c
+            .mounted
+            .take()
+            .map(|_| c.fs.unmount().map_err(Error::from));
+        let down = c.fs.as_device().shut_down().map_err(Error::from);
+        let errs: Vec<String> = [unmount.and_then(Result::err), down.err()]
+            .into_iter()
+            .flatten()
+            .map(|e| format!("{e}"))
+            .collect();
+        if !errs.is_empty() {
+            failed.push(format!("{name}: {}", errs.join("; ")));
+            continue;
+        }
+        done.push(match c.place {
+            Place::Share => {
+                format!("{name}: DESTROY sent, device reset, CRQ freed, every TCE cleared")
+            }
+            Place::Partition { .. } => {
+                format!("{name}: device reset, CRQ freed, every TCE cleared")
+            }
+        });
+    }
+    for d in src.shared.iter_mut() {
+        let name = String::from(d.name());
+        match d.shut_down() {
+            Ok(()) => done.push(format!("{name}: CRQ freed, every TCE cleared")),
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
     if failed.is_empty() {
-        report::pass(
-            "boot quiesce",
-            format_args!("{name}: DESTROY sent, device reset, CRQ freed, every TCE cleared"),
-        );
+        report::pass("boot quiesce", format_args!("{}", done.join("; ")));
     } else {
-        report::fail(
-            "boot quiesce",
-            &format!("{name}: {}", failed.join("; ")),
-            &[],
-        );
+        report::fail("boot quiesce", &failed.join("; "), &[]);
     }
 }

@@ -45,11 +45,6 @@ impl Adapter {
             }
         }
     }
-
-    /// Whether its driver can make a file system of it (the bootloader opens no other).
-    pub fn may_offer_file_system(&self) -> bool {
-        matches!(self, Adapter::VirtioVio(_))
-    }
 }
 
 /// What the buses found: adapters to open, and nodes that cannot be used, with why (and the

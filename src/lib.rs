@@ -27,6 +27,7 @@ pub mod dev;
 pub mod drivers;
 pub mod vio;
 pub mod virtio;
+pub mod volume;
 
 // What vioboot does with them: the checks, the bootloader, and the two ways of being booted
 // (which build the bootloader's handoffs).

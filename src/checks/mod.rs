@@ -54,6 +54,7 @@ pub fn devices(inv: &Inventory, opts: &Options) {
             match &mut dev {
                 AnyDevice::Block(b) => {
                     block::run(&us, b.as_mut(), opts);
+                    partitions(&us, b.as_mut());
                     unmapped(&us, b.as_device());
                 }
                 AnyDevice::FileSystem(f) => fs::run(&us, f.as_mut(), opts),
@@ -94,5 +95,15 @@ fn unmapped(s: &Scope, dev: &mut dyn Device) {
             "unmapped",
             &format_args!("{left} IOBA pages still mapped after the requests finished"),
         );
+    }
+}
+
+/// The disk's partition table and what each partition holds (read only), one line.
+fn partitions(s: &Scope, dev: &mut dyn crate::dev::BlockDevice) {
+    let l = crate::volume::layout(dev);
+    if l.failed() {
+        s.fail("partitions", &l.summary());
+    } else {
+        s.pass("partitions", format_args!("{}", l.summary()));
     }
 }

@@ -13,6 +13,7 @@ pub use fs::FileSystem;
 use crate::vio::vscsi::VscsiError;
 use crate::virtio::VioError;
 use alloc::boxed::Box;
+use alloc::string::String;
 use core::fmt;
 
 /// What a device failed with: its transport's own error, as it gave it.
@@ -21,6 +22,13 @@ pub enum DeviceError {
     Vio(VioError),
     /// A v-scsi adapter or LUN: the transport, the SRP exchange or the SCSI command.
     Vscsi(VscsiError),
+    /// A request outside a device's blocks (a partition refusing to reach past its end).
+    OutOfRange {
+        device: String,
+        block: u64,
+        blocks: u64,
+        capacity: u64,
+    },
 }
 
 impl fmt::Display for DeviceError {
@@ -28,6 +36,15 @@ impl fmt::Display for DeviceError {
         match self {
             DeviceError::Vio(e) => e.fmt(f),
             DeviceError::Vscsi(e) => e.fmt(f),
+            DeviceError::OutOfRange {
+                device,
+                block,
+                blocks,
+                capacity,
+            } => write!(
+                f,
+                "{device}: {blocks} blocks at block {block} outside its {capacity} blocks"
+            ),
         }
     }
 }

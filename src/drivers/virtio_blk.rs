@@ -1,18 +1,28 @@
 //! virtio-blk over virtio-vio, through `virtio_drivers::device::blk::VirtIOBlk`, as a
-//! [`BlockDevice`].
+//! [`BlockDevice`]. Its block is the device's `blk_size` when it offers one (a disk with
+//! 4096-byte logical sectors), else 512 bytes; requests still address 512-byte sectors.
 
 use super::virtio_vio::Attachment;
 use crate::dev::{BlockDevice, Device, DeviceError as Error, TransportStats};
 use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
 use alloc::string::String;
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::transport::Transport;
 use virtio_vio::device_id;
 
 /// One virtio-vio block device.
 pub struct VirtioBlk {
     at: Attachment,
     dev: Option<VirtIOBlk<VioHal, VioTransport>>,
+    /// Bytes per block: `blk_size`, or 512.
+    block_size: usize,
 }
+
+/// virtio-blk feature bit: `blk_size` in the config space is valid (virtio 1.2, 5.2.3).
+const VIRTIO_BLK_F_BLK_SIZE: u64 = 1 << 6;
+/// Offset of `blk_size` in `struct virtio_blk_config` (after capacity, size_max, seg_max,
+/// geometry).
+const BLK_SIZE_OFFSET: usize = 20;
 
 impl VirtioBlk {
     /// Initializes a block device over an open transport.
@@ -25,10 +35,26 @@ impl VirtioBlk {
                 wanted: "a block device",
             });
         }
+        // virtio-drivers 0.13 neither negotiates VIRTIO_BLK_F_BLK_SIZE nor reads blk_size:
+        // read it here when the device offers it, and keep 512 for anything implausible.
+        let offered = t.handle().header().device_features;
+        let block_size = if offered & VIRTIO_BLK_F_BLK_SIZE != 0 {
+            t.read_config_space::<u32>(BLK_SIZE_OFFSET)
+                .ok()
+                .map(|b| b as usize)
+                .filter(|b| b.is_power_of_two() && (SECTOR_SIZE..=65536).contains(b))
+                .unwrap_or(SECTOR_SIZE)
+        } else {
+            SECTOR_SIZE
+        };
         let mut at = Attachment::new(name, &t);
         let dev = at.settle(at.run(|| VirtIOBlk::<VioHal, _>::new(t)))?;
         at.rings_ready();
-        Ok(VirtioBlk { at, dev: Some(dev) })
+        Ok(VirtioBlk {
+            at,
+            dev: Some(dev),
+            block_size,
+        })
     }
 
     /// Driver features the device accepted, and those it offered.
@@ -37,6 +63,11 @@ impl VirtioBlk {
             self.at.handle.negotiated_features().unwrap_or(0),
             self.at.handle.header().device_features,
         )
+    }
+
+    /// 512-byte sectors in one block.
+    fn sectors_per_block(&self) -> u64 {
+        (self.block_size / SECTOR_SIZE) as u64
     }
 
     /// The transport's handle: its counters and header.
@@ -94,11 +125,11 @@ impl Device for VirtioBlk {
 
 impl BlockDevice for VirtioBlk {
     fn block_size(&self) -> usize {
-        SECTOR_SIZE
+        self.block_size
     }
 
     fn capacity(&self) -> u64 {
-        self.dev.as_ref().map_or(0, |d| d.capacity())
+        self.dev.as_ref().map_or(0, |d| d.capacity()) / self.sectors_per_block()
     }
 
     fn read_only(&self) -> bool {
@@ -106,11 +137,13 @@ impl BlockDevice for VirtioBlk {
     }
 
     fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.with_dev(|d| d.read_blocks(block as usize, buf))
+        let sector = block * self.sectors_per_block();
+        self.with_dev(|d| d.read_blocks(sector as usize, buf))
     }
 
     fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Error> {
-        self.with_dev(|d| d.write_blocks(block as usize, buf))
+        let sector = block * self.sectors_per_block();
+        self.with_dev(|d| d.write_blocks(sector as usize, buf))
     }
 
     fn flush(&mut self) -> Result<(), Error> {

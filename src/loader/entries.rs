@@ -1,6 +1,7 @@
 //! The boot entries to offer: Boot Loader Specification Type #1 entries from
-//! `/loader/entries/*.conf` and `/loader/loader.conf` on a file system, or the one kernel
-//! `vioboot.boot` names.
+//! `/loader/entries/*.conf` and `/loader/loader.conf` on a file system (or under `/boot` on a
+//! root file system), or the one kernel `vioboot.boot` names. Paths in an entry are from the
+//! root of the file system that holds it, wherever its entries directory is.
 
 use crate::dev::FileSystem;
 use alloc::format;
@@ -9,8 +10,16 @@ use alloc::vec;
 use alloc::vec::Vec;
 use vioboot_core::bls::{self, Entry};
 
-const ENTRIES_DIR: &str = "/loader/entries";
-const LOADER_CONF: &str = "/loader/loader.conf";
+/// Where entries may be, below the root of a file system: a separate /boot partition holds
+/// `/loader/entries`, a root file system `/boot/loader/entries`.
+pub const ROOTS: [&str; 2] = ["", "/boot"];
+
+/// The first of [`ROOTS`] whose `loader/entries` directory `fs` holds.
+pub fn locate(fs: &mut dyn FileSystem) -> Option<&'static str> {
+    ROOTS
+        .into_iter()
+        .find(|r| fs.list_dir(&format!("{r}/loader/entries")).is_ok())
+}
 
 /// The entries, in the order to offer them, and what `loader.conf` says.
 pub struct Entries {
@@ -33,6 +42,8 @@ pub struct Wanted<'a> {
     pub options: &'a str,
     /// `vioboot.default`: overrides `loader.conf`.
     pub default: Option<&'a str>,
+    /// Where `loader/` is: one of [`ROOTS`].
+    pub root: &'a str,
 }
 
 /// Reads the entries from `fs` (or makes the one `vioboot.boot` asks for).
@@ -54,15 +65,16 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
             notes,
         };
     }
+    let entries_dir = format!("{}/loader/entries", want.root);
     let conf = fs
-        .read_file(LOADER_CONF)
+        .read_file(&format!("{}/loader/loader.conf", want.root))
         .map(|b| bls::parse_loader_conf(&String::from_utf8_lossy(&b)))
         .unwrap_or_default();
     let mut list = Vec::new();
-    match fs.list_dir(ENTRIES_DIR) {
+    match fs.list_dir(&entries_dir) {
         Ok(names) => {
             for n in names.iter().filter(|n| n.name.ends_with(".conf")) {
-                let path = format!("{ENTRIES_DIR}/{}", n.name);
+                let path = format!("{entries_dir}/{}", n.name);
                 match fs.read_file(&path) {
                     Ok(b) => {
                         let e = bls::parse_entry(&n.name, &String::from_utf8_lossy(&b));
@@ -96,6 +108,7 @@ mod tests {
             initrd: None,
             options: "",
             default,
+            root: "",
         }
     }
 
@@ -162,6 +175,7 @@ mod tests {
                 initrd: Some("/initrd"),
                 options: "console=hvc0",
                 default: None,
+                root: "",
             },
         );
         assert_eq!(e.list.len(), 1);
@@ -169,5 +183,34 @@ mod tests {
         assert_eq!(e.list[0].initrd, ["/initrd"]);
         assert_eq!(e.list[0].options, "console=hvc0");
         assert_eq!(e.timeout, Some(0));
+    }
+
+    #[test]
+    fn a_root_file_system_holds_them_under_boot() {
+        let mut fs = MemFs::new(&[
+            ("/boot/loader/loader.conf", b"timeout 3\n"),
+            (
+                "/boot/loader/entries/debian.conf",
+                b"title Debian\nlinux /boot/vmlinux\n",
+            ),
+            ("/boot/vmlinux", b"x"),
+        ]);
+        assert_eq!(locate(&mut fs), Some("/boot"));
+        let e = read(
+            &mut fs,
+            &Wanted {
+                root: "/boot",
+                ..wanted(None)
+            },
+        );
+        assert_eq!(e.list.len(), 1);
+        assert_eq!(
+            e.list[0].linux.as_deref(),
+            Some("/boot/vmlinux"),
+            "paths stay from the file system's root"
+        );
+        assert_eq!(e.timeout, Some(3));
+        assert_eq!(locate(&mut share()), Some(""));
+        assert_eq!(locate(&mut MemFs::new(&[("/vmlinux", b"x")])), None);
     }
 }

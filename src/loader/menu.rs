@@ -6,7 +6,7 @@ use crate::{cprint, cprintln, time};
 use alloc::string::String;
 use vioboot_core::bls::Entry;
 
-/// Shows the menu and waits up to `timeout` seconds on the vty: a number picks an entry,
+/// Shows the menu (and `from`, where the entries live) and waits up to `timeout` seconds on the vty: a number picks an entry,
 /// Enter boots it (or the default), `e` edits the chosen entry's options line. Returns the
 /// index to boot and, if edited, the new options.
 pub fn menu(
@@ -14,8 +14,10 @@ pub fn menu(
     default: usize,
     timeout: u32,
     vty: Option<UnitAddress>,
+    from: &str,
 ) -> (usize, Option<String>) {
     cprintln!("# ---- boot menu ----");
+    cprintln!("#   entries on {from}");
     for (i, e) in list.iter().enumerate() {
         cprintln!(
             "# {} {:>2}) {} [{}]",

@@ -294,6 +294,10 @@ const FUZZ_SECONDS_IN_TEST: u64 = 8;
 
 fn test() -> Result {
     ensure_tools()?;
+    ensure_apt(
+        &["e2fsprogs", "gdisk", "fdisk"],
+        "the disk boot tests (tests/disk.rs)",
+    )?;
     status(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--check"]),

@@ -68,6 +68,57 @@ pub enum Inject {
     Exception,
 }
 
+/// `vioboot.source=`: which file system to boot from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// A virtio-fs share by its tag (a word with no `:` and no `=`).
+    Tag(&'a str),
+    /// A disk by its adapter name and a partition by number (`virtio@71000010:2`).
+    Partition { disk: &'a str, number: u32 },
+    /// `label=NAME`: a file system label or a GPT partition name.
+    Label(&'a str),
+    /// `uuid=UUID`: a GPT partition GUID (or MBR `SSSSSSSS-NN`) or a file system UUID,
+    /// compared without regard to case.
+    Uuid(&'a str),
+}
+
+impl<'a> Source<'a> {
+    /// Reads a `vioboot.source=` value; None when it is none of the forms.
+    pub fn parse(v: &'a str) -> Option<Source<'a>> {
+        if v.is_empty() || v.len() > 128 || v.contains(char::is_whitespace) {
+            return None;
+        }
+        if let Some(l) = v.strip_prefix("label=") {
+            return (!l.is_empty()).then_some(Source::Label(l));
+        }
+        if let Some(u) = v.strip_prefix("uuid=") {
+            let ok = !u.is_empty() && u.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            return ok.then_some(Source::Uuid(u));
+        }
+        if v.contains('=') {
+            return None;
+        }
+        match v.rsplit_once(':') {
+            Some((disk, n)) => {
+                let number = n.parse::<u32>().ok().filter(|&n| n >= 1)?;
+                (!disk.is_empty()).then_some(Source::Partition { disk, number })
+            }
+            None => (v.len() <= 36).then_some(Source::Tag(v)),
+        }
+    }
+}
+
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Tag(t) => write!(f, "share \"{t}\""),
+            Source::Partition { disk, number } => write!(f, "{disk}:{number}"),
+            Source::Label(l) => write!(f, "label={l}"),
+            Source::Uuid(u) => write!(f, "uuid={u}"),
+        }
+    }
+}
+
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options<'a> {
@@ -94,6 +145,9 @@ pub struct Options<'a> {
     pub default: Option<&'a str>,
     /// `vioboot.fs-tag=TAG`: the virtio-fs share to boot from (default: the first).
     pub fs_tag: Option<&'a str>,
+    /// `vioboot.source=`: the share or disk partition to boot from (default: the first holding
+    /// boot entries).
+    pub source: Option<Source<'a>>,
     /// Words not meant for vioboot, in order.
     pub kernel_args: Vec<&'a str>,
     /// Number of `vioboot.` words understood.
@@ -116,6 +170,7 @@ impl Default for Options<'_> {
             initrd: None,
             timeout: None,
             fs_tag: None,
+            source: None,
             default: None,
             kernel_args: Vec::new(),
             understood: 0,
@@ -174,6 +229,12 @@ pub const KEYS: &[&str] = &[
     "blk-verify",
     "bench",
     "vio-timeout",
+    "boot",
+    "initrd",
+    "timeout",
+    "default",
+    "fs-tag",
+    "source",
 ];
 
 fn pick<T: Copy>(value: &str, table: &[(&str, T)]) -> Option<T> {
@@ -297,6 +358,10 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                 (!value.is_empty() && value.len() <= 36).then(|| opts.fs_tag = Some(value)),
                 "a tag of 1..=36 bytes",
             ),
+            "source" => (
+                Source::parse(value).map(|s| opts.source = Some(s)),
+                "TAG, DISK:N, label=NAME or uuid=UUID",
+            ),
             _ => {
                 errors.push(OptionError::UnknownKey { key });
                 continue;
@@ -389,5 +454,51 @@ mod tests {
         let (o, e) = parse("vioboot.log=warn vioboot.log=trace");
         assert!(e.is_empty());
         assert_eq!(o.log, LogLevel::Trace);
+    }
+
+    #[test]
+    fn source_names_a_share_a_partition_a_label_or_a_uuid() {
+        let (o, e) = parse("vioboot.source=virtio@71000010:2");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            o.source,
+            Some(Source::Partition {
+                disk: "virtio@71000010",
+                number: 2
+            })
+        );
+        let cases = [
+            ("boot", Some(Source::Tag("boot"))),
+            ("label=BOOT", Some(Source::Label("BOOT"))),
+            (
+                "uuid=0FC63DAF-8483-4772-8e79-3d69d8477de4",
+                Some(Source::Uuid("0FC63DAF-8483-4772-8e79-3d69d8477de4")),
+            ),
+            ("uuid=deadbeef-02", Some(Source::Uuid("deadbeef-02"))),
+            ("uuid=not-hex!", None),
+            ("label=", None),
+            ("virtio@71000010:0", None),
+            ("virtio@71000010:x", None),
+            (":3", None),
+            ("colour=red", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(Source::parse(v), want, "{v}");
+        }
+        let (o, e) = parse("vioboot.source=virtio@1:0 vioboot.fs-tag=boot");
+        assert_eq!(o.source, None, "a bad value keeps the default");
+        assert_eq!(o.fs_tag, Some("boot"), "fs-tag still works beside it");
+        assert_eq!(e.len(), 1);
+        assert!(std::format!("{}", e[0]).contains("DISK:N"));
+        assert_eq!(
+            std::format!(
+                "{}",
+                Source::Partition {
+                    disk: "virtio@71000010",
+                    number: 2
+                }
+            ),
+            "virtio@71000010:2"
+        );
     }
 }

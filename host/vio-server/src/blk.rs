@@ -42,6 +42,9 @@ pub struct Blk {
     read_only: bool,
     /// Capacity in sectors.
     capacity: u64,
+    /// Logical block size offered in `blk_size` (512 unless set): requests must be aligned
+    /// to it, as on a disk with 4096-byte sectors.
+    block_size: u32,
     serial: [u8; VIRTIO_BLK_ID_BYTES as usize],
     stats: Arc<Stats>,
 }
@@ -78,9 +81,24 @@ impl Blk {
             file,
             read_only,
             capacity: bytes / SECTOR,
+            block_size: SECTOR as u32,
             serial: id,
             stats,
         })
+    }
+
+    /// Offers `bytes` (a power of two, 512..=65536) as the logical block size and refuses
+    /// requests not aligned to it. The capacity shrinks to whole blocks.
+    pub fn with_block_size(mut self, bytes: u32) -> Result<Blk, String> {
+        if !bytes.is_power_of_two() || !(512..=65536).contains(&bytes) {
+            return Err(format!(
+                "block size {bytes} is not a power of two from 512 to 65536"
+            ));
+        }
+        let per = u64::from(bytes) / SECTOR;
+        self.capacity = self.capacity / per * per;
+        self.block_size = bytes;
+        Ok(self)
     }
 
     /// Capacity in 512-byte sectors.
@@ -131,8 +149,14 @@ impl Blk {
                 self.capacity
             )
         };
-        if !len.is_multiple_of(SECTOR) {
-            return Err(format!("data length {len} is not a multiple of {SECTOR}"));
+        let bs = u64::from(self.block_size);
+        if !len.is_multiple_of(bs) {
+            return Err(format!("data length {len} is not a multiple of {bs}"));
+        }
+        if !sector.is_multiple_of(bs / SECTOR) {
+            return Err(format!(
+                "sector {sector} is not aligned to the {bs}-byte block size"
+            ));
         }
         let start = sector.checked_mul(SECTOR).ok_or_else(bad)?;
         let end = start.checked_add(len).ok_or_else(bad)?;
@@ -216,7 +240,7 @@ impl Device for Blk {
         c.extend_from_slice(&SIZE_MAX.to_le_bytes());
         c.extend_from_slice(&SEG_MAX.to_le_bytes());
         c.extend_from_slice(&[0; 4]);
-        c.extend_from_slice(&(SECTOR as u32).to_le_bytes());
+        c.extend_from_slice(&self.block_size.to_le_bytes());
         c
     }
 
@@ -259,5 +283,29 @@ impl Device for Blk {
         }
         // Everything before the status byte was written or is the model's zeros.
         total as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_4096_byte_block_size_is_offered_and_enforced() {
+        let path = std::env::temp_dir().join(format!("vio-blk-4k-{}", std::process::id()));
+        std::fs::write(&path, vec![0u8; 64 * 1024 + 512]).unwrap();
+        let blk = Blk::open(&path, true, None, Arc::default()).unwrap();
+        assert!(blk.with_block_size(1000).is_err());
+        let blk = Blk::open(&path, true, None, Arc::default())
+            .unwrap()
+            .with_block_size(4096)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(blk.capacity(), 128, "whole 4 KiB blocks only");
+        assert_eq!(&blk.config()[20..24], &4096u32.to_le_bytes());
+        assert_eq!(blk.range(8, 4096), Ok(4096));
+        assert!(blk.range(1, 4096).unwrap_err().contains("not aligned"));
+        assert!(blk.range(8, 512).unwrap_err().contains("multiple of 4096"));
+        assert!(blk.range(u64::MAX - 7, 4096).is_err());
     }
 }

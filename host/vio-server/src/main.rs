@@ -14,7 +14,7 @@ use vio_server::server::{self, Exit, Options};
 use vio_server::{logger, Blk, Device, Faults, Fs, FsOptions, SocketPartner, Stats};
 
 const USAGE: &str = "\
-usage: vio-server --socket PATH --blk FILE [--read-only] [--serial STR]
+usage: vio-server --socket PATH --blk FILE [--read-only] [--serial STR] [--block-size N]
                   [--fault NAME[,NAME]]... [--log LEVEL]
        vio-server --socket PATH --fs DIR --tag TAG [--fs-writable] [--fs-queues N]
                   [--fault NAME[,NAME]]... [--log LEVEL]
@@ -23,6 +23,8 @@ usage: vio-server --socket PATH --blk FILE [--read-only] [--serial STR]
   --blk FILE      disk image or block device served as virtio-blk
   --read-only     offer VIRTIO_BLK_F_RO and refuse writes
   --serial STR    GET_ID answer (at most 20 bytes; default: the file name)
+  --block-size N  logical block size offered in blk_size (512 default, 4096 for a 4Kn disk);
+                  requests not aligned to it are refused
   --fs DIR        directory shared as virtio-fs (read-only unless --fs-writable)
   --tag TAG       virtio-fs mount tag (1 to 36 bytes)
   --fs-writable   let the guest change the shared directory
@@ -44,6 +46,7 @@ enum Kind {
         file: PathBuf,
         read_only: bool,
         serial: Option<String>,
+        block_size: Option<u32>,
     },
     Fs(FsOptions),
 }
@@ -60,6 +63,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut fs, mut tag, mut fs_writable, mut fs_queues) = (None, None, false, None);
     let mut faults = Faults::default();
     let mut log = LevelFilter::Info;
+    let mut block_size = None;
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -67,6 +71,13 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--blk" => blk = Some(PathBuf::from(value("--blk")?)),
             "--read-only" => read_only = true,
             "--serial" => serial = Some(value("--serial")?),
+            "--block-size" => {
+                let v = value("--block-size")?;
+                block_size = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| format!("--block-size {v}: not a number"))?,
+                );
+            }
             "--fs" => fs = Some(PathBuf::from(value("--fs")?)),
             "--tag" => tag = Some(value("--tag")?),
             "--fs-writable" => fs_writable = true,
@@ -102,11 +113,12 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 file,
                 read_only,
                 serial,
+                block_size,
             }
         }
         (None, Some(dir)) => {
-            if read_only || serial.is_some() {
-                return Err("--read-only and --serial go with --blk (a share is read-only unless --fs-writable)".into());
+            if read_only || serial.is_some() || block_size.is_some() {
+                return Err("--read-only, --serial and --block-size go with --blk (a share is read-only unless --fs-writable)".into());
             }
             let mut o = FsOptions::new(dir, &tag.ok_or("--fs needs --tag")?);
             o.writable = fs_writable;
@@ -149,8 +161,20 @@ fn main() -> ExitCode {
             ref file,
             read_only,
             ref serial,
+            block_size,
         } => {
             let blk = match Blk::open(file, read_only, serial.as_deref(), stats.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!("{}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let blk = match block_size {
+                Some(bs) => blk.with_block_size(bs),
+                None => Ok(blk),
+            };
+            let blk = match blk {
                 Ok(b) => b,
                 Err(e) => {
                     error!("{}: {e}", file.display());
