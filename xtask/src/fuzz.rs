@@ -17,6 +17,8 @@ pub const TARGETS: &[&str] = &[
     "virtio_vio",
     "fuse",
     "srp",
+    "partitions",
+    "ext4",
 ];
 
 /// Every target's name.
