@@ -43,6 +43,7 @@ extern "C" fn vioboot_entry(r3: u64, _r4: u64, r5: u64, base: u64, msr: u64) -> 
 /// The boot path. Returns the verdict (only a smoke run or a failed boot returns).
 #[cfg(target_os = "none")]
 fn run(fw: &mut dyn Firmware, base: u64, msr: u64) -> bool {
+    arch::on_exception(exit::exception);
     let vectors = arch::own_vectors(base);
     fw.early();
     cprintln!(

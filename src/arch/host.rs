@@ -86,3 +86,6 @@ pub fn give_back_vectors() {}
 pub fn sprg0() -> u64 {
     0
 }
+
+/// No exceptions are taken on the host.
+pub fn on_exception(_handler: fn(u64, u64, u64, u64) -> !) {}

@@ -191,6 +191,22 @@ impl Vectors {
     }
 }
 
+/// H_SET_MODE resource 4: interrupts taken little-endian (or big-endian), made here rather than
+/// through `hcall` so that this layer depends on nothing above it. Whether it was accepted.
+fn little_endian_interrupts(le: bool) -> bool {
+    // SAFETY: registers only; no memory is named.
+    let r = unsafe { hcall(papr::hcall::H_SET_MODE, &[u64::from(le), 4, 0, 0]) };
+    r.status == papr::status::H_SUCCESS
+}
+
+/// What an unexpected interrupt is handed to (set by the exit layer, above this one).
+static ON_EXCEPTION: spin::Once<fn(u64, u64, u64, u64) -> !> = spin::Once::new();
+
+/// Names the function that reports an unexpected interrupt and ends the run (once).
+pub fn on_exception(handler: fn(u64, u64, u64, u64) -> !) {
+    ON_EXCEPTION.call_once(|| handler);
+}
+
 /// Makes vioboot's exception vectors the live ones, with interrupts taken little-endian, for
 /// whichever way it was booted: at 0 (`-bios`) they are the image's own; elsewhere (under Open
 /// Firmware) they are copied to physical 0x200 after saving what the firmware had there, and
@@ -218,7 +234,7 @@ pub fn own_vectors(base: u64) -> bool {
     v.installed = true;
     v.place(true);
     drop(v);
-    crate::hcall::set_little_endian_interrupts(true).is_ok()
+    little_endian_interrupts(true)
 }
 
 /// Runs `f` (a call into Open Firmware) with the firmware's own vectors and big-endian
@@ -233,11 +249,11 @@ pub fn with_firmware_vectors<R>(f: impl FnOnce() -> R) -> R {
         swap
     };
     if swap {
-        let _ = crate::hcall::set_little_endian_interrupts(false);
+        let _ = little_endian_interrupts(false);
     }
     let r = f();
     if swap {
-        let _ = crate::hcall::set_little_endian_interrupts(true);
+        let _ = little_endian_interrupts(true);
         VECTORS.lock().place(true);
     }
     r
@@ -250,7 +266,7 @@ pub fn give_back_vectors() {
     if v.installed && v.ours_live && v.base != 0 {
         v.place(false);
         drop(v);
-        let _ = crate::hcall::set_little_endian_interrupts(false);
+        let _ = little_endian_interrupts(false);
     }
 }
 
@@ -265,7 +281,11 @@ pub fn halt() -> ! {
 /// the vectors (loaded at 0): reports it and terminates.
 #[unsafe(no_mangle)]
 extern "C" fn vioboot_exception(vector: u64, srr0: u64, srr1: u64, dar: u64) -> ! {
-    crate::exit::exception(vector, srr0, srr1, dar)
+    match ON_EXCEPTION.get() {
+        Some(handler) => handler(vector, srr0, srr1, dar),
+        // Nobody to report to yet: stop here rather than return into the fault.
+        None => halt(),
+    }
 }
 
 /// Executes an illegal instruction (to test the exception path).
