@@ -177,7 +177,7 @@ impl Vectors {
                 self.saved.as_ptr()
             };
             // SAFETY: physical 0x200..0x2000 holds the firmware's vectors, which vioboot saved
-            // and puts back around every firmware call; the image's vector block is read-only.
+            // and puts back around firmware calls; the image's vector block is read-only.
             unsafe { core::ptr::copy_nonoverlapping(from, low, len) };
         }
         if ours {
@@ -210,8 +210,9 @@ pub fn on_exception(handler: fn(u64, u64, u64, u64) -> !) {
 /// Makes vioboot's exception vectors the live ones, with interrupts taken little-endian, for
 /// whichever way it was booted: at 0 (`-bios`) they are the image's own; elsewhere (under Open
 /// Firmware) they are copied to physical 0x200 after saving what the firmware had there, and
-/// [`with_firmware_vectors`] puts the firmware's back around each call into it. An unexpected
-/// interrupt then ends as a failed report and os-term instead of in the firmware's handler.
+/// [`with_firmware_vectors`] puts the firmware's back around calls into it (once for a burst of
+/// them). An unexpected interrupt then ends as a failed report and os-term instead of in the
+/// firmware's handler.
 /// Returns whether the hypervisor took the endianness (H_SET_MODE).
 pub fn own_vectors(base: u64) -> bool {
     let mut v = VECTORS.lock();

@@ -44,20 +44,9 @@ impl OpenFirmware {
             end: start + size,
         })
     }
-}
 
-impl Firmware for OpenFirmware {
-    fn booted_by(&self) -> &'static str {
-        "Open Firmware"
-    }
-
-    fn interface(&self) -> &'static str {
-        "Open Firmware client interface"
-    }
-
-    /// Console on OF's stdout (the vty behind it as fallback), RTAS tokens from `/rtas`.
-    fn early(&mut self) {
-        let of = &self.of;
+    /// Console on OF's stdout (or the vty behind it), RTAS tokens from `/rtas`.
+    fn early_calls(of: &Of) {
         if let Some(ih) = of
             .finddevice(c"/chosen")
             .ok()
@@ -75,7 +64,12 @@ impl Firmware for OpenFirmware {
                     .flatten()
                     .map(UnitAddress)
             });
-            console::set_sink(Sink::Of(ih, vty));
+            // When OF's stdout is the hvterm vty itself, write to the vty directly: the same
+            // console, without a firmware call (and its exception-vector swap) per line.
+            console::set_sink(match vty {
+                Some(v) => Sink::Hvterm(v),
+                None => Sink::Of(ih, None),
+            });
         }
         if let Ok(r) = of.finddevice(c"/rtas") {
             let t = |n| of.getprop_u32(r, n).ok().flatten();
@@ -84,29 +78,8 @@ impl Firmware for OpenFirmware {
         }
     }
 
-    fn regions(&self, image: Range) -> Result<Regions, FirmwareError> {
-        Ok(Regions {
-            image,
-            heap: self.claim("heap", mem::HEAP_SIZE)?,
-            pool: self.claim("page pool", mem::POOL_SIZE)?,
-        })
-    }
-
-    fn bootargs(&self) -> String {
-        let Ok(chosen) = self.of.finddevice(c"/chosen") else {
-            return String::new();
-        };
-        let mut buf = vec![0u8; BOOTARGS_MAX];
-        match self.of.getprop(chosen, c"bootargs", &mut buf) {
-            Ok(Some(n)) => {
-                buf.truncate(n.min(BOOTARGS_MAX));
-                String::from_utf8_lossy(&buf).trim_end_matches('\0').into()
-            }
-            _ => String::new(),
-        }
-    }
-
-    fn tree(&self, choice: FdtChoice) -> Result<Tree, FirmwareError> {
+    /// `fdt-fetch` where OF has it and the options allow, else a walk of its tree.
+    fn obtain_tree(&self, choice: FdtChoice) -> Result<Tree, FirmwareError> {
         if choice != FdtChoice::Walk && self.of.has(c"fdt-fetch") {
             let mut buf = vec![0u8; FDT_MAX];
             self.of
@@ -125,6 +98,56 @@ impl Firmware for OpenFirmware {
                 source: "a walk of the Open Firmware tree",
             })
         }
+    }
+
+    /// `/chosen/bootargs`, at most BOOTARGS_MAX bytes.
+    fn read_bootargs(&self) -> String {
+        let Ok(chosen) = self.of.finddevice(c"/chosen") else {
+            return String::new();
+        };
+        let mut buf = vec![0u8; BOOTARGS_MAX];
+        match self.of.getprop(chosen, c"bootargs", &mut buf) {
+            Ok(Some(n)) => {
+                buf.truncate(n.min(BOOTARGS_MAX));
+                String::from_utf8_lossy(&buf).trim_end_matches('\0').into()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+impl Firmware for OpenFirmware {
+    fn booted_by(&self) -> &'static str {
+        "Open Firmware"
+    }
+
+    fn interface(&self) -> &'static str {
+        "Open Firmware client interface"
+    }
+
+    /// Console on OF's stdout (or, when that is the hvterm vty, on the vty directly), RTAS
+    /// tokens from `/rtas`.
+    fn early(&mut self) {
+        // A burst of OF calls: the firmware's vectors stay in place for all of it.
+        let of = self.of;
+        crate::arch::with_firmware_vectors(|| Self::early_calls(&of));
+    }
+
+    fn regions(&self, image: Range) -> Result<Regions, FirmwareError> {
+        Ok(Regions {
+            image,
+            heap: self.claim("heap", mem::HEAP_SIZE)?,
+            pool: self.claim("page pool", mem::POOL_SIZE)?,
+        })
+    }
+
+    fn bootargs(&self) -> String {
+        crate::arch::with_firmware_vectors(|| self.read_bootargs())
+    }
+
+    fn tree(&self, choice: FdtChoice) -> Result<Tree, FirmwareError> {
+        // Hundreds of OF calls when the tree is walked: the firmware's vectors stay in place.
+        crate::arch::with_firmware_vectors(|| self.obtain_tree(choice))
     }
 
     fn console_needs_vty(&self) -> bool {
