@@ -22,6 +22,11 @@ pub enum DeviceError {
     Vio(VioError),
     /// A v-scsi adapter or LUN: the transport, the SRP exchange or the SCSI command.
     Vscsi(VscsiError),
+    /// What the device holds cannot be right (a file system larger than its partition).
+    Corrupt {
+        device: String,
+        what: String,
+    },
     /// A request outside a device's blocks (a partition refusing to reach past its end).
     OutOfRange {
         device: String,
@@ -36,6 +41,7 @@ impl fmt::Display for DeviceError {
         match self {
             DeviceError::Vio(e) => e.fmt(f),
             DeviceError::Vscsi(e) => e.fmt(f),
+            DeviceError::Corrupt { device, what } => write!(f, "{device}: {what}"),
             DeviceError::OutOfRange {
                 device,
                 block,

@@ -83,6 +83,38 @@ impl Ext4Fs {
     }
 }
 
+/// What in the superblock cannot be right for a file system of `bytes` bytes, checked before
+/// ext4-view sizes anything by it (it allocates the group table from these counts).
+fn implausible(sb: &ExtSuper, bytes: u64) -> Option<String> {
+    let per_bitmap = 8 * u64::from(sb.block_size);
+    if sb.blocks_per_group == 0 || u64::from(sb.blocks_per_group) > per_bitmap {
+        return Some(format!(
+            "superblock: {} blocks per group is impossible with {}-byte blocks",
+            sb.blocks_per_group, sb.block_size
+        ));
+    }
+    if sb.inodes_per_group == 0 || u64::from(sb.inodes_per_group) > per_bitmap {
+        return Some(format!(
+            "superblock: {} inodes per group is impossible with {}-byte blocks",
+            sb.inodes_per_group, sb.block_size
+        ));
+    }
+    let size = sb.blocks.checked_mul(u64::from(sb.block_size));
+    if size.is_none_or(|s| s > bytes) {
+        return Some(format!(
+            "superblock: {} blocks of {} bytes do not fit the {bytes} bytes of the partition",
+            sb.blocks, sb.block_size
+        ));
+    }
+    if u64::from(sb.first_data_block) >= sb.blocks {
+        return Some(format!(
+            "superblock: first data block {} is past its {} blocks",
+            sb.first_data_block, sb.blocks
+        ));
+    }
+    None
+}
+
 /// The errno (or device error) an `ext4-view` error stands for.
 pub fn error(path: &str, e: Ext4Error) -> FsError {
     let errno = match e {
@@ -153,6 +185,15 @@ impl FileSystem for Ext4Fs {
             let d = self.dev.borrow();
             (d.block_size(), d.capacity())
         };
+        if let Some(what) = implausible(&self.sb, blocks.saturating_mul(bs as u64)) {
+            return Err(FsError {
+                path: "/".into(),
+                kind: FsErrorKind::Transport(DeviceError::Corrupt {
+                    device: String::from(self.dev.borrow().name()),
+                    what,
+                }),
+            });
+        }
         let reader = Reader {
             dev: self.dev.clone(),
             ra: ReadAhead::new(Confined::new(0, blocks), bs),
@@ -436,5 +477,25 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.path, "/boot/big");
+    }
+
+    #[test]
+    fn an_impossible_superblock_is_named_before_the_reader_sizes_by_it() {
+        // A superblock (found by the ext4 fuzz target) whose counts would have ext4-view
+        // allocate a table of 17 GB: refused by name.
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds/ext4/regression-huge-group-count");
+        let mut bytes = std::fs::read(&p).expect("the regression seed");
+        bytes.resize(bytes.len().max(4096).next_multiple_of(512), 0);
+        let mut fs = open(bytes, None);
+        let e = fs.mount().expect_err("refused");
+        assert!(
+            matches!(e.kind, FsErrorKind::Transport(DeviceError::Corrupt { .. })),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("superblock"), "{e}");
+        // A good image is not refused.
+        let mut ok = open(image(4096), None);
+        ok.mount().expect("mounts");
     }
 }

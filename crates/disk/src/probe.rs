@@ -22,6 +22,11 @@ pub struct ExtSuper {
     pub blocks: u64,
     pub free_blocks: u64,
     pub inodes: u32,
+    /// Blocks and inodes per block group, and the first data block (0, or 1 with 1 KiB
+    /// blocks): what a reader sizes its group table by, so a reader must check them first.
+    pub blocks_per_group: u32,
+    pub inodes_per_group: u32,
+    pub first_data_block: u32,
     pub label: String,
     pub uuid: String,
 }
@@ -128,6 +133,9 @@ pub fn ext_super(first: &[u8]) -> Option<ExtSuper> {
         blocks: u64::from(le32(s, 0x04)) | hi(0x150),
         free_blocks: u64::from(le32(s, 0x0c)) | hi(0x158),
         inodes: le32(s, 0x00),
+        blocks_per_group: le32(s, 0x20),
+        inodes_per_group: le32(s, 0x28),
+        first_data_block: le32(s, 0x14),
         label: text(&s[0x78..0x88]),
         uuid: uuid_text(&uuid),
     })
