@@ -209,7 +209,9 @@ fn a_stalled_server_is_waited_for_and_the_wait_is_shown() {
     assert_eq!(stalls, 1, "{}", run.output);
     assert_pass(&run);
     assert!(
-        run.output.contains("still waiting, 2 s of 30 s"),
+        run.output
+            .lines()
+            .any(|l| l.contains("USED for queue 0: still waiting") && l.contains(" s of 30 s")),
         "the wait was not shown:\n{}",
         run.output
     );
