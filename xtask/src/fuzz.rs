@@ -91,6 +91,8 @@ pub fn run(seconds: u64, targets: &[String]) -> Result<Vec<Outcome>> {
         let corpus = root().join("target/fuzz-corpus").join(t);
         std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
         let seeds = fuzz.join("seeds").join(t);
+        // A target without committed seeds (git keeps no empty folder) starts from nothing.
+        std::fs::create_dir_all(&seeds).map_err(|e| format!("{}: {e}", seeds.display()))?;
         eprintln!("xtask: fuzzing {t} for {seconds} s");
         let o = cargo()
             .current_dir(&fuzz)
