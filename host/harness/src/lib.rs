@@ -641,8 +641,14 @@ pub const INITRAMFS_MARKER: &str = "VIOBOOT-INITRAMFS-OK";
 /// A newc cpio archive: /init (prints [`INITRAMFS_MARKER`] with /proc/cmdline, powers off),
 /// busybox as /bin/busybox and /bin/sh, /proc, /dev/console.
 pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+    initramfs_running(busybox, "")
+}
+
+/// As [`initramfs`], with `before` (shell lines) run after /proc is mounted and before the
+/// marker line.
+pub fn initramfs_running(busybox: &[u8], before: &str) -> Vec<u8> {
     let init = format!(
-        "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\necho \"{INITRAMFS_MARKER} cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"
+        "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\n{before}echo \"{INITRAMFS_MARKER} cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"
     );
     let mut a = Vec::new();
     let mut ino = 1;
