@@ -6,13 +6,18 @@
 //! ext2/3/4 partition of each disk (`volume`). `vioboot.source` picks one (a share's tag, a
 //! disk and partition number, `label=`, `uuid=`), `vioboot.fs-tag` a share by its tag; by
 //! default the first, in adapter order, that holds `/loader/entries` or `/boot/loader/entries`.
+//!
+//! With a vTPM and no firmware keeping the event log, the loaded kernel, initrd and command
+//! line are measured (`loader::measure`) before the devices are quiesced, and the event log
+//! goes to the kernel with the handoff. Open Firmware keeps its own log (`sml-handover`), so
+//! there the vTPM is left to it and the `boot measure` line says so.
 
 use crate::bus;
-use crate::dev::{AnyDevice, Device, FileSystem};
+use crate::dev::{AnyDevice, Device, FileSystem, Tpm};
 use crate::error::Error;
 use crate::firmware::{Firmware, Regions};
 use crate::hcall::UnitAddress;
-use crate::loader::{entries, load, menu, Loaded};
+use crate::loader::{entries, load, measure, menu, EventLog, Loaded};
 use crate::volume::{self, ext4::Ext4Fs, partition::Partition};
 use crate::{cprintln, report};
 use alloc::boxed::Box;
@@ -90,6 +95,10 @@ impl Candidate {
 struct Sources {
     cands: Vec<Candidate>,
     shared: Vec<Box<dyn Device>>,
+    /// The TPM the kernel is measured into (the first vTPM), until the quiesce.
+    tpm: Option<Box<dyn Tpm>>,
+    /// A vTPM left to the firmware, which keeps the event log.
+    tpm_left: Option<String>,
 }
 
 /// A partition vioboot cannot read, kept to name it when `vioboot.source` asks for it.
@@ -103,7 +112,7 @@ struct Unreadable {
 
 /// Boots a kernel. Returns only when none could be booted (the report says why).
 pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], regions: &Regions) {
-    let (mut src, unreadable) = candidates(inv, opts);
+    let (mut src, unreadable) = candidates(fw, inv, opts);
     let Some((mut i, mut root)) = choose(&mut src.cands, &unreadable, opts) else {
         quiesce(&mut src);
         return;
@@ -232,9 +241,11 @@ fn from_source(
     for k in order {
         let e = &list[k];
         handoff.rewind();
-        match load::load(src.cands[i].fs.as_mut(), e, handoff.as_mut()) {
-            Ok(loaded) => {
+        let measuring = src.tpm.is_some();
+        match load::load_measured(src.cands[i].fs.as_mut(), e, handoff.as_mut(), measuring) {
+            Ok(mut loaded) => {
                 report_load(e.display_title(), e.sha256.is_some(), &loaded);
+                measure_into(src, &mut loaded);
                 quiesce(src);
                 match handoff.prepare(&loaded) {
                     Ok(jump) => {
@@ -262,16 +273,30 @@ fn from_source(
 /// Opens every adapter: each share is a candidate (unless `vioboot.fs-tag` names another), each
 /// disk's ext partitions are (a virtio-vio disk or a v-scsi LUN alike); a disk's table is a
 /// `boot disk` report line. Devices that hold no candidate are shut down again.
-fn candidates(inv: &Inventory, opts: &Options) -> (Sources, Vec<Unreadable>) {
+fn candidates(fw: &dyn Firmware, inv: &Inventory, opts: &Options) -> (Sources, Vec<Unreadable>) {
     let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
     let mut src = Sources {
         cands: Vec::new(),
         shared: Vec::new(),
+        tpm: None,
+        tpm_left: None,
     };
     let mut unreadable = Vec::new();
     for a in &bus::enumerate(inv).adapters {
-        let Ok(bound) = bus::bind(a, timeout_us) else {
-            continue;
+        if let bus::Adapter::Vtpm { adapter, .. } = a {
+            if fw.keeps_tpm_log() {
+                src.tpm_left.get_or_insert_with(|| adapter.name.clone());
+                continue;
+            }
+        }
+        let bound = match bus::bind(a, timeout_us) {
+            Ok(b) => b,
+            // A TPM that cannot be opened fails the measurement it was there for.
+            Err(e) if matches!(a, bus::Adapter::Vtpm { .. }) => {
+                report::fail("boot measure", &format!("{e}"), &[]);
+                continue;
+            }
+            Err(_) => continue,
         };
         let before = src.cands.len();
         for unit in bound.units {
@@ -284,6 +309,7 @@ fn candidates(inv: &Inventory, opts: &Options) -> (Sources, Vec<Unreadable>) {
                     })
                 }
                 Ok(AnyDevice::Block(b)) => scan_disk(b, &mut src.cands, &mut unreadable),
+                Ok(AnyDevice::Tpm(t)) if src.tpm.is_none() => src.tpm = Some(t),
                 Ok(mut other) => {
                     let _ = other.device().shut_down();
                 }
@@ -437,6 +463,32 @@ fn report_load(title: &str, pinned: bool, l: &Loaded) {
     cprintln!("# bench kernel-load-MBps {mbps:.1}");
 }
 
+/// Measures the loaded kernel, initrd and command line into the TPM and keeps the event log
+/// for the handoff; one `boot measure` line (a skip when the firmware keeps the log).
+fn measure_into(src: &mut Sources, loaded: &mut Loaded) {
+    if let Some(name) = &src.tpm_left {
+        report::skip(
+            "boot measure",
+            &format!("Open Firmware keeps the TPM event log (sml-handover to Linux's prom_init): {name} is left to it, nothing measured by vioboot"),
+        );
+        return;
+    }
+    let Some(t) = src.tpm.as_mut() else {
+        return;
+    };
+    let r = measure::events(loaded).and_then(|ev| measure::measure(t.as_mut(), &ev));
+    match r {
+        Ok(m) => {
+            report::pass("boot measure", format_args!("{}: {}", t.name(), m.summary));
+            loaded.event_log = Some(EventLog {
+                node: format!("/vdevice/{}", t.name()),
+                bytes: m.log,
+            });
+        }
+        Err(e) => report::fail("boot measure", &format!("{}: {e}", t.name()), &[]),
+    }
+}
+
 /// Ends every file system's session and resets every device: nothing may reach memory once
 /// the kernel owns it. One report line for all of them.
 fn quiesce(src: &mut Sources) {
@@ -466,6 +518,13 @@ fn quiesce(src: &mut Sources) {
                 format!("{name}: device reset, CRQ freed, every TCE cleared")
             }
         });
+    }
+    if let Some(t) = src.tpm.as_mut() {
+        let name = String::from(t.name());
+        match t.shut_down() {
+            Ok(()) => done.push(format!("{name}: CRQ freed, every TCE cleared")),
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
     }
     for d in src.shared.iter_mut() {
         let name = String::from(d.name());

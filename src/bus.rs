@@ -1,8 +1,9 @@
 //! Buses and their drivers: where adapters come from, and what turns an adapter into a device.
 //!
 //! Each bus lists its adapters from the inventory (the VIO bus: `vio::discover`, for
-//! virtio-vio and v-scsi adapters); each kind of adapter has a driver (`drivers::virtio_vio`,
-//! `drivers::vscsi`) that opens it and makes block devices or a file system of it. Callers see
+//! virtio-vio, v-scsi and vTPM adapters); each kind of adapter has a driver (`drivers::virtio_vio`,
+//! `drivers::vscsi`, `drivers::vtpm`) that opens it and makes block devices, a file system or
+//! a TPM of it. Callers see
 //! only [`Adapter`], `drivers::Bound` and `dev::AnyDevice`.
 
 use crate::dev::DeviceError;
@@ -27,22 +28,29 @@ pub enum Adapter {
         adapter: vio::Adapter,
         tce_bypass: Option<u32>,
     },
+    /// A vTPM on the VIO bus (SLOF leaves it in bypass too).
+    Vtpm {
+        adapter: vio::Adapter,
+        tce_bypass: Option<u32>,
+    },
 }
 
 impl Adapter {
     /// The name its checks are reported under.
     pub fn name(&self) -> &str {
         match self {
-            Adapter::VirtioVio(a) | Adapter::VScsi { adapter: a, .. } => &a.name,
+            Adapter::VirtioVio(a)
+            | Adapter::VScsi { adapter: a, .. }
+            | Adapter::Vtpm { adapter: a, .. } => &a.name,
         }
     }
 
     /// Where it is, for a failure's diagnostics.
     pub fn location(&self) -> (&'static str, String) {
         match self {
-            Adapter::VirtioVio(a) | Adapter::VScsi { adapter: a, .. } => {
-                ("unit", format!("{:#x}", a.unit))
-            }
+            Adapter::VirtioVio(a)
+            | Adapter::VScsi { adapter: a, .. }
+            | Adapter::Vtpm { adapter: a, .. } => ("unit", format!("{:#x}", a.unit)),
         }
     }
 }
@@ -74,8 +82,14 @@ pub fn enumerate(inv: &Inventory) -> Found {
         adapter,
         tce_bypass,
     }));
+    let (vtpm, bad_vtpm) = vio::discover(inv, vio::VTPM_COMPATIBLE);
+    adapters.extend(vtpm.into_iter().map(|adapter| Adapter::Vtpm {
+        adapter,
+        tce_bypass,
+    }));
     let mut unusable: Vec<_> = bad_virtio.into_iter().map(|u| ("virtio-vio", u)).collect();
     unusable.extend(bad_vscsi.into_iter().map(|u| ("v-scsi", u)));
+    unusable.extend(bad_vtpm.into_iter().map(|u| ("vtpm", u)));
     Found { adapters, unusable }
 }
 
@@ -87,5 +101,9 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, DeviceError> {
             adapter,
             tce_bypass,
         } => Ok(drivers::vscsi::bind(adapter, *tce_bypass, timeout_us)?),
+        Adapter::Vtpm {
+            adapter,
+            tce_bypass,
+        } => Ok(drivers::vtpm::bind(adapter, *tce_bypass, timeout_us)?),
     }
 }

@@ -198,7 +198,8 @@ log "configure"
     --target-list=ppc64-softmmu \
     --disable-docs --disable-tools --disable-user \
     --without-default-features \
-    --enable-fdt=system) >>"$build_log" 2>&1 \
+    --enable-fdt=system \
+    --enable-tpm) >>"$build_log" 2>&1 \
     || { tail -n 30 "$build_log" >&2; die "configure failed (see $build_log)"; }
 
 jobs="${VIOBOOT_JOBS:-$(nproc)}"
@@ -208,6 +209,9 @@ log "ninja -j$jobs qemu-system-ppc64 (several minutes)"
 
 grep -q '"spapr-virtio-vio"' <<<"$("$src/build/qemu-system-ppc64" -device help 2>&1 || true)" \
     || die "the built binary does not list the spapr-virtio-vio device"
+# The vTPM tests (tests/vtpm.rs) need QEMU's tpm-spapr device and its emulator backend.
+grep -q '"tpm-spapr"' <<<"$("$src/build/qemu-system-ppc64" -device help 2>&1 || true)" \
+    || die "the built binary does not list the tpm-spapr device"
 
 # --- install ----------------------------------------------------------------
 mkdir -p "$out_dir/bin"

@@ -1,5 +1,6 @@
 //! The smoke checks, one module per kind of thing checked: [`platform`] (tree, memory,
-//! console, RTAS, hcalls), [`block`] (any block device), [`fs`] (any file system). This
+//! console, RTAS, hcalls), [`block`] (any block device), [`fs`] (any file system), [`tpm`]
+//! (a TPM). This
 //! module walks the buses' adapters and hands each device to its kind's checks, under a
 //! [`Scope`] named after the adapter, or after the adapter and the unit for an adapter with
 //! several (a v-scsi LUN: `v-scsi@71000020 0:1:0`); what the units share is shut down last.
@@ -8,6 +9,7 @@ pub mod block;
 pub mod fs;
 pub mod platform;
 pub mod services;
+pub mod tpm;
 
 use crate::bus;
 use crate::dev::{AnyDevice, Device};
@@ -58,6 +60,10 @@ pub fn devices(inv: &Inventory, opts: &Options) {
                     unmapped(&us, b.as_device());
                 }
                 AnyDevice::FileSystem(f) => fs::run(&us, f.as_mut(), opts),
+                AnyDevice::Tpm(t) => {
+                    tpm::run(&us, t.as_mut());
+                    unmapped(&us, t.as_device());
+                }
             }
             let r = dev.device().shut_down();
             match r {

@@ -1,16 +1,19 @@
 //! Devices as the rest of vioboot sees them, whatever bus and transport is behind: a block
-//! device and a file system. The smoke checks and the loader are written against these traits
+//! device, a file system and a TPM. The smoke checks and the loader are written against these traits
 //! only; a driver (`drivers`: virtio-vio and v-scsi now; virtio-pci later) implements them.
 
 pub mod block;
 pub mod fs;
 #[cfg(test)]
 pub mod memfs;
+pub mod tpm;
 
 pub use block::BlockDevice;
 pub use fs::FileSystem;
+pub use tpm::Tpm;
 
 use crate::vio::vscsi::VscsiError;
+use crate::vio::vtpm::VtpmError;
 use crate::virtio::VioError;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -27,6 +30,15 @@ pub enum DeviceError {
         device: String,
         what: String,
     },
+    /// A vTPM: the transport, the CRQ exchange or the TPM command.
+    Vtpm(VtpmError),
+    /// A TPM command the TPM answered with an error, or with a response that does not hold
+    /// together.
+    TpmCommand {
+        device: String,
+        op: &'static str,
+        error: ::tpm::TpmError,
+    },
     /// A request outside a device's blocks (a partition refusing to reach past its end).
     OutOfRange {
         device: String,
@@ -42,6 +54,8 @@ impl fmt::Display for DeviceError {
             DeviceError::Vio(e) => e.fmt(f),
             DeviceError::Vscsi(e) => e.fmt(f),
             DeviceError::Corrupt { device, what } => write!(f, "{device}: {what}"),
+            DeviceError::Vtpm(e) => e.fmt(f),
+            DeviceError::TpmCommand { device, op, error } => write!(f, "{device}: {op}: {error}"),
             DeviceError::OutOfRange {
                 device,
                 block,
@@ -64,6 +78,12 @@ impl From<VioError> for DeviceError {
 impl From<VscsiError> for DeviceError {
     fn from(e: VscsiError) -> Self {
         DeviceError::Vscsi(e)
+    }
+}
+
+impl From<VtpmError> for DeviceError {
+    fn from(e: VtpmError) -> Self {
+        DeviceError::Vtpm(e)
     }
 }
 
@@ -95,6 +115,7 @@ pub trait Device {
 pub enum AnyDevice {
     Block(Box<dyn BlockDevice>),
     FileSystem(Box<dyn FileSystem>),
+    Tpm(Box<dyn Tpm>),
 }
 
 impl AnyDevice {
@@ -102,6 +123,7 @@ impl AnyDevice {
         match self {
             AnyDevice::Block(b) => b.as_device(),
             AnyDevice::FileSystem(f) => f.as_device(),
+            AnyDevice::Tpm(t) => t.as_device(),
         }
     }
 }

@@ -142,6 +142,10 @@ impl Firmware for FlatTree {
         })
     }
 
+    fn keeps_tpm_log(&self) -> bool {
+        false
+    }
+
     fn console_needs_vty(&self) -> bool {
         true
     }

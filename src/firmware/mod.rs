@@ -111,6 +111,9 @@ pub trait Firmware {
     fn bootargs(&self) -> String;
     /// The device tree, as a blob in the heap.
     fn tree(&self, choice: FdtChoice) -> Result<Tree, FirmwareError>;
+    /// Whether the firmware keeps the TPM event log and gives it to the kernel itself (Open
+    /// Firmware: `sml-handover`), so vioboot leaves the vTPM alone when it boots a kernel.
+    fn keeps_tpm_log(&self) -> bool;
     /// Whether the console must move to the hvterm vty now (there is no firmware console).
     fn console_needs_vty(&self) -> bool;
     /// Makes RTAS callable where H_RTAS is not used (`instantiate-rtas`).

@@ -150,6 +150,12 @@ impl Firmware for OpenFirmware {
         crate::arch::with_firmware_vectors(|| self.obtain_tree(choice))
     }
 
+    /// SLOF keeps the TPM event log and hands it to Linux's prom_init (`sml-handover`); its
+    /// vTPM driver must keep the CRQ.
+    fn keeps_tpm_log(&self) -> bool {
+        true
+    }
+
     fn console_needs_vty(&self) -> bool {
         false
     }

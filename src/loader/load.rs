@@ -1,6 +1,8 @@
 //! Loading a boot entry: the kernel ELF checked and its segments copied into place while the
 //! file streams in (SHA-256 against the entry's `sha256`), then the initrd well above it
-//! (against `initrd-sha256`). Memory comes from the handoff, which knows who gives it.
+//! (against `initrd-sha256`). Memory comes from the handoff, which knows who gives it. With a
+//! TPM to measure into ([`load_measured`]) both files are hashed as they stream in, pinned or
+//! not, and their digests kept for the measurements.
 
 use super::handoff::Handoff;
 use super::place::PlaceError;
@@ -100,10 +102,33 @@ pub struct Loaded {
     pub path: String,
     pub bytes: u64,
     pub load_us: u64,
+    /// SHA-256 of the kernel file, when it was hashed (pinned, or measured).
+    pub kernel_sha256: Option<[u8; 32]>,
+    /// The initrd's path and SHA-256, when it was hashed.
+    pub initrd_sha256: Option<(String, [u8; 32])>,
+    /// A TPM event log for the kernel (`crate::loader::measure`), which the handoff passes on.
+    pub event_log: Option<EventLog>,
+}
+
+/// A TPM event log and the tree node of the TPM it belongs to.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    pub node: String,
+    pub bytes: alloc::vec::Vec<u8>,
 }
 
 /// Loads `e`'s kernel and initrd, checking everything on the way.
 pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<Loaded, LoadError> {
+    load_measured(fs, e, h, false)
+}
+
+/// As [`load`]; with `measure`, both files are hashed (SHA-256) whether pinned or not.
+pub fn load_measured(
+    fs: &mut dyn FileSystem,
+    e: &Entry,
+    h: &mut dyn Handoff,
+    measure: bool,
+) -> Result<Loaded, LoadError> {
     let linux = e.linux.as_deref().ok_or(LoadError::NoLinux)?;
     // The ELF and program headers, and the file's size, in one walk of the path.
     let mut head = alloc::vec::Vec::new();
@@ -119,8 +144,9 @@ pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<L
     let image = unsafe { mem::region_mut(dest) };
     image.fill(0);
     let start = time::now_us();
-    // Hashed only when the entry pins a digest: SHA-256 costs more than the read itself.
-    let mut sha = e.sha256.map(|_| Sha256::new());
+    // Hashed only when the entry pins a digest or a TPM measures it: SHA-256 costs more than
+    // the read itself.
+    let mut sha = (e.sha256.is_some() || measure).then(Sha256::new);
     let mut at = 0u64;
     let mut last_shown = 0u64;
     fs.read_stream(linux, None, &mut |piece| {
@@ -156,8 +182,8 @@ pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<L
             size,
         });
     }
-    if let (Some(want), Some(sha)) = (e.sha256, sha) {
-        let got = sha.finish();
+    let kernel_sha256 = sha.map(Sha256::finish);
+    if let (Some(want), Some(got)) = (e.sha256, kernel_sha256) {
         if got != want {
             return Err(LoadError::Digest {
                 path: linux.into(),
@@ -168,9 +194,12 @@ pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<L
         }
     }
     let load_us = (time::now_us() - start).max(1);
-    let initrd = match e.initrd.first() {
-        None => None,
-        Some(path) => Some(load_initrd(fs, path, e.initrd_sha256, dest, h)?),
+    let (initrd, initrd_sha256) = match e.initrd.first() {
+        None => (None, None),
+        Some(path) => {
+            let (r, d) = load_initrd(fs, path, e.initrd_sha256, measure, dest, h)?;
+            (Some(r), d.map(|d| (path.clone(), d)))
+        }
     };
     Ok(Loaded {
         kernel: dest,
@@ -180,17 +209,21 @@ pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<L
         path: linux.into(),
         bytes: size,
         load_us,
+        kernel_sha256,
+        initrd_sha256,
+        event_log: None,
     })
 }
 
-/// The initrd, well above the kernel at `kernel`.
+/// The initrd, well above the kernel at `kernel`, and its SHA-256 if it was hashed.
 fn load_initrd(
     fs: &mut dyn FileSystem,
     path: &str,
     want: Option<[u8; 32]>,
+    measure: bool,
     kernel: Range,
     h: &mut dyn Handoff,
-) -> Result<Range, LoadError> {
+) -> Result<(Range, Option<[u8; 32]>), LoadError> {
     let a = fs.stat(path)?;
     if a.size == 0 {
         return Err(LoadError::EmptyInitrd { path: path.into() });
@@ -198,7 +231,7 @@ fn load_initrd(
     let r = h.take_initrd(a.size, kernel.end)?;
     // SAFETY: as for the kernel image.
     let buf = unsafe { mem::region_mut(r) };
-    let mut sha = want.map(|_| Sha256::new());
+    let mut sha = (want.is_some() || measure).then(Sha256::new);
     let mut n = 0usize;
     fs.read_stream(path, None, &mut |piece| {
         if let Some(sha) = sha.as_mut() {
@@ -216,8 +249,8 @@ fn load_initrd(
             size: a.size,
         });
     }
-    if let (Some(want), Some(sha)) = (want, sha) {
-        let got = sha.finish();
+    let got = sha.map(Sha256::finish);
+    if let (Some(want), Some(got)) = (want, got) {
         if got != want {
             return Err(LoadError::Digest {
                 path: path.into(),
@@ -227,10 +260,11 @@ fn load_initrd(
             });
         }
     }
-    Ok(Range {
+    let range = Range {
         start: r.start,
         end: r.start + a.size,
-    })
+    };
+    Ok((range, got))
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
-//! The VIO bus: virtio-vio and v-scsi adapters, their TCE windows and CRQs.
+//! The VIO bus: virtio-vio, v-scsi and vTPM adapters, their TCE windows and CRQs.
 //!
 //! [`discover`] finds adapters of one kind in the inventory; [`tce::TceWindow`] maps guest memory into each
 //! adapter's DMA window; [`crq::Crq`] is the PAPR Command/Response Queue with its handshake and
 //! recovery; [`link::Link`] carries virtio-vio requests and responses over it, and
-//! [`vscsi::Session`] a v-scsi adapter's SRP exchanges.
+//! [`vscsi::Session`] a v-scsi adapter's SRP exchanges, [`vtpm::Vtpm`] a vTPM's commands.
 
 pub mod crq;
 pub mod link;
 pub mod tce;
 pub mod vscsi;
+pub mod vtpm;
 mod wait;
 
 pub use wait::Patience;
@@ -22,6 +23,8 @@ use vioboot_core::inventory::{DmaWindow, Inventory};
 pub const COMPATIBLE: &str = "IBM,virtio-vio";
 /// `compatible` of a v-scsi adapter (PAPR virtual SCSI: SRP over a CRQ).
 pub const VSCSI_COMPATIBLE: &str = "IBM,v-scsi";
+/// `compatible` of a TPM 2.0 vTPM (QEMU's tpm-spapr; `device_type` is `IBM,vtpm`).
+pub const VTPM_COMPATIBLE: &str = "IBM,vtpm20";
 
 /// A VIO adapter from the device tree.
 #[derive(Debug, Clone, PartialEq, Eq)]

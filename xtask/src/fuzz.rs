@@ -19,6 +19,7 @@ pub const TARGETS: &[&str] = &[
     "srp",
     "partitions",
     "ext4",
+    "tpm",
 ];
 
 /// Every target's name.
@@ -91,6 +92,8 @@ pub fn run(seconds: u64, targets: &[String]) -> Result<Vec<Outcome>> {
         let corpus = root().join("target/fuzz-corpus").join(t);
         std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
         let seeds = fuzz.join("seeds").join(t);
+        // A target without committed seeds (git keeps no empty folder) starts from nothing.
+        std::fs::create_dir_all(&seeds).map_err(|e| format!("{}: {e}", seeds.display()))?;
         eprintln!("xtask: fuzzing {t} for {seconds} s");
         let o = cargo()
             .current_dir(&fuzz)

@@ -298,6 +298,7 @@ fn test() -> Result {
         &["e2fsprogs", "gdisk", "fdisk"],
         "the disk boot tests (tests/disk.rs)",
     )?;
+    ensure_apt(&["swtpm"], "the vTPM tests (tests/vtpm.rs)")?;
     status(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--check"]),

@@ -641,8 +641,14 @@ pub const INITRAMFS_MARKER: &str = "VIOBOOT-INITRAMFS-OK";
 /// A newc cpio archive: /init (prints [`INITRAMFS_MARKER`] with /proc/cmdline, powers off),
 /// busybox as /bin/busybox and /bin/sh, /proc, /dev/console.
 pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+    initramfs_running(busybox, "")
+}
+
+/// As [`initramfs`], with `before` (shell lines) run after /proc is mounted and before the
+/// marker line.
+pub fn initramfs_running(busybox: &[u8], before: &str) -> Vec<u8> {
     let init = format!(
-        "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\necho \"{INITRAMFS_MARKER} cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"
+        "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\n{before}echo \"{INITRAMFS_MARKER} cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"
     );
     let mut a = Vec::new();
     let mut ino = 1;
@@ -754,6 +760,77 @@ mod tests {
             b.contains("-bios /img/vioboot.bin") && !b.contains("-kernel"),
             "{b}"
         );
+    }
+}
+
+/// A software TPM 2.0 (Debian's `swtpm`) serving QEMU's tpm-spapr device; killed when dropped.
+/// Its state lives in `dir`, so PCRs start at zero for each new directory.
+pub struct Swtpm {
+    child: Option<Child>,
+    pub socket: PathBuf,
+}
+
+impl Swtpm {
+    /// Starts `swtpm socket --tpm2 --tpmstate dir=DIR --ctrl type=unixio,path=DIR/sock
+    /// --terminate` in the foreground and waits (5 s at most) for its control socket.
+    pub fn start(dir: &Path) -> std::io::Result<Swtpm> {
+        std::fs::create_dir_all(dir)?;
+        let socket = dir.join("sock");
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--terminate"])
+            .arg("--tpmstate")
+            .arg(format!("dir={}", dir.display()))
+            .arg("--ctrl")
+            .arg(format!("type=unixio,path={}", socket.display()))
+            .arg("--log")
+            .arg(format!("file={},level=1", dir.join("swtpm.log").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start swtpm (Debian package swtpm): {e}"),
+                )
+            })?;
+        let s = Swtpm {
+            child: Some(child),
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !s.socket.exists() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "swtpm made no control socket within 5 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(s)
+    }
+
+    /// QEMU arguments for a tpm-spapr device at `unit` backed by this swtpm. The unit's low
+    /// byte picks the interrupt (keep it apart from vty 0x00, nvram 0x01, l-lan 0x02, v-scsi 0x03).
+    pub fn qemu_args(&self, unit: u32) -> Vec<String> {
+        vec![
+            "-chardev".into(),
+            format!("socket,id=tpmchr,path={}", self.socket.display()),
+            "-tpmdev".into(),
+            "emulator,id=tpm0,chardev=tpmchr".into(),
+            "-device".into(),
+            format!("tpm-spapr,tpmdev=tpm0,reg={unit:#x}"),
+        ]
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -1,13 +1,18 @@
 //! The kernel entered with no firmware, as kexec does: a rewritten flattened tree with
 //! `/chosen` (`bootargs`, `linux,initrd-start/end`), an RTAS blob that forwards to H_RTAS and
-//! its `linux,rtas-*` properties, and memory reservations for the tree, initrd and RTAS, all
-//! above where the kernel copies itself (0..its size); r3 = tree, r4 = kernel, r5 = 0.
+//! its `linux,rtas-*` properties, the TPM event log (if vioboot measured the kernel) as
+//! `linux,sml-base` (u64) and `linux,sml-size` (u32) on the vTPM's node in the kernel's
+//! (little-endian) byte order, as Linux's prom_init leaves them and
+//! `drivers/char/tpm/eventlog/of.c` reads them for a vTPM, and memory
+//! reservations for the tree, initrd, RTAS and log, all above where the kernel copies itself
+//! (0..its size); r3 = tree, r4 = kernel, r5 = 0.
 
 use super::{Handoff, HandoffError, Jump};
 use crate::loader::load::Loaded;
 use crate::loader::place::{PlaceError, Placer, ALIGN};
 use crate::{arch, mem};
 use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use vioboot_core::fdt_write::{self, Edit};
@@ -76,6 +81,16 @@ impl Handoff for FdtHandoff<'_> {
         for (i, w) in arch::RTAS_HCALL_FORWARDER.iter().enumerate() {
             rtas_bytes[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
         }
+        let log = match &l.event_log {
+            Some(log) => {
+                let at = self.placer.take(log.bytes.len() as u64)?;
+                // SAFETY: placed clear of everything in use, like the kernel.
+                let dst = unsafe { mem::region_mut(at) };
+                dst[..log.bytes.len()].copy_from_slice(&log.bytes);
+                Some((log.node.as_str(), at, log.bytes.len() as u64))
+            }
+            None => None,
+        };
         let room = self.placer.take(self.tree.len() as u64 + 4096)?;
         let mut bootargs = l.cmdline.clone().into_bytes();
         bootargs.push(0);
@@ -102,6 +117,22 @@ impl Handoff for FdtHandoff<'_> {
             },
         ];
         let mut reserve = vec![(rtas.start, rtas.size()), (room.start, room.size())];
+        if let Some((node, at, len)) = log {
+            // In the kernel's byte order, not the tree's: for a vTPM (`IBM,vtpm20`) Linux's
+            // of.c takes both as native integers (`size = *sizep; base = *basep`), as prom_init
+            // writes them; vioboot boots only little-endian kernels.
+            edits.push(Edit {
+                path: node,
+                name: "linux,sml-base",
+                value: at.start.to_le_bytes().to_vec(),
+            });
+            edits.push(Edit {
+                path: node,
+                name: "linux,sml-size",
+                value: (len as u32).to_le_bytes().to_vec(),
+            });
+            reserve.push((at.start, at.size().next_multiple_of(ALIGN)));
+        }
         if let Some(r) = l.initrd {
             edits.push(Edit {
                 path: "/chosen",
@@ -133,12 +164,16 @@ impl Handoff for FdtHandoff<'_> {
             r4: l.kernel.start,
             r5: 0,
             summary: format!(
-                "flattened tree ({} bytes) at {:#x}: entry {:#x}, r3 = tree, r4 = kernel {:#x}, r5 = 0; RTAS at {:#x}",
+                "flattened tree ({} bytes) at {:#x}: entry {:#x}, r3 = tree, r4 = kernel {:#x}, r5 = 0; RTAS at {:#x}{}",
                 tree.len(),
                 room.start,
                 l.entry_point,
                 l.kernel.start,
-                rtas.start
+                rtas.start,
+                log.map_or(String::new(), |(node, at, len)| format!(
+                    "; TPM event log ({len} bytes) at {:#x}, linux,sml-base/size on {node}",
+                    at.start
+                ))
             ),
         })
     }

@@ -1,0 +1,259 @@
+//! The vTPM end to end: vioboot in Debian's QEMU (its tpm-spapr device; the project's own
+//! QEMU build has no TPM) with a software TPM (swtpm) behind it, under SLOF and as -bios: the
+//! adapter line, the TPM line (manufacturer, family, banks) and the PCR 16 extend round trip
+//! checked against vioboot's own SHA-256, nothing left mapped. Then measured boot, in the
+//! project's QEMU (`host/qemu/build.sh` builds it with TPM support; it also has the
+//! virtio-vio device the share needs): Debian's kernel and a busybox initramfs from a virtio-fs
+//! share, measured and booted as -bios with the event log in the tree, and the log Linux took
+//! replayed against the PCRs Linux reads and the files' SHA-256; under SLOF the vTPM is left to
+//! the firmware.
+//!
+//! Needs the image, the project's QEMU and the VIO server, Debian's `swtpm`, and Debian's
+//! kernel and busybox (`cargo xtask test` prepares them all).
+
+use std::path::PathBuf;
+use std::time::Duration;
+use vioboot_harness::{Boot, Qemu, Run, Swtpm, VioServer, INITRAMFS_MARKER};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+/// The vTPM's unit: low byte 0x04, clear of vty, nvram, l-lan and v-scsi.
+const UNIT: u32 = 0x7100_0004;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = root().join("target/test-vtpm").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+fn qemu(boot: Boot, tpm: &Swtpm) -> Qemu {
+    let dir = vioboot_harness::image_dir(&root());
+    assert!(
+        dir.join("vioboot.elf").exists(),
+        "no image: run `cargo xtask image` first"
+    );
+    let mut q = Qemu::new(boot, dir);
+    // Debian's QEMU: it has tpm-spapr.
+    q.binary = vioboot_harness::qemu_binary();
+    q.extra.extend(tpm.qemu_args(UNIT));
+    q
+}
+
+fn smoke(boot: Boot, name: &str) -> Run {
+    let tpm = Swtpm::start(&scratch(name)).expect("swtpm");
+    vioboot_harness::run(&qemu(boot, &tpm), TIMEOUT).expect("QEMU runs")
+}
+
+/// What the initramfs prints: the event log Linux took (as hex bytes between two markers) and
+/// PCRs 8 and 9 of the SHA-256 bank as Linux reads them.
+const LINUX_SHOWS_TPM: &str = "/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t securityfs securityfs /sys/kernel/security
+echo TPM-LOG-BEGIN
+/bin/busybox od -An -tx1 -v /sys/kernel/security/tpm0/binary_bios_measurements
+echo TPM-LOG-END
+for p in 8 9; do echo \"TPM-PCR $p $(/bin/busybox cat /sys/class/tpm/tpm0/pcr-sha256/$p)\"; done
+";
+
+/// The log's bytes and the PCRs (8, 9) the initramfs printed.
+fn linux_tpm(run: &Run) -> (Vec<u8>, Vec<(u32, Vec<u8>)>) {
+    let out = &run.output;
+    let begin = out
+        .find("TPM-LOG-BEGIN\n")
+        .unwrap_or_else(|| panic!("no event log printed:\n{out}"));
+    let end = out[begin..].find("TPM-LOG-END").expect("log end") + begin;
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    };
+    // od's lines: 16 two-digit hex bytes each (a kernel message may come in between).
+    let is_od = |l: &&str| {
+        let t: Vec<&str> = l.split_whitespace().collect();
+        !t.is_empty()
+            && t.iter()
+                .all(|b| b.len() == 2 && u8::from_str_radix(b, 16).is_ok())
+    };
+    let log: Vec<u8> = out[begin + 14..end]
+        .lines()
+        .filter(is_od)
+        .flat_map(str::split_whitespace)
+        .flat_map(&hex)
+        .collect();
+    let pcrs = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("TPM-PCR "))
+        .map(|l| {
+            let (n, v) = l.split_once(' ').expect("pcr line");
+            (n.parse().expect("pcr"), hex(v.trim()))
+        })
+        .collect();
+    (log, pcrs)
+}
+
+fn extend(old: &[u8], d: &[u8]) -> Vec<u8> {
+    let mut h = vioboot_core::sha256::Sha256::new();
+    h.update(old);
+    h.update(d);
+    h.finish().to_vec()
+}
+
+/// Boots vioboot (mode boot) from a virtio-fs share holding Debian's kernel, an initramfs
+/// that shows the TPM, and one entry, with a vTPM; in the project's QEMU (it has both
+/// spapr-virtio-vio and tpm-spapr). Returns the run and the share.
+fn measured_boot(boot: Boot, name: &str) -> (Run, PathBuf) {
+    let dir = scratch(name);
+    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel and busybox");
+    let share = dir.join("share");
+    let entry =
+        "title Debian\nlinux /vmlinux\ninitrd /initrd.img\noptions console=hvc0 measured=yes\n";
+    vioboot_harness::boot_share(&share, &l, &[("debian", entry.into())], Some("timeout 0\n"))
+        .expect("share");
+    let initrd = vioboot_harness::initramfs_running(
+        &std::fs::read(&l.busybox).expect("busybox"),
+        LINUX_SHOWS_TPM,
+    );
+    std::fs::write(share.join("initrd.img"), initrd).expect("initrd");
+    let socket = dir.join("v0.sock");
+    let share_arg = share.display().to_string();
+    let _server = VioServer::start(
+        &vioboot_harness::vio_server_binary(&root()),
+        &socket,
+        &["--fs", &share_arg, "--tag", "boot"],
+        &dir.join("server.log"),
+    )
+    .expect("server");
+    let tpm = Swtpm::start(&dir.join("tpm")).expect("swtpm");
+    let mut q = qemu(boot, &tpm).append("vioboot.mode=boot");
+    q.binary = vioboot_harness::built_qemu(&root()).expect("the project's QEMU");
+    q.extra.extend(vioboot_harness::virtio_vio_device(
+        "v0",
+        &socket,
+        0x7100_0010,
+    ));
+    (vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs"), share)
+}
+
+fn line(run: &Run, check: &str) -> String {
+    run.report()
+        .check(check)
+        .map(|l| l.description.clone())
+        .unwrap_or_else(|| panic!("no `{check}` line:\n{}", run.output))
+}
+
+fn assert_tpm(run: &Run) {
+    let r = run.report();
+    assert!(!run.timed_out(), "QEMU timed out:\n{}", run.output);
+    assert!(r.is_complete(), "incomplete report:\n{}", run.output);
+    assert!(
+        r.failures().is_empty(),
+        "{:?}:\n{}",
+        r.failures(),
+        run.output
+    );
+    assert_eq!(r.verdict, Some(true), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+    let a = line(run, "vtpm@71000004");
+    assert!(a.contains("TPM 2.0, 4096-byte command buffer"), "{a}");
+    let t = line(run, "vtpm@71000004 tpm");
+    assert!(t.contains("manufacturer \"IBM\", family \"2.0\""), "{t}");
+    assert!(t.contains("sha256 active"), "{t}");
+    let e = line(run, "vtpm@71000004 extend");
+    assert!(
+        e.contains("PCR 16 sha256") && e.ends_with("as computed"),
+        "{e}"
+    );
+    let u = line(run, "vtpm@71000004 unmapped");
+    assert!(u.contains("0 protocol errors"), "{u}");
+    line(run, "vtpm@71000004 shutdown");
+}
+
+#[test]
+fn smoke_under_slof() {
+    let run = smoke(Boot::Slof, "slof");
+    assert_tpm(&run);
+    // SLOF starts the TPM itself.
+    assert!(line(&run, "vtpm@71000004 tpm").contains("already started"));
+}
+
+#[test]
+fn smoke_as_bios() {
+    let run = smoke(Boot::Bios, "bios");
+    assert_tpm(&run);
+    // Nobody started it before vioboot.
+    assert!(line(&run, "vtpm@71000004 tpm").contains("Startup(SU_CLEAR) done"));
+}
+
+#[test]
+fn measured_boot_hands_the_event_log_over_in_the_tree() {
+    let (run, share) = measured_boot(Boot::Bios, "boot-bios");
+    assert!(
+        run.output.contains(INITRAMFS_MARKER),
+        "the kernel did not reach the initramfs:\n{}",
+        run.output
+    );
+    let r = run.report();
+    assert!(
+        r.failures().is_empty(),
+        "{:?}:\n{}",
+        r.failures(),
+        run.output
+    );
+    let m = line(&run, "boot measure");
+    assert!(
+        m.contains("vtpm@71000004: 3 events (kernel and initrd into PCR 9, command line into PCR 8) extended into sha256"),
+        "{m}"
+    );
+    let h = line(&run, "boot handoff");
+    assert!(
+        h.contains("TPM event log") && h.contains("linux,sml-base/size on /vdevice/vtpm@71000004"),
+        "{h}"
+    );
+    assert!(line(&run, "boot quiesce").contains("vtpm@71000004: CRQ freed"));
+    // Linux took the log from the tree: it parses, its digests are the files' and the command
+    // line's, and replayed it gives the PCRs Linux reads from the TPM.
+    let (bytes, pcrs) = linux_tpm(&run);
+    let log = tpm::log::parse(&bytes).unwrap_or_else(|e| panic!("{e}:\n{}", run.output));
+    assert_eq!(log.banks, [(tpm::ALG_SHA256, 32)]);
+    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel");
+    let kernel = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
+    let initrd = vioboot_harness::sha256_file(&share.join("initrd.img")).expect("sha");
+    let hexd = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let e = &log.events;
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_eq!((e[0].pcr, e[0].data), (9, &b"/vmlinux"[..]));
+    assert_eq!(hexd(e[0].digests[0].1), kernel);
+    assert_eq!((e[1].pcr, e[1].data), (9, &b"/initrd.img"[..]));
+    assert_eq!(hexd(e[1].digests[0].1), initrd);
+    assert_eq!(e[2].pcr, 8);
+    assert_eq!(e[2].data, b"kernel_cmdline: console=hvc0 measured=yes");
+    assert_eq!(pcrs.len(), 2, "PCRs not printed:\n{}", run.output);
+    for (n, value) in pcrs {
+        let replayed = tpm::log::replay(&log, n, tpm::ALG_SHA256, extend).expect("bank");
+        assert_eq!(replayed, value, "PCR {n}");
+    }
+}
+
+#[test]
+fn under_open_firmware_the_vtpm_is_left_to_it() {
+    let (run, _) = measured_boot(Boot::Slof, "boot-slof");
+    assert!(
+        run.output.contains(INITRAMFS_MARKER),
+        "the kernel did not reach the initramfs:\n{}",
+        run.output
+    );
+    let m = run
+        .report()
+        .lines
+        .iter()
+        .find(|l| l.description.starts_with("boot measure"))
+        .map(|l| l.description.clone())
+        .unwrap_or_else(|| panic!("no boot measure line:\n{}", run.output));
+    assert!(
+        m.contains("# SKIP Open Firmware keeps the TPM event log"),
+        "{m}"
+    );
+}
