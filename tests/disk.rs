@@ -476,3 +476,44 @@ fn smoke_lists_the_partitions() {
         "{p}"
     );
 }
+
+/// The same GPT disk as a v-scsi LUN (QEMU's spapr-vscsi and scsi-hd): the bootloader reads
+/// its partitions through the v-scsi driver exactly as through virtio-vio, and boots from its
+/// /boot partition. (Transfers are 128 KiB at most: QEMU's v-scsi writes each 128 KiB piece of
+/// a larger direct transfer at the start of the buffer.)
+#[test]
+fn gpt_boot_partition_on_a_vscsi_disk() {
+    let d = dir().join("vscsi");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    let img = d.join("gpt.img");
+    std::fs::copy(&images().gpt, &img).expect("copy");
+    let mut q =
+        Qemu::new(Boot::Bios, vioboot_harness::image_dir(&root())).append("vioboot.mode=boot");
+    q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU");
+    q.extra = [
+        "-device",
+        "spapr-vscsi,id=scsi9,reg=0x71000020",
+        "-drive",
+        &format!(
+            "file={},if=none,id=d9,format=raw,readonly=on",
+            img.display()
+        ),
+        "-device",
+        "scsi-hd,drive=d9,bus=scsi9.0,channel=0,scsi-id=0,lun=0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    let _ = std::fs::write(d.join("console.log"), &run.output);
+    assert_eq!(run.report().verdict, Some(true), "{}", run.output);
+    let (ok, disk) = line(&run, "boot disk");
+    assert!(ok && disk.contains("ext4 \"boot\""), "{disk}");
+    let (_, src) = line(&run, "boot source");
+    assert!(
+        src.starts_with("boot source: v-scsi@71000020 0:0:0:2:"),
+        "{src}"
+    );
+    assert!(cmdline(&run).contains("from=boot"), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+}
