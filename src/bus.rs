@@ -1,12 +1,15 @@
 //! Buses and their drivers: where adapters come from, and what turns an adapter into a device.
 //!
 //! Each bus lists its adapters from the inventory (the VIO bus: `vio::discover`, for
-//! virtio-vio and v-scsi adapters); each kind of adapter has a driver (`drivers::virtio_vio`,
-//! `drivers::vscsi`) that opens it and makes block devices or a file system of it. Callers see
+//! virtio-vio and v-scsi adapters; the PCI buses: `pci::discover`, every function behind
+//! every host bridge); each kind of adapter has a driver (`drivers::virtio_vio`,
+//! `drivers::vscsi`, `drivers::pci`) that opens it and makes block devices or a file system
+//! of it, or (PCI, for now) identifies it. Callers see
 //! only [`Adapter`], `drivers::Bound` and `dev::AnyDevice`.
 
 use crate::dev::DeviceError;
 use crate::drivers::{self, Bound};
+use crate::pci;
 use crate::vio;
 use alloc::format;
 use alloc::string::String;
@@ -27,6 +30,14 @@ pub enum Adapter {
         adapter: vio::Adapter,
         tce_bypass: Option<u32>,
     },
+    /// A function on a PCI host bridge, as its scan found it.
+    Pci {
+        name: String,
+        config: pci::RtasConfig,
+        function: pci::Function,
+        /// Whether vioboot gave its BARs their addresses (else firmware did).
+        assigned: bool,
+    },
 }
 
 impl Adapter {
@@ -34,6 +45,7 @@ impl Adapter {
     pub fn name(&self) -> &str {
         match self {
             Adapter::VirtioVio(a) | Adapter::VScsi { adapter: a, .. } => &a.name,
+            Adapter::Pci { name, .. } => name,
         }
     }
 
@@ -43,6 +55,9 @@ impl Adapter {
             Adapter::VirtioVio(a) | Adapter::VScsi { adapter: a, .. } => {
                 ("unit", format!("{:#x}", a.unit))
             }
+            Adapter::Pci {
+                config, function, ..
+            } => ("pci", format!("buid {:#x} {}", config.buid, function.at)),
         }
     }
 }
@@ -52,6 +67,9 @@ impl Adapter {
 pub struct Found {
     pub adapters: Vec<Adapter>,
     pub unusable: Vec<(&'static str, vio::Unusable)>,
+    /// The PCI host bridges scanned, and those that could not be.
+    pub pci_hosts: Vec<pci::Host>,
+    pub pci_unusable: Vec<pci::PciError>,
 }
 
 impl Found {
@@ -76,7 +94,21 @@ pub fn enumerate(inv: &Inventory) -> Found {
     }));
     let mut unusable: Vec<_> = bad_virtio.into_iter().map(|u| ("virtio-vio", u)).collect();
     unusable.extend(bad_vscsi.into_iter().map(|u| ("v-scsi", u)));
-    Found { adapters, unusable }
+    let (pci_hosts, pci_unusable) = pci::discover(inv);
+    for h in &pci_hosts {
+        adapters.extend(h.functions.iter().map(|f| Adapter::Pci {
+            name: h.function_name(f.at),
+            config: h.config,
+            function: f.clone(),
+            assigned: h.assigned,
+        }));
+    }
+    Found {
+        adapters,
+        unusable,
+        pci_hosts,
+        pci_unusable,
+    }
 }
 
 /// Opens `a` with its driver.
@@ -87,5 +119,11 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, DeviceError> {
             adapter,
             tce_bypass,
         } => Ok(drivers::vscsi::bind(adapter, *tce_bypass, timeout_us)?),
+        Adapter::Pci {
+            name,
+            config,
+            function,
+            assigned,
+        } => Ok(drivers::pci::bind(name, *config, function, *assigned)?),
     }
 }

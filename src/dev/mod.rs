@@ -10,6 +10,7 @@ pub mod memfs;
 pub use block::BlockDevice;
 pub use fs::FileSystem;
 
+use crate::pci::PciError;
 use crate::vio::vscsi::VscsiError;
 use crate::virtio::VioError;
 use alloc::boxed::Box;
@@ -22,6 +23,8 @@ pub enum DeviceError {
     Vio(VioError),
     /// A v-scsi adapter or LUN: the transport, the SRP exchange or the SCSI command.
     Vscsi(VscsiError),
+    /// A PCI function: its config space, BARs, capabilities or registers.
+    Pci(PciError),
     /// A request outside a device's blocks (a partition refusing to reach past its end).
     OutOfRange {
         device: String,
@@ -36,6 +39,7 @@ impl fmt::Display for DeviceError {
         match self {
             DeviceError::Vio(e) => e.fmt(f),
             DeviceError::Vscsi(e) => e.fmt(f),
+            DeviceError::Pci(e) => e.fmt(f),
             DeviceError::OutOfRange {
                 device,
                 block,
@@ -52,6 +56,12 @@ impl fmt::Display for DeviceError {
 impl From<VioError> for DeviceError {
     fn from(e: VioError) -> Self {
         DeviceError::Vio(e)
+    }
+}
+
+impl From<PciError> for DeviceError {
+    fn from(e: PciError) -> Self {
+        DeviceError::Pci(e)
     }
 }
 

@@ -2,8 +2,10 @@
 //! virtio-vio driver ([`virtio_vio`]) opens the adapter's CRQ and transport and makes a block
 //! device ([`virtio_blk`]) or a file system ([`virtio_fs`]) of it, by the device id its server
 //! reports. The v-scsi driver ([`vscsi`]) logs in to an SRP target and makes a block device of
-//! each disk LUN it reports; the LUNs share the adapter's CRQ and TCE window.
+//! each disk LUN it reports; the LUNs share the adapter's CRQ and TCE window. A PCI function
+//! ([`pci`]) is identified and reported (a virtio-pci device's structures checked).
 
+pub mod pci;
 pub mod virtio_blk;
 pub mod virtio_fs;
 pub mod virtio_vio;
