@@ -37,6 +37,8 @@ pub enum Adapter {
         function: pci::Function,
         /// Whether vioboot gave its BARs their addresses (else firmware did).
         assigned: bool,
+        /// Its host bridge's TCE window.
+        dma: Option<vioboot_core::inventory::DmaWindow>,
     },
 }
 
@@ -101,6 +103,7 @@ pub fn enumerate(inv: &Inventory) -> Found {
             config: h.config,
             function: f.clone(),
             assigned: h.assigned,
+            dma: h.dma,
         }));
     }
     Found {
@@ -124,6 +127,9 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, DeviceError> {
             config,
             function,
             assigned,
-        } => Ok(drivers::pci::bind(name, *config, function, *assigned)?),
+            dma,
+        } => Ok(drivers::pci::bind(
+            name, *config, function, *assigned, *dma,
+        )?),
     }
 }

@@ -3,7 +3,10 @@
 //! with `iommu_platform=on` on the root bus. Under SLOF (firmware's BAR addresses kept), VOF
 //! and -bios (vioboot assigns them), every function is listed with its BARs and
 //! capabilities, and each virtio device's structures are found and its common configuration
-//! read through H_LOGICAL_CI_LOAD/STORE.
+//! read through H_LOGICAL_CI_LOAD/STORE. Each virtio-blk-pci disk (a pattern disk) then gets
+//! the same block checks as a virtio-vio disk through the same driver: with real addresses
+//! (iommu_platform off) and with IOBAs in the host bridge's TCE window (on), every buffer
+//! unmapped after its request, and a shutdown that resets the device.
 //!
 //! Needs the image (`cargo xtask image`; `cargo xtask test` builds it).
 
@@ -114,6 +117,40 @@ fn functions(boot: Boot, who: &str) {
             ("pci 0000:01:03.0 virtio", "1 queue(s)"),
             ("pci 0000:00:01.0", "1af4:1042 class 010000"),
             ("pci 0000:00:01.0 virtio", "virtio block (id 2)"),
+            // The same block checks as on virtio-vio, over virtio-pci.
+            (
+                "pci 0000:01:03.0 features",
+                "no VIRTIO_F_ACCESS_PLATFORM: real addresses",
+            ),
+            (
+                "pci 0000:00:01.0 features",
+                "VIRTIO_F_ACCESS_PLATFORM accepted: IOBAs in TCE window liobn 0x80000000",
+            ),
+            (
+                "pci 0000:01:03.0 capacity",
+                "16384 sectors (8 MiB), read-write",
+            ),
+            (
+                "pci 0000:00:01.0 capacity",
+                "16384 sectors (8 MiB), read-write",
+            ),
+            ("pci 0000:01:03.0 read", "test pattern"),
+            ("pci 0000:00:01.0 read", "test pattern"),
+            ("pci 0000:01:03.0 write", ""),
+            ("pci 0000:00:01.0 write", ""),
+            ("pci 0000:00:01.0 flush", "completed"),
+            (
+                "pci 0000:00:01.0 unmapped",
+                "no buffer left in the TCE window",
+            ),
+            (
+                "pci 0000:00:01.0 shutdown",
+                "device reset, bus mastering off",
+            ),
+            (
+                "pci 0000:01:03.0 shutdown",
+                "device reset, bus mastering off",
+            ),
         ],
     );
     // The modern device with iommu_platform=on offers VIRTIO_F_ACCESS_PLATFORM (bit 33), the

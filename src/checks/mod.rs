@@ -62,11 +62,9 @@ pub fn devices(inv: &Inventory, opts: &Options) {
                 AnyDevice::FileSystem(f) => fs::run(&us, f.as_mut(), opts),
             }
             let r = dev.device().shut_down();
+            let detail = dev.device().shutdown_detail();
             match r {
-                Ok(()) if owned => us.pass(
-                    "shutdown",
-                    format_args!("device reset, CRQ freed, every TCE cleared"),
-                ),
+                Ok(()) if owned => us.pass("shutdown", format_args!("{detail}")),
                 Ok(()) => {}
                 Err(e) => us.fail("shutdown", &e),
             }

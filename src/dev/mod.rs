@@ -93,6 +93,10 @@ pub trait Device {
     fn stats(&self) -> TransportStats;
     /// Resets the device and withdraws every DMA mapping and queue. Idempotent.
     fn shut_down(&mut self) -> Result<(), DeviceError>;
+    /// What `shut_down` did, for the report.
+    fn shutdown_detail(&self) -> &'static str {
+        "device reset, CRQ freed, every TCE cleared"
+    }
 }
 
 /// A device a driver made of an adapter.

@@ -8,6 +8,7 @@
 pub mod pci;
 pub mod virtio_blk;
 pub mod virtio_fs;
+pub mod virtio_pci;
 pub mod virtio_vio;
 pub mod vscsi;
 

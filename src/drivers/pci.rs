@@ -1,10 +1,16 @@
 //! PCI functions as found, before any driver takes them: identified and reported (vendor,
 //! device, class, BARs, capabilities), and for a virtio device its structures checked
 //! (common, notify, ISR, device configuration, each inside its BAR) and its common
-//! configuration read through MMIO. A function the scan could not use, or a virtio device
+//! configuration read through MMIO; a virtio block device is handed to `drivers::virtio_pci`.
+//! A function the scan could not use, or a virtio device
 //! whose structures are missing or outside a BAR, fails naming why.
 
-use super::Bound;
+use super::{Bound, Unit};
+use crate::virtio::pci::Regions;
+use vioboot_core::inventory::DmaWindow;
+
+/// virtio's device id of a block device.
+const VIRTIO_BLOCK: u16 = 2;
 use crate::pci::{self, Function, PciError};
 use ::pci::virtio::{self as vpci, Layout};
 use alloc::format;
@@ -45,6 +51,7 @@ pub fn bind(
     cfg: pci::RtasConfig,
     f: &Function,
     assigned: bool,
+    dma: Option<DmaWindow>,
 ) -> Result<Bound, PciError> {
     if let Some(error) = &f.problem {
         return Err(PciError::Function {
@@ -80,13 +87,26 @@ pub fn bind(
             .collect();
         facts.push(("capabilities", caps.join(", ")));
     }
+    let mut units = Vec::new();
     if let Some(id) = vpci::device_id(f.vendor, f.device, f.subsystem) {
-        facts.push(("virtio", virtio(name, cfg, f, id)?));
+        let (text, regions) = virtio(name, cfg, f, id)?;
+        facts.push(("virtio", text));
+        if id == VIRTIO_BLOCK {
+            let device =
+                super::virtio_pci::block(name, cfg, f.at, regions, dma).map(|(d, features)| {
+                    facts.push(("features", features));
+                    d
+                });
+            units.push(Unit {
+                name: None,
+                device: device.map_err(|e| ("blk", e)),
+            });
+        }
     }
     Ok(Bound {
         summary,
         facts,
-        units: Vec::new(),
+        units,
         shared: None,
     })
 }
@@ -106,7 +126,12 @@ fn cap_name(id: u8) -> String {
 }
 
 /// The virtio structures of `f` and what its common configuration says.
-fn virtio(name: &str, mut cfg: pci::RtasConfig, f: &Function, id: u16) -> Result<String, PciError> {
+fn virtio(
+    name: &str,
+    mut cfg: pci::RtasConfig,
+    f: &Function,
+    id: u16,
+) -> Result<(String, Regions), PciError> {
     let l: Layout = ::pci::virtio::layout(&mut cfg, f.at, &f.caps, &f.bars).map_err(|error| {
         PciError::VirtioCaps {
             name: name.into(),
@@ -155,5 +180,13 @@ fn virtio(name: &str, mut cfg: pci::RtasConfig, f: &Function, id: u16) -> Result
         "; {queues} queue(s), device features {:#x}, status {status:#x}",
         u64::from(hi) << 32 | u64::from(lo)
     );
-    Ok(s)
+    let device = l.device.map(region).transpose()?;
+    let regions = Regions {
+        common,
+        notify: region(l.notify)?,
+        notify_multiplier: l.notify_multiplier,
+        isr: region(l.isr)?,
+        device,
+    };
+    Ok((s, regions))
 }

@@ -69,6 +69,24 @@ pub enum PciError {
         name: String,
         error: MmioError,
     },
+    /// A virtio device that does not offer VIRTIO_F_VERSION_1 (legacy only).
+    Legacy {
+        name: String,
+        offered: u64,
+    },
+    /// A device that translates through a TCE window its host bridge does not describe.
+    NoDmaWindow {
+        name: String,
+    },
+    /// virtio-drivers refused or failed a request.
+    Driver {
+        name: String,
+        error: virtio_drivers::Error,
+    },
+    /// A request after the device was shut down.
+    ShutDown {
+        name: String,
+    },
 }
 
 impl fmt::Display for PciError {
@@ -80,6 +98,16 @@ impl fmt::Display for PciError {
             PciError::Function { name, error } => write!(f, "{name}: {error}"),
             PciError::VirtioCaps { name, error } => write!(f, "{name}: {error}"),
             PciError::Mmio { name, error } => write!(f, "{name}: {error}"),
+            PciError::Legacy { name, offered } => write!(
+                f,
+                "{name}: a legacy virtio device (features {offered:#x}, no VIRTIO_F_VERSION_1)"
+            ),
+            PciError::NoDmaWindow { name } => write!(
+                f,
+                "{name}: offers VIRTIO_F_ACCESS_PLATFORM but its host bridge has no ibm,dma-window"
+            ),
+            PciError::Driver { name, error } => write!(f, "{name}: {error}"),
+            PciError::ShutDown { name } => write!(f, "{name}: the device was shut down"),
         }
     }
 }
