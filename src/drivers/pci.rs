@@ -1,22 +1,21 @@
-//! PCI functions as found, before any driver takes them: identified and reported (vendor,
-//! device, class, BARs, capabilities), and for a virtio device its structures checked
-//! (common, notify, ISR, device configuration, each inside its BAR) and its common
-//! configuration read through MMIO; a virtio block device is handed to `drivers::virtio_pci`.
-//! A function the scan could not use, or a virtio device
+//! PCI functions: each identified and reported (vendor, device, class, BARs, capabilities);
+//! for a virtio device its structures checked (common, notify, ISR, device configuration, each
+//! inside its BAR) and its common configuration read through MMIO, and a virtio block device
+//! handed to `drivers::virtio_pci`. A function the scan could not use, or a virtio device
 //! whose structures are missing or outside a BAR, fails naming why.
 
 use super::{Bound, Unit};
-use crate::virtio::pci::Regions;
-use vioboot_core::inventory::DmaWindow;
-
-/// virtio's device id of a block device.
-const VIRTIO_BLOCK: u16 = 2;
 use crate::pci::{self, Function, PciError};
+use crate::virtio::pci::Regions;
 use ::pci::virtio::{self as vpci, Layout};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use vioboot_core::inventory::DmaWindow;
+
+/// virtio's device id of a block device.
+const VIRTIO_BLOCK: u16 = 2;
 
 /// What a base class is (PCI code and ID assignment, the classes seen on pseries).
 fn class_name(class: u32) -> &'static str {

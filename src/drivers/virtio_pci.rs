@@ -33,6 +33,8 @@ pub struct PciAttachment {
     at: Bdf,
     /// IOBA pages in use once the queues exist.
     rings: usize,
+    /// Notifications the transport sent.
+    notifies: Rc<Cell<u64>>,
 }
 
 impl PciAttachment {
@@ -132,8 +134,15 @@ impl Attach for PciAttachment {
         self.pages_in_use().saturating_sub(self.rings)
     }
 
+    /// Requests and notifies are the same on virtio-pci (one notification a request); no
+    /// entries are received (completions are read from the used ring).
     fn stats(&self) -> TransportStats {
-        TransportStats::default()
+        let n = self.notifies.get();
+        TransportStats {
+            requests: n,
+            notifies: n,
+            ..TransportStats::default()
+        }
     }
 
     /// Resets the device (status 0) and turns its bus mastering off. Its TCEs were unmapped
@@ -205,6 +214,7 @@ pub fn block(
         name: name.into(),
         window,
         error: t.error_cell(),
+        notifies: t.notify_counter(),
         common: r.common,
         config,
         at,

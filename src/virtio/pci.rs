@@ -66,6 +66,8 @@ pub struct PciTransport {
     /// Each set-up queue's notify offset in the notify region, read once at set-up so a
     /// notification is one hcall.
     notify_at: Vec<(u16, u64)>,
+    /// Notifications sent, shared with the attachment (one per virtio-blk request).
+    notifies: Rc<Cell<u64>>,
 }
 
 impl PciTransport {
@@ -84,6 +86,7 @@ impl PciTransport {
             offered: 0,
             error: Rc::new(Cell::new(None)),
             notify_at: Vec::new(),
+            notifies: Rc::new(Cell::new(0)),
         };
         t.offered = t.features_now();
         match t.error.take() {
@@ -101,6 +104,11 @@ impl PciTransport {
     /// driver).
     pub fn error_cell(&self) -> Rc<Cell<Option<MmioError>>> {
         self.error.clone()
+    }
+
+    /// The count of notifications sent, shared.
+    pub fn notify_counter(&self) -> Rc<Cell<u64>> {
+        self.notifies.clone()
     }
 
     /// The first MMIO failure since the last call, if any.
@@ -178,6 +186,7 @@ impl Transport for PciTransport {
             None => self.notify_offset(queue),
         };
         self.record(self.r.notify.write16(at, queue));
+        self.notifies.set(self.notifies.get() + 1);
     }
 
     fn get_status(&self) -> DeviceStatus {
