@@ -1,13 +1,15 @@
 //! Buses and their drivers: where adapters come from, and what turns an adapter into a device.
 //!
 //! Each bus lists its adapters from the inventory (the VIO bus: `vio::discover`, for
-//! virtio-vio, v-scsi and vTPM adapters); each kind of adapter has a driver (`drivers::virtio_vio`,
-//! `drivers::vscsi`, `drivers::vtpm`) that opens it and makes block devices, a file system or
-//! a TPM of it. Callers see
+//! virtio-vio, v-scsi and vTPM adapters; the PCI buses: `pci::discover`, every function behind
+//! every host bridge); each kind of adapter has a driver (`drivers::virtio_vio`,
+//! `drivers::vscsi`, `drivers::vtpm`, `drivers::pci`) that opens it and makes block devices, a
+//! file system or a TPM of it, or (other PCI functions) identifies it. Callers see
 //! only [`Adapter`], `drivers::Bound` and `dev::AnyDevice`.
 
 use crate::dev::DeviceError;
 use crate::drivers::{self, Bound};
+use crate::pci;
 use crate::vio;
 use alloc::format;
 use alloc::string::String;
@@ -33,6 +35,16 @@ pub enum Adapter {
         adapter: vio::Adapter,
         tce_bypass: Option<u32>,
     },
+    /// A function on a PCI host bridge, as its scan found it.
+    Pci {
+        name: String,
+        config: pci::RtasConfig,
+        function: pci::Function,
+        /// Whether vioboot gave its BARs their addresses (else firmware did).
+        assigned: bool,
+        /// Its host bridge's TCE window.
+        dma: Option<vioboot_core::inventory::DmaWindow>,
+    },
 }
 
 impl Adapter {
@@ -42,6 +54,7 @@ impl Adapter {
             Adapter::VirtioVio(a)
             | Adapter::VScsi { adapter: a, .. }
             | Adapter::Vtpm { adapter: a, .. } => &a.name,
+            Adapter::Pci { name, .. } => name,
         }
     }
 
@@ -51,6 +64,9 @@ impl Adapter {
             Adapter::VirtioVio(a)
             | Adapter::VScsi { adapter: a, .. }
             | Adapter::Vtpm { adapter: a, .. } => ("unit", format!("{:#x}", a.unit)),
+            Adapter::Pci {
+                config, function, ..
+            } => ("pci", format!("buid {:#x} {}", config.buid, function.at)),
         }
     }
 }
@@ -60,6 +76,9 @@ impl Adapter {
 pub struct Found {
     pub adapters: Vec<Adapter>,
     pub unusable: Vec<(&'static str, vio::Unusable)>,
+    /// The PCI host bridges scanned, and those that could not be.
+    pub pci_hosts: Vec<pci::Host>,
+    pub pci_unusable: Vec<pci::PciError>,
 }
 
 impl Found {
@@ -90,7 +109,22 @@ pub fn enumerate(inv: &Inventory) -> Found {
     let mut unusable: Vec<_> = bad_virtio.into_iter().map(|u| ("virtio-vio", u)).collect();
     unusable.extend(bad_vscsi.into_iter().map(|u| ("v-scsi", u)));
     unusable.extend(bad_vtpm.into_iter().map(|u| ("vtpm", u)));
-    Found { adapters, unusable }
+    let (pci_hosts, pci_unusable) = pci::discover(inv);
+    for h in &pci_hosts {
+        adapters.extend(h.functions.iter().map(|f| Adapter::Pci {
+            name: h.function_name(f.at),
+            config: h.config,
+            function: f.clone(),
+            assigned: h.assigned,
+            dma: h.dma,
+        }));
+    }
+    Found {
+        adapters,
+        unusable,
+        pci_hosts,
+        pci_unusable,
+    }
 }
 
 /// Opens `a` with its driver.
@@ -105,5 +139,14 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, DeviceError> {
             adapter,
             tce_bypass,
         } => Ok(drivers::vtpm::bind(adapter, *tce_bypass, timeout_us)?),
+        Adapter::Pci {
+            name,
+            config,
+            function,
+            assigned,
+            dma,
+        } => Ok(drivers::pci::bind(
+            name, *config, function, *assigned, *dma,
+        )?),
     }
 }

@@ -149,6 +149,32 @@ pub unsafe fn put_tce_indirect(
     .map(|_| ())
 }
 
+/// Loads `size` (1, 2, 4 or 8) bytes from the device address `addr` (H_LOGICAL_CI_LOAD): the
+/// value as a big-endian load of those bytes. Reaches MMIO in real mode where plain loads
+/// cannot (KVM, PowerVM).
+pub fn logical_ci_load(size: u64, addr: RealAddr) -> Result<u64, HcallError> {
+    // SAFETY: registers only; a load changes no memory of ours.
+    unsafe { call("H_LOGICAL_CI_LOAD", H_LOGICAL_CI_LOAD, &[size, addr.0]) }.map(|r| r[0])
+}
+
+/// Stores the low `size` (1, 2, 4 or 8) bytes of `value` at `addr` (H_LOGICAL_CI_STORE), as a
+/// big-endian store.
+///
+/// # Safety
+/// `addr..addr + size` must be a device register (a BAR of a function vioboot owns), never
+/// memory: the hypervisor would store into guest RAM as readily.
+pub unsafe fn logical_ci_store(size: u64, addr: RealAddr, value: u64) -> Result<(), HcallError> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        call(
+            "H_LOGICAL_CI_STORE",
+            H_LOGICAL_CI_STORE,
+            &[size, addr.0, value],
+        )
+    }
+    .map(|_| ())
+}
+
 /// Registers a CRQ of `len` bytes at `queue` (an IOBA in the unit's own window).
 pub fn reg_crq(unit: UnitAddress, queue: Ioba, len: u64) -> Result<(), HcallError> {
     // SAFETY: the hypervisor reaches the queue through the unit's TCE window, which validates it.

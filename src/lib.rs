@@ -4,7 +4,8 @@
 //! `main.rs` holds the boot path; these modules are its layers, in three groups that depend
 //! only on the groups before them (docs/architecture.md draws the order within each). Only `arch` knows the processor; on the host it is a stand-in so the rest
 //! compiles and unit-tests there. Unsafe code lives in `arch`, `hcall`, `of`, `rtas`, `mem`,
-//! `console`/`report` (the panic path), `firmware` (the entry registers), `virtio::hal`,
+//! `console`/`report` (the panic path), `firmware` (the entry registers), `pci` (a BAR's
+//! registers), `virtio::hal`,
 //! `drivers::virtio_fs` (its virtqueue buffers) and `loader` (placed memory and the jump).
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -17,6 +18,7 @@ pub mod exit;
 pub mod hcall;
 pub mod mem;
 pub mod of;
+pub mod pci;
 pub mod report;
 pub mod rtas;
 pub mod time;

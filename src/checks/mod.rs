@@ -15,6 +15,7 @@ use crate::bus;
 use crate::dev::{AnyDevice, Device};
 use crate::report::{self, Scope};
 use alloc::format;
+use alloc::string::String;
 use vioboot_core::inventory::Inventory;
 use vioboot_core::options::Options;
 
@@ -24,6 +25,7 @@ pub fn devices(inv: &Inventory, opts: &Options) {
     for (kind, u) in &found.unusable {
         report::fail(kind, &format!("{u}"), &[]);
     }
+    pci_hosts(&found);
     if !found.has_virtio_vio() {
         report::skip("virtio-vio", "no virtio-vio adapter under /vdevice");
     }
@@ -66,11 +68,9 @@ pub fn devices(inv: &Inventory, opts: &Options) {
                 }
             }
             let r = dev.device().shut_down();
+            let detail = dev.device().shutdown_detail();
             match r {
-                Ok(()) if owned => us.pass(
-                    "shutdown",
-                    format_args!("device reset, CRQ freed, every TCE cleared"),
-                ),
+                Ok(()) if owned => us.pass("shutdown", format_args!("{detail}")),
                 Ok(()) => {}
                 Err(e) => us.fail("shutdown", &e),
             }
@@ -80,6 +80,48 @@ pub fn devices(inv: &Inventory, opts: &Options) {
                 Ok(()) => s.pass("shutdown", format_args!("CRQ freed, every TCE cleared")),
                 Err(e) => s.fail("shutdown", &e),
             }
+        }
+    }
+}
+
+/// One line per PCI host bridge with functions (how many, who assigned their BARs), one per
+/// bus it could not scan; a machine with no PCI function gets a comment saying so.
+fn pci_hosts(found: &bus::Found) {
+    for e in &found.pci_unusable {
+        report::fail("pci", &format!("{e}"), &[]);
+    }
+    let functions: usize = found.pci_hosts.iter().map(|h| h.functions.len()).sum();
+    if functions == 0 {
+        crate::cprintln!(
+            "# pci: no function behind {} host bridge(s)",
+            found.pci_hosts.len()
+        );
+    }
+    for h in found.pci_hosts.iter().filter(|h| !h.functions.is_empty()) {
+        let buses = h
+            .functions
+            .iter()
+            .map(|f| f.at.bus)
+            .collect::<alloc::collections::BTreeSet<_>>()
+            .len();
+        let dma = h.dma.map_or(String::from("none"), |w| {
+            format!("liobn {:#x} {:#x}+{:#x}", w.liobn, w.ioba, w.size)
+        });
+        report::pass(
+            &h.name,
+            format_args!(
+                "buid {:#x}: {} function(s) on {buses} bus(es), BARs {}; DMA window {dma}",
+                h.buid,
+                h.functions.len(),
+                if h.assigned {
+                    "assigned by vioboot"
+                } else {
+                    "as firmware assigned them"
+                }
+            ),
+        );
+        for e in &h.problems {
+            report::fail(&h.name, &format!("{e}"), &[]);
         }
     }
 }

@@ -12,6 +12,7 @@ pub use block::BlockDevice;
 pub use fs::FileSystem;
 pub use tpm::Tpm;
 
+use crate::pci::PciError;
 use crate::vio::vscsi::VscsiError;
 use crate::vio::vtpm::VtpmError;
 use crate::virtio::VioError;
@@ -39,6 +40,8 @@ pub enum DeviceError {
         op: &'static str,
         error: ::tpm::TpmError,
     },
+    /// A PCI function: its config space, BARs, capabilities or registers.
+    Pci(PciError),
     /// A request outside a device's blocks (a partition refusing to reach past its end).
     OutOfRange {
         device: String,
@@ -56,6 +59,7 @@ impl fmt::Display for DeviceError {
             DeviceError::Corrupt { device, what } => write!(f, "{device}: {what}"),
             DeviceError::Vtpm(e) => e.fmt(f),
             DeviceError::TpmCommand { device, op, error } => write!(f, "{device}: {op}: {error}"),
+            DeviceError::Pci(e) => e.fmt(f),
             DeviceError::OutOfRange {
                 device,
                 block,
@@ -72,6 +76,12 @@ impl fmt::Display for DeviceError {
 impl From<VioError> for DeviceError {
     fn from(e: VioError) -> Self {
         DeviceError::Vio(e)
+    }
+}
+
+impl From<PciError> for DeviceError {
+    fn from(e: PciError) -> Self {
+        DeviceError::Pci(e)
     }
 }
 
@@ -109,6 +119,10 @@ pub trait Device {
     fn stats(&self) -> TransportStats;
     /// Resets the device and withdraws every DMA mapping and queue. Idempotent.
     fn shut_down(&mut self) -> Result<(), DeviceError>;
+    /// What `shut_down` did, for the report.
+    fn shutdown_detail(&self) -> &'static str {
+        "device reset, CRQ freed, every TCE cleared"
+    }
 }
 
 /// A device a driver made of an adapter.

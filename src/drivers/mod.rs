@@ -3,10 +3,13 @@
 //! device ([`virtio_blk`]) or a file system ([`virtio_fs`]) of it, by the device id its server
 //! reports. The v-scsi driver ([`vscsi`]) logs in to an SRP target and makes a block device of
 //! each disk LUN it reports; the LUNs share the adapter's CRQ and TCE window. The vTPM driver
-//! ([`vtpm`]) offers the adapter as a `dev::Tpm`.
+//! ([`vtpm`]) offers the adapter as a `dev::Tpm`. A PCI function ([`pci`]) is identified and
+//! reported (a virtio-pci device's structures checked).
 
+pub mod pci;
 pub mod virtio_blk;
 pub mod virtio_fs;
+pub mod virtio_pci;
 pub mod virtio_vio;
 pub mod vscsi;
 pub mod vtpm;

@@ -1,39 +1,80 @@
-//! virtio-blk over virtio-vio, through `virtio_drivers::device::blk::VirtIOBlk`, as a
-//! [`BlockDevice`]. Its block is the device's `blk_size` when it offers one (a disk with
-//! 4096-byte logical sectors), else 512 bytes; requests still address 512-byte sectors.
+//! virtio-blk through `virtio_drivers::device::blk::VirtIOBlk`, as a [`BlockDevice`], over any
+//! transport: virtio-vio (`drivers::virtio_vio`) or virtio-pci (`drivers::virtio_pci`); what
+//! differs between them (whose DMA mapping is active, their failures, their counters and
+//! shutdown) is behind [`Attach`]. Its block is the device's `blk_size` when it offers one (a
+//! disk with 4096-byte logical sectors), else 512 bytes; requests still address 512-byte
+//! sectors.
 
 use super::virtio_vio::Attachment;
 use crate::dev::{BlockDevice, Device, DeviceError as Error, TransportStats};
-use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
+use crate::virtio::{VioError, VioHal, VioHandle, VioTransport};
 use alloc::string::String;
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::Transport;
+use virtio_drivers::Hal;
 use virtio_vio::device_id;
 
-/// One virtio-vio block device.
-pub struct VirtioBlk {
-    at: Attachment,
-    dev: Option<VirtIOBlk<VioHal, VioTransport>>,
+/// What a virtio device needs from the transport it sits on besides virtio-drivers'
+/// `Transport`.
+pub trait Attach {
+    /// The name its checks are reported under.
+    fn name(&self) -> &str;
+    /// Runs `f` (driver calls, and dropping queues) with this device's DMA mapping active.
+    fn run<R>(&self, f: impl FnOnce() -> R) -> R;
+    /// The outcome of setting the device up: a transport failure recorded on the way outranks
+    /// what the driver made of it; on failure what was set up is dropped and the device shut
+    /// down.
+    fn settle<T>(&self, r: Result<T, virtio_drivers::Error>) -> Result<T, Error>;
+    /// A driver call that failed, as this transport's error.
+    fn failed(&self, e: virtio_drivers::Error) -> Error;
+    /// The error for a call after shutdown.
+    fn gone(&self) -> Error;
+    /// After a request failed half way: unmaps what it left shared.
+    fn revoke_shared(&self);
+    /// Takes what is mapped now (the rings) as what stays mapped between requests.
+    fn rings_ready(&mut self);
+    /// Mappings held now beyond the rings (0 between requests).
+    fn pages_left_mapped(&self) -> usize;
+    fn stats(&self) -> TransportStats;
+    /// Once the driver's queues are dropped: the device reset and unable to reach memory.
+    fn shut_down(&self) -> Result<(), Error>;
+    /// What [`shut_down`](Self::shut_down) did, for the report.
+    fn shutdown_detail(&self) -> &'static str {
+        "device reset, CRQ freed, every TCE cleared"
+    }
+}
+
+/// One virtio block device (on virtio-vio unless named otherwise).
+pub struct VirtioBlk<H: Hal = VioHal, T: Transport = VioTransport, A: Attach = Attachment> {
+    at: A,
+    dev: Option<VirtIOBlk<H, T>>,
     /// Bytes per block: `blk_size`, or 512.
     block_size: usize,
 }
 
 /// virtio-blk feature bit: `blk_size` in the config space is valid (virtio 1.2, 5.2.3).
-const VIRTIO_BLK_F_BLK_SIZE: u64 = 1 << 6;
+pub const VIRTIO_BLK_F_BLK_SIZE: u64 = 1 << 6;
 /// Offset of `blk_size` in `struct virtio_blk_config` (after capacity, size_max, seg_max,
 /// geometry).
-const BLK_SIZE_OFFSET: usize = 20;
+pub const BLK_SIZE_OFFSET: usize = 20;
+
+/// A `blk_size` vioboot believes: a power of two from 512 to 64 KiB.
+pub fn plausible_block_size(b: u32) -> Option<usize> {
+    let b = b as usize;
+    (b.is_power_of_two() && (SECTOR_SIZE..=65536).contains(&b)).then_some(b)
+}
 
 impl VirtioBlk {
-    /// Initializes a block device over an open transport.
-    pub fn over(name: String, t: VioTransport) -> Result<VirtioBlk, VioError> {
+    /// Initializes a block device over an open virtio-vio transport.
+    pub fn over(name: String, t: VioTransport) -> Result<VirtioBlk, Error> {
         let id = t.handle().header().device_id;
         if id != device_id::BLOCK {
             return Err(VioError::WrongKind {
                 adapter: name,
                 id,
                 wanted: "a block device",
-            });
+            }
+            .into());
         }
         // virtio-drivers 0.13 neither negotiates VIRTIO_BLK_F_BLK_SIZE nor reads blk_size:
         // read it here when the device offers it, and keep 512 for anything implausible.
@@ -41,20 +82,13 @@ impl VirtioBlk {
         let block_size = if offered & VIRTIO_BLK_F_BLK_SIZE != 0 {
             t.read_config_space::<u32>(BLK_SIZE_OFFSET)
                 .ok()
-                .map(|b| b as usize)
-                .filter(|b| b.is_power_of_two() && (SECTOR_SIZE..=65536).contains(b))
+                .and_then(plausible_block_size)
                 .unwrap_or(SECTOR_SIZE)
         } else {
             SECTOR_SIZE
         };
-        let mut at = Attachment::new(name, &t);
-        let dev = at.settle(at.run(|| VirtIOBlk::<VioHal, _>::new(t)))?;
-        at.rings_ready();
-        Ok(VirtioBlk {
-            at,
-            dev: Some(dev),
-            block_size,
-        })
+        let at = Attachment::new(name, &t);
+        VirtioBlk::start(at, t, block_size)
     }
 
     /// Driver features the device accepted, and those it offered.
@@ -65,47 +99,58 @@ impl VirtioBlk {
         )
     }
 
+    /// The transport's handle: its counters and header.
+    pub fn handle(&self) -> &VioHandle {
+        &self.at.handle
+    }
+}
+
+impl<H: Hal, T: Transport, A: Attach> VirtioBlk<H, T, A> {
+    /// Initializes the device over `t`, with blocks of `block_size` bytes.
+    pub fn start(mut at: A, t: T, block_size: usize) -> Result<Self, Error> {
+        let dev = at.settle(at.run(|| VirtIOBlk::<H, _>::new(t)))?;
+        at.rings_ready();
+        Ok(VirtioBlk {
+            at,
+            dev: Some(dev),
+            block_size,
+        })
+    }
+
+    /// Sets the block size once known (a transport whose device configuration can only be
+    /// read once features are negotiated).
+    pub fn set_block_size(&mut self, block_size: usize) {
+        self.block_size = block_size;
+    }
+
+    pub fn attachment(&self) -> &A {
+        &self.at
+    }
+
     /// 512-byte sectors in one block.
     fn sectors_per_block(&self) -> u64 {
         (self.block_size / SECTOR_SIZE) as u64
     }
 
-    /// The transport's handle: its counters and header.
-    pub fn handle(&self) -> &VioHandle {
-        &self.at.handle
-    }
-
-    /// Runs `op` on the driver with this adapter's window active.
-    fn with_dev<T>(
+    /// Runs `op` on the driver with this device's DMA mapping active.
+    fn with_dev<R>(
         &mut self,
-        op: impl FnOnce(&mut VirtIOBlk<VioHal, VioTransport>) -> Result<T, virtio_drivers::Error>,
-    ) -> Result<T, Error> {
-        let name = &self.at.name;
+        op: impl FnOnce(&mut VirtIOBlk<H, T>) -> Result<R, virtio_drivers::Error>,
+    ) -> Result<R, Error> {
         let Some(dev) = self.dev.as_mut() else {
-            return Err(VioError::Queue {
-                adapter: name.clone(),
-                queue: 0,
-                error: QueueError::ShutDown,
-            }
-            .into());
+            return Err(self.at.gone());
         };
         let r = self.at.run(|| op(dev));
         if r.is_err() {
             self.at.revoke_shared();
         }
-        r.map_err(|error| {
-            VioError::Driver {
-                adapter: name.clone(),
-                error,
-            }
-            .into()
-        })
+        r.map_err(|e| self.at.failed(e))
     }
 }
 
-impl Device for VirtioBlk {
+impl<H: Hal, T: Transport, A: Attach> Device for VirtioBlk<H, T, A> {
     fn name(&self) -> &str {
-        &self.at.name
+        self.at.name()
     }
 
     fn pages_left_mapped(&self) -> usize {
@@ -116,14 +161,18 @@ impl Device for VirtioBlk {
         self.at.stats()
     }
 
-    /// Resets the device, frees the queue, the CRQ and every TCE: the server can reach nothing.
+    /// Resets the device and frees the queue and every mapping: the device can reach nothing.
     fn shut_down(&mut self) -> Result<(), Error> {
         self.at.run(|| drop(self.dev.take()));
-        Ok(self.at.shut_down()?)
+        self.at.shut_down()
+    }
+
+    fn shutdown_detail(&self) -> &'static str {
+        self.at.shutdown_detail()
     }
 }
 
-impl BlockDevice for VirtioBlk {
+impl<H: Hal, T: Transport, A: Attach> BlockDevice for VirtioBlk<H, T, A> {
     fn block_size(&self) -> usize {
         self.block_size
     }
@@ -162,8 +211,8 @@ impl BlockDevice for VirtioBlk {
     }
 }
 
-impl Drop for VirtioBlk {
-    /// The driver frees its rings through `VioHal`, which must know the window.
+impl<H: Hal, T: Transport, A: Attach> Drop for VirtioBlk<H, T, A> {
+    /// The driver frees its rings through the Hal, which must know the mapping.
     fn drop(&mut self) {
         self.at.run(|| drop(self.dev.take()));
     }

@@ -4,10 +4,10 @@
 use super::virtio_blk::VirtioBlk;
 use super::virtio_fs::{Share, VirtioFs};
 use super::{Bound, Unit};
-use crate::dev::{AnyDevice, TransportStats};
+use crate::dev::{AnyDevice, DeviceError, TransportStats};
 use crate::time;
 use crate::vio::{tce, Adapter};
-use crate::virtio::{VioError, VioHandle, VioTransport};
+use crate::virtio::{QueueError, VioError, VioHandle, VioTransport};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -43,7 +43,7 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, VioError> {
                 ));
                 AnyDevice::Block(Box::new(b))
             })
-            .map_err(|e| ("blk", e.into()))
+            .map_err(|e| ("blk", e))
     };
     Ok(Bound {
         summary,
@@ -144,5 +144,56 @@ impl Attachment {
     /// server can reach nothing. Call once the driver's queues are dropped (inside [`run`](Self::run)).
     pub fn shut_down(&self) -> Result<(), VioError> {
         self.handle.shut_down()
+    }
+}
+
+impl super::virtio_blk::Attach for Attachment {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        Attachment::run(self, f)
+    }
+
+    fn settle<T>(&self, r: Result<T, virtio_drivers::Error>) -> Result<T, DeviceError> {
+        Ok(Attachment::settle(self, r)?)
+    }
+
+    fn failed(&self, error: virtio_drivers::Error) -> DeviceError {
+        VioError::Driver {
+            adapter: self.name.clone(),
+            error,
+        }
+        .into()
+    }
+
+    fn gone(&self) -> DeviceError {
+        VioError::Queue {
+            adapter: self.name.clone(),
+            queue: 0,
+            error: QueueError::ShutDown,
+        }
+        .into()
+    }
+
+    fn revoke_shared(&self) {
+        Attachment::revoke_shared(self)
+    }
+
+    fn rings_ready(&mut self) {
+        Attachment::rings_ready(self)
+    }
+
+    fn pages_left_mapped(&self) -> usize {
+        Attachment::pages_left_mapped(self)
+    }
+
+    fn stats(&self) -> TransportStats {
+        Attachment::stats(self)
+    }
+
+    fn shut_down(&self) -> Result<(), DeviceError> {
+        Ok(Attachment::shut_down(self)?)
     }
 }

@@ -1,5 +1,6 @@
-//! virtio-drivers' `Hal` for virtio-vio: every address the device sees is an IOBA in the active
-//! adapter's TCE window (see `vio::tce::with_window`). Rings are mapped read/write for their
+//! virtio-drivers' `Hal`s. `VioHal`, for virtio-vio and for virtio-pci devices behind a TCE
+//! window: every address the device sees is an IOBA in the active
+//! adapter's (or host bridge's) TCE window (see `vio::tce::with_window`). Rings are mapped read/write for their
 //! lifetime; each buffer is mapped when shared (read-only or write-only, as its direction says)
 //! and unmapped when unshared, so after a request nothing stays reachable.
 
@@ -98,4 +99,41 @@ unsafe impl Hal for VioHal {
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, _direction: BufferDirection) {
         unmap(paddr, buffer.len(), true);
     }
+}
+
+/// The `Hal` of a device that reaches memory by real address (a virtio-pci device without
+/// VIRTIO_F_ACCESS_PLATFORM): pool pages for rings, buffers as they are; nothing to map.
+pub struct RealHal;
+
+// SAFETY: dma_alloc returns zeroed, page-aligned pool pages that nothing else uses until
+// dma_dealloc, and their real address is what such a device uses; shared buffers are given
+// by their real address (vioboot runs in real mode: addresses are real).
+unsafe impl Hal for RealHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let Some(p) = mem::alloc_pages(pages) else {
+            panic!(
+                "virtio: DMA page pool exhausted ({pages} pages wanted, {:?} used/total)",
+                mem::pool_usage()
+            )
+        };
+        let ptr = NonNull::new(p.0 as *mut u8).unwrap_or(NonNull::dangling());
+        (p.0, ptr)
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        match mem::free_pages(RealAddr(vaddr.as_ptr() as u64), pages) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        panic!("virtio-pci registers are reached through hcalls (asked for {paddr:#x})")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr() as *mut u8 as u64
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }

@@ -95,11 +95,14 @@ pub fn run(seconds: u64, targets: &[String]) -> Result<Vec<Outcome>> {
         // A target without committed seeds (git keeps no empty folder) starts from nothing.
         std::fs::create_dir_all(&seeds).map_err(|e| format!("{}: {e}", seeds.display()))?;
         eprintln!("xtask: fuzzing {t} for {seconds} s");
-        let o = cargo()
-            .current_dir(&fuzz)
-            .args(["fuzz", "run", t])
-            .arg(&corpus)
-            .arg(&seeds)
+        let mut run = cargo();
+        run.current_dir(&fuzz).args(["fuzz", "run", t]).arg(&corpus);
+        // A target without a seed folder in the checkout (git keeps no empty folder) starts
+        // from its corpus alone: libFuzzer refuses a folder that does not exist.
+        if seeds.is_dir() {
+            run.arg(&seeds);
+        }
+        let o = run
             .args([
                 "--",
                 &format!("-max_total_time={seconds}"),

@@ -8,6 +8,10 @@ pub const H_PUT_TCE: u64 = 0x20;
 pub const H_SET_SPRG0: u64 = 0x24;
 /// Zeroes or copies a 4 KiB page.
 pub const H_PAGE_INIT: u64 = 0x2C;
+/// Loads 1, 2, 4 or 8 bytes from a cache-inhibited (device) address, as a big-endian load.
+pub const H_LOGICAL_CI_LOAD: u64 = 0x3C;
+/// Stores 1, 2, 4 or 8 bytes to a cache-inhibited (device) address, as a big-endian store.
+pub const H_LOGICAL_CI_STORE: u64 = 0x40;
 /// Registers or deregisters a processor's VPA, SLB shadow or dispatch trace log.
 pub const H_REGISTER_VPA: u64 = 0xDC;
 /// A 64-bit random number from the platform (with an RNG device).

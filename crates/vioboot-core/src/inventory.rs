@@ -76,6 +76,45 @@ pub struct Phb {
     pub name: String,
     pub buid: u64,
     pub dma: Option<DmaWindow>,
+    /// `ranges`: which PCI addresses appear where to the processor.
+    pub ranges: Vec<PciRange>,
+}
+
+/// One entry of a host bridge's `ranges` (IEEE 1275 PCI binding: a 3-cell PCI address whose
+/// first cell carries the space code in bits 24..25).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciRange {
+    /// 1 I/O, 2 32-bit memory, 3 64-bit memory (0 configuration: not a window).
+    pub space: u8,
+    pub prefetchable: bool,
+    pub pci: u64,
+    pub cpu: u64,
+    pub size: u64,
+}
+
+/// Reads `ranges` of a PCI host bridge: 3 PCI address cells, the parent's address cells, 2
+/// size cells (the bridge's `#size-cells`).
+fn pci_ranges(
+    value: &[u8],
+    parent_cells: u32,
+    size_cells: u32,
+) -> Result<Vec<PciRange>, CellError> {
+    let mut c = Cells::new(value);
+    let mut out = Vec::new();
+    while !c.is_empty() {
+        let hi = c.u32()?;
+        let pci = c.number(2)?;
+        let cpu = c.number(parent_cells)?;
+        let size = c.number(size_cells)?;
+        out.push(PciRange {
+            space: ((hi >> 24) & 3) as u8,
+            prefetchable: hi & 0x4000_0000 != 0,
+            pci,
+            cpu,
+            size,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -246,10 +285,14 @@ pub fn read(fdt: &Fdt) -> Inventory {
                 let sc = cells_of(&node, "ibm,#dma-size-cells").unwrap_or(2);
                 dma_window(v, ac, sc)
             });
+            let ranges = r.get(&path, &node, "ranges", |v| {
+                pci_ranges(v, addr_cells, cells_of(&node, "#size-cells").unwrap_or(2))
+            });
             r.inv.phbs.push(Phb {
                 name: node.name.to_string(),
                 buid: buid.unwrap_or(0),
                 dma,
+                ranges: ranges.unwrap_or_default(),
             });
         } else {
             match base {
@@ -456,6 +499,32 @@ mod tests {
             ],
         )
         .unwrap();
+        // QEMU's: I/O 64 KiB, 32-bit memory 2 GiB, 64-bit memory 1 TiB.
+        let ranges: [u32; 21] = [
+            0x0100_0000,
+            0,
+            0,
+            0x2000,
+            0,
+            0,
+            0x1_0000,
+            0x0200_0000,
+            0,
+            0x8000_0000,
+            0x2000,
+            0x8000_0000,
+            0,
+            0x8000_0000,
+            0x0300_0000,
+            0x2100,
+            0,
+            0x2100,
+            0,
+            0x100,
+            0,
+        ];
+        let bytes: Vec<u8> = ranges.iter().flat_map(|c| c.to_be_bytes()).collect();
+        b.property("ranges", &bytes).unwrap();
         b.end_node().unwrap();
     }
 
@@ -499,6 +568,18 @@ mod tests {
         assert_eq!(rtas.token("power-off"), Some(0x2003));
         assert_eq!(rtas.token("rtas-size"), None);
         assert_eq!(rtas.size, Some(0x2000));
+        assert_eq!(
+            inv.phbs[0].ranges[1],
+            PciRange {
+                space: 2,
+                prefetchable: false,
+                pci: 0x8000_0000,
+                cpu: 0x2000_8000_0000,
+                size: 0x8000_0000
+            }
+        );
+        assert_eq!(inv.phbs[0].ranges[2].cpu, 0x2100_0000_0000);
+        assert_eq!(inv.phbs[0].ranges[2].size, 0x100_0000_0000);
         assert_eq!(
             inv.phbs[0].dma,
             Some(DmaWindow {

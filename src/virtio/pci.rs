@@ -1,0 +1,328 @@
+//! virtio over PCI (virtio 1.2, 4.1): virtio-drivers' `Transport` over a modern virtio-pci
+//! device's structures (common configuration, notification, ISR, device configuration), each
+//! a checked register region reached through H_LOGICAL_CI_LOAD/STORE (`pci::Mmio`: 32-bit
+//! accesses at most, 64-bit fields as two, low half first).
+//!
+//! When the device offers VIRTIO_F_ACCESS_PLATFORM the transport accepts it whatever the
+//! driver asked for (QEMU fixes the device's DMA address space when it is plugged, so the
+//! device reads IOBAs through the host bridge's TCE window either way); the driver is then
+//! given the bridge's window through `VioHal`, else real addresses through `RealHal`. An MMIO
+//! failure cannot be returned through most `Transport` methods: the first is kept
+//! ([`PciTransport::take_error`]) and outranks what the driver made of it.
+
+use crate::pci::{Mmio, MmioError};
+use crate::vio::tce::{self, TceWindow};
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use spin::Mutex;
+use vioboot_core::inventory::DmaWindow;
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::{Error as VirtioError, PhysAddr};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// VIRTIO_F_ACCESS_PLATFORM (virtio 1.2, 6): the device's DMA goes through a platform IOMMU.
+pub const ACCESS_PLATFORM: u64 = 1 << 33;
+/// VIRTIO_F_VERSION_1.
+pub const VERSION_1: u64 = 1 << 32;
+
+// struct virtio_pci_common_cfg (virtio 1.2, 4.1.4.3).
+const DEVICE_FEATURE_SELECT: u64 = 0x00;
+const DEVICE_FEATURE: u64 = 0x04;
+const DRIVER_FEATURE_SELECT: u64 = 0x08;
+const DRIVER_FEATURE: u64 = 0x0c;
+/// `device_status` in the common configuration.
+pub const DEVICE_STATUS: u64 = 0x14;
+const CONFIG_GENERATION: u64 = 0x15;
+const QUEUE_SELECT: u64 = 0x16;
+const QUEUE_SIZE: u64 = 0x18;
+const QUEUE_ENABLE: u64 = 0x1c;
+const QUEUE_NOTIFY_OFF: u64 = 0x1e;
+const QUEUE_DESC: u64 = 0x20;
+const QUEUE_DRIVER: u64 = 0x28;
+const QUEUE_DEVICE: u64 = 0x30;
+/// Bytes of the common configuration vioboot uses.
+pub const COMMON_LEN: u64 = 0x38;
+
+/// The regions of one device.
+#[derive(Debug, Clone, Copy)]
+pub struct Regions {
+    pub common: Mmio,
+    pub notify: Mmio,
+    pub notify_multiplier: u32,
+    pub isr: Mmio,
+    pub device: Option<Mmio>,
+}
+
+/// One virtio-pci device.
+pub struct PciTransport {
+    r: Regions,
+    device_type: DeviceType,
+    /// Features the device offered (read once).
+    offered: u64,
+    /// The first MMIO failure, shared with the device's attachment.
+    error: Rc<Cell<Option<MmioError>>>,
+    /// Each set-up queue's notify offset in the notify region, read once at set-up so a
+    /// notification is one hcall.
+    notify_at: Vec<(u16, u64)>,
+    /// Notifications sent, shared with the attachment (one per virtio-blk request).
+    notifies: Rc<Cell<u64>>,
+}
+
+impl PciTransport {
+    /// A transport over `r` for a device of type `device_type`; reads the offered features.
+    pub fn new(r: Regions, device_type: DeviceType) -> Result<PciTransport, MmioError> {
+        if r.common.len() < COMMON_LEN {
+            return Err(MmioError::OutOfRange {
+                offset: 0,
+                size: COMMON_LEN as u8,
+                len: r.common.len(),
+            });
+        }
+        let mut t = PciTransport {
+            r,
+            device_type,
+            offered: 0,
+            error: Rc::new(Cell::new(None)),
+            notify_at: Vec::new(),
+            notifies: Rc::new(Cell::new(0)),
+        };
+        t.offered = t.features_now();
+        match t.error.take() {
+            Some(e) => Err(e),
+            None => Ok(t),
+        }
+    }
+
+    /// The features the device offered.
+    pub fn offered(&self) -> u64 {
+        self.offered
+    }
+
+    /// Shares the error cell (for the attachment that outlives the transport's move into the
+    /// driver).
+    pub fn error_cell(&self) -> Rc<Cell<Option<MmioError>>> {
+        self.error.clone()
+    }
+
+    /// The count of notifications sent, shared.
+    pub fn notify_counter(&self) -> Rc<Cell<u64>> {
+        self.notifies.clone()
+    }
+
+    /// The first MMIO failure since the last call, if any.
+    pub fn take_error(&self) -> Option<MmioError> {
+        self.error.take()
+    }
+
+    fn record<T: Default>(&self, r: Result<T, MmioError>) -> T {
+        r.unwrap_or_else(|e| {
+            if self.error.get().is_none() {
+                self.error.set(Some(e));
+            }
+            T::default()
+        })
+    }
+
+    fn features_now(&self) -> u64 {
+        let c = &self.r.common;
+        let half = |sel: u32| {
+            c.write32(DEVICE_FEATURE_SELECT, sel)
+                .and_then(|()| c.read32(DEVICE_FEATURE))
+        };
+        let lo = self.record(half(0));
+        let hi = self.record(half(1));
+        u64::from(hi) << 32 | u64::from(lo)
+    }
+
+    fn select(&self, queue: u16) {
+        self.record(self.r.common.write16(QUEUE_SELECT, queue));
+    }
+
+    /// Where in the notify region queue `queue` is notified.
+    fn notify_offset(&self, queue: u16) -> u64 {
+        self.select(queue);
+        let off = self.record(self.r.common.read16(QUEUE_NOTIFY_OFF));
+        u64::from(off) * u64::from(self.r.notify_multiplier)
+    }
+
+    /// Resets the device (status 0): every queue is forgotten and no DMA follows.
+    pub fn reset(&mut self) {
+        self.set_status(DeviceStatus::empty());
+    }
+}
+
+impl Transport for PciTransport {
+    fn device_type(&self) -> DeviceType {
+        self.device_type
+    }
+
+    fn read_device_features(&mut self) -> u64 {
+        self.offered
+    }
+
+    /// Accepts VIRTIO_F_ACCESS_PLATFORM if offered, whatever the driver asked for.
+    fn write_driver_features(&mut self, driver_features: u64) {
+        let f = driver_features | (self.offered & ACCESS_PLATFORM);
+        let c = self.r.common;
+        for (sel, half) in [(0, f as u32), (1, (f >> 32) as u32)] {
+            self.record(
+                c.write32(DRIVER_FEATURE_SELECT, sel)
+                    .and_then(|()| c.write32(DRIVER_FEATURE, half)),
+            );
+        }
+    }
+
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.select(queue);
+        self.record(self.r.common.read16(QUEUE_SIZE)).into()
+    }
+
+    /// Writes the queue index at the queue's notify address (4.1.4.4).
+    fn notify(&mut self, queue: u16) {
+        let at = match self.notify_at.iter().find(|(q, _)| *q == queue) {
+            Some(&(_, at)) => at,
+            None => self.notify_offset(queue),
+        };
+        self.record(self.r.notify.write16(at, queue));
+        self.notifies.set(self.notifies.get() + 1);
+    }
+
+    fn get_status(&self) -> DeviceStatus {
+        DeviceStatus::from_bits_truncate(self.record(self.r.common.read8(DEVICE_STATUS)).into())
+    }
+
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.record(self.r.common.write8(DEVICE_STATUS, status.bits() as u8));
+        if status.is_empty() {
+            // 4.1.4.3.2: after writing 0 the driver waits until it reads back 0.
+            for _ in 0..1000 {
+                if self.record(self.r.common.read8(DEVICE_STATUS)) == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn set_guest_page_size(&mut self, _guest_page_size: u32) {}
+
+    fn requires_legacy_layout(&self) -> bool {
+        false
+    }
+
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        let c = self.r.common;
+        self.select(queue);
+        self.record(c.write16(QUEUE_SIZE, size as u16));
+        self.record(c.write64(QUEUE_DESC, descriptors));
+        self.record(c.write64(QUEUE_DRIVER, driver_area));
+        self.record(c.write64(QUEUE_DEVICE, device_area));
+        self.record(c.write16(QUEUE_ENABLE, 1));
+        let at = self.notify_offset(queue);
+        self.notify_at.retain(|(q, _)| *q != queue);
+        self.notify_at.push((queue, at));
+    }
+
+    /// virtio-pci cannot disable one queue (QEMU treats `queue_enable = 0` as a driver
+    /// error): the device is reset, which forgets every queue, before the rings are freed.
+    fn queue_unset(&mut self, _queue: u16) {
+        self.reset();
+        self.notify_at.clear();
+    }
+
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.select(queue);
+        self.record(self.r.common.read16(QUEUE_ENABLE)) != 0
+    }
+
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        // Reading the ISR status clears it (4.1.4.5).
+        InterruptStatus::from_bits_truncate(self.record(self.r.isr.read8(0)).into())
+    }
+
+    fn read_config_generation(&self) -> u32 {
+        self.record(self.r.common.read8(CONFIG_GENERATION)).into()
+    }
+
+    /// Reads in accesses of at most 4 bytes, little-endian.
+    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, VirtioError> {
+        let dev = self.r.device.ok_or(VirtioError::ConfigSpaceMissing)?;
+        let size = core::mem::size_of::<T>();
+        let end = offset
+            .checked_add(size)
+            .ok_or(VirtioError::ConfigSpaceTooSmall)?;
+        if end as u64 > dev.len() {
+            return Err(VirtioError::ConfigSpaceTooSmall);
+        }
+        let mut bytes = vec![0u8; size];
+        let mut at = 0;
+        while at < size {
+            let o = (offset + at) as u64;
+            let r = match size - at {
+                n if n >= 4 && o.is_multiple_of(4) => {
+                    dev.read32(o).map(|v| (v.to_le_bytes().to_vec(), 4))
+                }
+                n if n >= 2 && o.is_multiple_of(2) => {
+                    dev.read16(o).map(|v| (v.to_le_bytes().to_vec(), 2))
+                }
+                _ => dev.read8(o).map(|v| (vec![v], 1)),
+            };
+            match r {
+                Ok((b, n)) => {
+                    bytes[at..at + n].copy_from_slice(&b);
+                    at += n;
+                }
+                Err(e) => {
+                    self.record::<()>(Err(e));
+                    return Err(VirtioError::IoError);
+                }
+            }
+        }
+        T::read_from_bytes(&bytes).map_err(|_| VirtioError::ConfigSpaceTooSmall)
+    }
+
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> Result<(), VirtioError> {
+        let dev = self.r.device.ok_or(VirtioError::ConfigSpaceMissing)?;
+        let bytes = value.as_bytes();
+        let end = offset
+            .checked_add(bytes.len())
+            .ok_or(VirtioError::ConfigSpaceTooSmall)?;
+        if end as u64 > dev.len() {
+            return Err(VirtioError::ConfigSpaceTooSmall);
+        }
+        for (i, b) in bytes.iter().enumerate() {
+            if let Err(e) = dev.write8((offset + i) as u64, *b) {
+                self.record::<()>(Err(e));
+                return Err(VirtioError::IoError);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `vio::tce` window of each host bridge's `ibm,dma-window` (by LIOBN): registered once,
+/// shared by the bridge's devices, so no IOBA is handed out twice.
+static WINDOWS: Mutex<Vec<(u32, usize)>> = Mutex::new(Vec::new());
+
+/// The registry id of the TCE window `dma`, registering it the first time.
+pub fn window_for(dma: DmaWindow) -> usize {
+    let mut all = WINDOWS.lock();
+    if let Some(&(_, id)) = all.iter().find(|(l, _)| *l == dma.liobn) {
+        return id;
+    }
+    let id = tce::register(TceWindow::new(dma));
+    all.push((dma.liobn, id));
+    id
+}
