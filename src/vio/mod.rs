@@ -5,6 +5,7 @@
 //! recovery; [`link::Link`] carries virtio-vio requests and responses over it, and
 //! [`vscsi::Session`] a v-scsi adapter's SRP exchanges, [`vtpm::Vtpm`] a vTPM's commands.
 
+pub mod channel;
 pub mod crq;
 pub mod link;
 pub mod tce;

@@ -10,16 +10,17 @@
 //! a late answer to a request given up on is dropped. The target's request limit (login grant,
 //! then each response's delta) is honoured. Wire formats: the `srp` crate.
 
-use super::crq::{Crq, CrqError};
-use super::tce::{self, Access, TceError, TceWindow};
+use super::channel::{Channel, ChannelError, Received};
+use super::crq::CrqError;
+use super::tce::{Access, TceError};
 use super::Adapter;
-use crate::hcall::{Ioba, RealAddr, UnitAddress};
+use crate::hcall::{Ioba, RealAddr};
 use crate::mem::DmaPages;
-use crate::rtas::{self, RtasError};
+use crate::rtas::RtasError;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use papr::crq::{Entry, TransportEvent};
+use papr::crq::TransportEvent;
 use srp::cdb::{self, Cdb};
 use srp::cmd::{self, Data, Descriptor, Iu};
 use srp::iu::{self, IuEntry, FORMAT_MAD, FORMAT_SRP, VIOSRP_OK};
@@ -148,6 +149,16 @@ impl fmt::Display for Failure {
     }
 }
 
+impl From<ChannelError> for Failure {
+    fn from(e: ChannelError) -> Failure {
+        match e {
+            ChannelError::Rtas(e) => Failure::Rtas(e),
+            ChannelError::Crq(e) => Failure::Crq(e),
+            ChannelError::Tce(e) => Failure::Tce(e),
+        }
+    }
+}
+
 /// A v-scsi failure: which adapter or LUN, which operation, what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VscsiError {
@@ -198,10 +209,7 @@ enum Buffer {
 
 /// One adapter's SRP session.
 pub struct Session {
-    name: String,
-    window: usize,
-    crq: Crq,
-    timeout_us: u64,
+    ch: Channel,
     /// Requests we may still send (SRP request limit).
     credits: u32,
     /// Largest IU the target takes.
@@ -213,8 +221,6 @@ pub struct Session {
     iu: DmaPages,
     /// A page for small data-in (INQUIRY, REPORT LUNS, capacities, ADAPTER_INFO).
     bounce: DmaPages,
-    /// IOBA pages in use between requests (the reserved first page and the CRQ).
-    standing: usize,
     stats: SessionStats,
     closed: bool,
 }
@@ -241,46 +247,34 @@ impl Session {
             op,
             failure,
         };
-        if let Some(token) = tce_bypass {
-            rtas::call("ibm,set-tce-bypass", token, &[a.unit, 0], 1)
-                .map_err(|e| fail("ibm,set-tce-bypass", Failure::Rtas(e)))?;
-        }
-        let window = tce::register(TceWindow::new(a.window));
         let pages = (DmaPages::alloc(1), DmaPages::alloc(1));
         let (Some(iu), Some(bounce)) = pages else {
             return Err(fail("open", Failure::NoMemory));
         };
-        let crq = match Crq::open(UnitAddress(a.unit), window, timeout_us) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = tce::with(window, |w| w.clear_all());
-                return Err(fail("CRQ", Failure::Crq(e)));
-            }
-        };
-        let standing = tce::with(window, |w| w.pages_in_use()).unwrap_or(0);
+        let ch = Channel::open(a, tce_bypass, timeout_us).map_err(|(op, e)| fail(op, e.into()))?;
         Ok(Session {
-            name: a.name.clone(),
-            window,
-            crq,
-            timeout_us,
+            ch,
             credits: 0,
             max_iu: MAX_IU_LEN,
             next_tag: 1,
             abandoned: Vec::new(),
             iu,
             bounce,
-            standing,
             stats: SessionStats::default(),
             closed: false,
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.ch.name()
     }
 
     pub fn stats(&self) -> SessionStats {
-        self.stats
+        SessionStats {
+            resets: self.ch.resets(),
+            protocol_errors: self.stats.protocol_errors + self.ch.strays(),
+            ..self.stats
+        }
     }
 
     /// Requests the target still takes.
@@ -290,9 +284,7 @@ impl Session {
 
     /// IOBA pages mapped now beyond the CRQ (0 between requests).
     pub fn pages_left_mapped(&self) -> usize {
-        tce::with(self.window, |w| w.pages_in_use())
-            .unwrap_or(0)
-            .saturating_sub(self.standing)
+        self.ch.pages_left_mapped()
     }
 
     fn error(&self, device: &str, op: &'static str, failure: Failure) -> VscsiError {
@@ -310,15 +302,11 @@ impl Session {
     }
 
     fn map(&self, addr: RealAddr, len: usize, access: Access) -> Result<Ioba, Failure> {
-        tce::with(self.window, |w| w.map(addr, len, access))
-            .and_then(|r| r)
-            .map_err(Failure::Tce)
+        self.ch.map(addr, len, access).map_err(Failure::Tce)
     }
 
     fn unmap(&self, ioba: Ioba, len: usize) -> Result<(), Failure> {
-        tce::with(self.window, |w| w.unmap(ioba, len))
-            .and_then(|r| r)
-            .map_err(Failure::Tce)
+        self.ch.unmap(ioba, len).map_err(Failure::Tce)
     }
 
     /// Sends the IU `build` makes (given the IOBA it will live at) and returns the answer's
@@ -364,7 +352,7 @@ impl Session {
         page[..iu.len].copy_from_slice(iu.as_bytes());
         let entry = IuEntry::request(format, iu.len, ioba.0).map_err(Failure::Malformed)?;
         self.stats.requests += 1;
-        self.crq.send(entry.encode()).map_err(Failure::Crq)?;
+        self.ch.send(entry.encode()).map_err(Failure::Crq)?;
         match self.wait(tag) {
             Ok(e) => Ok(usize::from(e.len)),
             Err(f) => {
@@ -378,11 +366,12 @@ impl Session {
 
     /// Waits for the answer tagged `tag`.
     fn wait(&mut self, tag: u64) -> Result<IuEntry, Failure> {
-        let mut wait = super::Patience::new(self.timeout_us);
-        let unit = self.crq.unit().0;
+        let mut wait = self.ch.patience();
+        let unit = self.ch.unit().0;
         loop {
-            match self.crq.poll() {
-                Some(Entry::Message(b)) => {
+            let what = format_args!("v-scsi {unit:#x}: the answer to tag {tag}");
+            match self.ch.receive(&mut wait, &what).map_err(Failure::Crq)? {
+                Received::Message(b) => {
                     self.stats.received += 1;
                     let e = IuEntry::decode(&b).map_err(|e| {
                         self.stats.protocol_errors += 1;
@@ -405,26 +394,16 @@ impl Session {
                         want: tag,
                     });
                 }
-                Some(Entry::Init) => {
-                    let _ = self.crq.send(Entry::init(true));
-                }
-                Some(Entry::Transport(ev)) => {
-                    self.stats.resets += 1;
+                Received::Reset(ev) => {
                     self.credits = 0;
                     self.abandoned.clear();
-                    self.crq
-                        .recover(ev, self.timeout_us)
-                        .map_err(Failure::Crq)?;
                     return Err(Failure::Transport(ev));
                 }
-                Some(_) => self.stats.protocol_errors += 1,
-                None => {
-                    if wait.expired(&format_args!("v-scsi {unit:#x}: the answer to tag {tag}")) {
-                        return Err(Failure::Timeout {
-                            waited_ms: self.timeout_us / 1000,
-                            tag,
-                        });
-                    }
+                Received::TimedOut => {
+                    return Err(Failure::Timeout {
+                        waited_ms: self.ch.timeout_us() / 1000,
+                        tag,
+                    });
                 }
             }
         }
@@ -440,7 +419,7 @@ impl Session {
     /// MAD ADAPTER_INFO: what the server says about itself.
     pub fn adapter_info(&mut self) -> Result<AdapterInfo, VscsiError> {
         const OP: &str = "MAD ADAPTER_INFO";
-        let name = self.name.clone();
+        let name = String::from(self.ch.name());
         let tag = self.tag();
         self.bounce.bytes_mut().fill(0);
         let buf = self
@@ -468,7 +447,7 @@ impl Session {
     /// SRP_LOGIN: the target's grant, whose request limit the session then honours.
     pub fn login(&mut self) -> Result<Granted, VscsiError> {
         const OP: &str = "SRP_LOGIN";
-        let name = self.name.clone();
+        let name = String::from(self.ch.name());
         let tag = self.tag();
         let (iu, n) = self
             .exchange(FORMAT_SRP, tag, |_| {
@@ -636,11 +615,10 @@ impl Session {
             return Ok(());
         }
         self.closed = true;
-        let name = self.name.clone();
-        let c = self.crq.close();
-        let t = tce::with(self.window, |w| w.clear_all()).and_then(|r| r);
-        c.map_err(|e| self.error(&name, "shutdown", Failure::Crq(e)))?;
-        t.map_err(|e| self.error(&name, "shutdown", Failure::Tce(e)))
+        let name = String::from(self.ch.name());
+        self.ch
+            .close()
+            .map_err(|e| self.error(&name, "shutdown", e.into()))
     }
 
     pub fn is_shut_down(&self) -> bool {

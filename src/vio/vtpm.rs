@@ -11,16 +11,17 @@
 //! further commands (the vTPM would answer a new one with H_BUSY). Wire formats: the `tpm`
 //! crate.
 
-use super::crq::{Crq, CrqError};
-use super::tce::{self, Access, TceError, TceWindow};
-use super::{Adapter, Patience};
-use crate::hcall::{Ioba, UnitAddress};
+use super::channel::{Channel, ChannelError, Received};
+use super::crq::CrqError;
+use super::tce::{Access, TceError};
+use super::Adapter;
+use crate::hcall::Ioba;
 use crate::mem::DmaPages;
-use crate::rtas::{self, RtasError};
+use crate::rtas::RtasError;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use papr::crq::{Entry, TransportEvent};
+use papr::crq::TransportEvent;
 use tpm::crq::{self as wire, Answer, BUFFER_SIZE};
 use tpm::TpmError;
 
@@ -75,6 +76,16 @@ impl fmt::Display for Failure {
     }
 }
 
+impl From<ChannelError> for Failure {
+    fn from(e: ChannelError) -> Failure {
+        match e {
+            ChannelError::Rtas(e) => Failure::Rtas(e),
+            ChannelError::Crq(e) => Failure::Crq(e),
+            ChannelError::Tce(e) => Failure::Tce(e),
+        }
+    }
+}
+
 /// A vTPM failure: which adapter, which operation, what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VtpmError {
@@ -100,17 +111,12 @@ pub struct VtpmStats {
 
 /// One vTPM adapter's session.
 pub struct Vtpm {
-    name: String,
-    window: usize,
-    crq: Crq,
-    timeout_us: u64,
+    ch: Channel,
     /// The command/response page.
     page: DmaPages,
     /// The largest command the vTPM takes (GET_RTCE_BUFFER_SIZE, at most 4 KiB).
     buffer: usize,
     version: u32,
-    /// IOBA pages in use between commands (the CRQ).
-    standing: usize,
     stats: VtpmStats,
     closed: bool,
 }
@@ -123,31 +129,15 @@ impl Vtpm {
             op,
             failure,
         };
-        if let Some(token) = tce_bypass {
-            rtas::call("ibm,set-tce-bypass", token, &[a.unit, 0], 1)
-                .map_err(|e| fail("ibm,set-tce-bypass", Failure::Rtas(e)))?;
-        }
-        let window = tce::register(TceWindow::new(a.window));
         let Some(page) = DmaPages::alloc(1) else {
             return Err(fail("open", Failure::NoMemory));
         };
-        let crq = match Crq::open(UnitAddress(a.unit), window, timeout_us) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = tce::with(window, |w| w.clear_all());
-                return Err(fail("CRQ", Failure::Crq(e)));
-            }
-        };
-        let standing = tce::with(window, |w| w.pages_in_use()).unwrap_or(0);
+        let ch = Channel::open(a, tce_bypass, timeout_us).map_err(|(op, e)| fail(op, e.into()))?;
         let mut v = Vtpm {
-            name: a.name.clone(),
-            window,
-            crq,
-            timeout_us,
+            ch,
             page,
             buffer: BUFFER_SIZE,
             version: 0,
-            standing,
             stats: VtpmStats::default(),
             closed: false,
         };
@@ -159,13 +149,13 @@ impl Vtpm {
     }
 
     fn identify(&mut self) -> Result<(), VtpmError> {
-        let name = self.name.clone();
+        let name = String::from(self.ch.name());
         let fail = |op, failure| VtpmError {
             device: name.clone(),
             op,
             failure,
         };
-        self.crq
+        self.ch
             .send(wire::request(wire::GET_VERSION, 0, 0))
             .map_err(|e| fail("GET_VERSION", Failure::Crq(e)))?;
         match self.wait().map_err(|f| fail("GET_VERSION", f))? {
@@ -173,7 +163,7 @@ impl Vtpm {
             Answer::Version(v) => return Err(fail("GET_VERSION", Failure::Version(v))),
             a => return Err(fail("GET_VERSION", Failure::Unasked(a))),
         }
-        self.crq
+        self.ch
             .send(wire::request(wire::GET_RTCE_BUFFER_SIZE, 0, 0))
             .map_err(|e| fail("GET_RTCE_BUFFER_SIZE", Failure::Crq(e)))?;
         match self.wait().map_err(|f| fail("GET_RTCE_BUFFER_SIZE", f))? {
@@ -184,7 +174,7 @@ impl Vtpm {
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.ch.name()
     }
 
     pub fn version(&self) -> u32 {
@@ -197,54 +187,39 @@ impl Vtpm {
     }
 
     pub fn stats(&self) -> VtpmStats {
-        self.stats
+        VtpmStats {
+            resets: self.ch.resets(),
+            protocol_errors: self.stats.protocol_errors + self.ch.strays(),
+            ..self.stats
+        }
     }
 
     /// IOBA pages mapped now beyond the CRQ (0 between commands).
     pub fn pages_left_mapped(&self) -> usize {
-        tce::with(self.window, |w| w.pages_in_use())
-            .unwrap_or(0)
-            .saturating_sub(self.standing)
+        self.ch.pages_left_mapped()
     }
 
     /// Waits for the next answer.
     fn wait(&mut self) -> Result<Answer, Failure> {
-        let mut wait = Patience::new(self.timeout_us);
-        let unit = self.crq.unit().0;
-        loop {
-            match self.crq.poll() {
-                Some(Entry::Message(b)) => {
-                    self.stats.received += 1;
-                    return match wire::parse(&b) {
-                        Ok(Answer::Error) => Err(Failure::Tpm(TpmError::CrqError)),
-                        Ok(a) => Ok(a),
-                        Err(e) => {
-                            self.stats.protocol_errors += 1;
-                            Err(Failure::Tpm(e))
-                        }
-                    };
-                }
-                Some(Entry::Init) => {
-                    let _ = self.crq.send(Entry::init(true));
-                }
-                // tpm-spapr echoes INIT COMPLETE too, after the handshake is over.
-                Some(Entry::InitComplete) => {}
-                Some(Entry::Transport(ev)) => {
-                    self.stats.resets += 1;
-                    self.crq
-                        .recover(ev, self.timeout_us)
-                        .map_err(Failure::Crq)?;
-                    return Err(Failure::Transport(ev));
-                }
-                Some(_) => self.stats.protocol_errors += 1,
-                None => {
-                    if wait.expired(&format_args!("vTPM {unit:#x}: the answer")) {
-                        return Err(Failure::Timeout {
-                            waited_ms: self.timeout_us / 1000,
-                        });
+        let mut wait = self.ch.patience();
+        let unit = self.ch.unit().0;
+        let what = format_args!("vTPM {unit:#x}: the answer");
+        match self.ch.receive(&mut wait, &what).map_err(Failure::Crq)? {
+            Received::Message(b) => {
+                self.stats.received += 1;
+                match wire::parse(&b) {
+                    Ok(Answer::Error) => Err(Failure::Tpm(TpmError::CrqError)),
+                    Ok(a) => Ok(a),
+                    Err(e) => {
+                        self.stats.protocol_errors += 1;
+                        Err(Failure::Tpm(e))
                     }
                 }
             }
+            Received::Reset(ev) => Err(Failure::Transport(ev)),
+            Received::TimedOut => Err(Failure::Timeout {
+                waited_ms: self.ch.timeout_us() / 1000,
+            }),
         }
     }
 
@@ -252,7 +227,7 @@ impl Vtpm {
     /// check, with `tpm::cmd`).
     pub fn command(&mut self, op: &'static str, cmd: &[u8]) -> Result<Vec<u8>, VtpmError> {
         self.command_inner(cmd).map_err(|failure| VtpmError {
-            device: self.name.clone(),
+            device: String::from(self.ch.name()),
             op,
             failure,
         })
@@ -271,13 +246,12 @@ impl Vtpm {
         let page = self.page.bytes_mut();
         page.fill(0);
         page[..cmd.len()].copy_from_slice(cmd);
-        let ioba = tce::with(self.window, |w| {
-            w.map(self.page.addr(), BUFFER_SIZE, Access::Both)
-        })
-        .and_then(|r| r)
-        .map_err(Failure::Tce)?;
+        let ioba = self
+            .ch
+            .map(self.page.addr(), BUFFER_SIZE, Access::Both)
+            .map_err(Failure::Tce)?;
         let r = self.run(cmd.len(), ioba);
-        let u = tce::with(self.window, |w| w.unmap(ioba, BUFFER_SIZE)).and_then(|r| r);
+        let u = self.ch.unmap(ioba, BUFFER_SIZE);
         if matches!(r, Err(Failure::Timeout { .. })) {
             // The vTPM may still be working on it: send nothing more.
             self.closed = true;
@@ -297,7 +271,7 @@ impl Vtpm {
     fn run(&mut self, len: usize, ioba: Ioba) -> Result<usize, Failure> {
         let entry = wire::command(len, ioba.0).map_err(Failure::Tpm)?;
         self.stats.commands += 1;
-        self.crq.send(entry).map_err(Failure::Crq)?;
+        self.ch.send(entry).map_err(Failure::Crq)?;
         match self.wait()? {
             Answer::Response(n) => Ok(n.into()),
             a => {
@@ -309,18 +283,11 @@ impl Vtpm {
 
     /// Frees the CRQ and clears every TCE of the window. Idempotent.
     pub fn shut_down(&mut self) -> Result<(), VtpmError> {
-        if self.crq.is_closed() {
-            return Ok(());
-        }
         self.closed = true;
-        let c = self.crq.close();
-        let t = tce::with(self.window, |w| w.clear_all()).and_then(|r| r);
-        let fail = |failure| VtpmError {
-            device: self.name.clone(),
+        self.ch.close().map_err(|e| VtpmError {
+            device: String::from(self.ch.name()),
             op: "shutdown",
-            failure,
-        };
-        c.map_err(|e| fail(Failure::Crq(e)))?;
-        t.map_err(|e| fail(Failure::Tce(e)))
+            failure: e.into(),
+        })
     }
 }
