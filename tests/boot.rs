@@ -21,10 +21,7 @@ fn linux() -> DebianLinux {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = root().join("target/test-boot").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("scratch dir");
-    d
+    vioboot_harness::scratch(&root(), "boot", name)
 }
 
 /// Boots vioboot (mode boot) with a share holding `entries`, and returns the run.

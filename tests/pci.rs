@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use vioboot_harness::{Boot, Qemu, Run};
+use vioboot_harness::{Boot, Qemu};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -21,10 +21,7 @@ fn root() -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = root().join("target/test-pci").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("scratch dir");
-    d
+    vioboot_harness::scratch(&root(), "pci", name)
 }
 
 fn qemu(boot: Boot) -> Qemu {
@@ -58,105 +55,71 @@ fn devices(q: &mut Qemu, dir: &std::path::Path) {
     }
 }
 
-fn line(run: &Run, check: &str) -> String {
-    run.report()
-        .check(check)
-        .map(|l| l.description.clone())
-        .unwrap_or_else(|| panic!("no `{check}` line:\n{}", run.output))
-}
-
-fn assert_pass(run: &Run) {
-    let r = run.report();
-    assert!(!run.timed_out(), "QEMU timed out:\n{}", run.output);
-    assert!(r.is_complete(), "incomplete report:\n{}", run.output);
-    assert!(
-        r.failures().is_empty(),
-        "failing checks {:?}:\n{}",
-        r.failures(),
-        run.output
-    );
-    assert_eq!(r.verdict, Some(true), "{}", run.output);
-    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
-}
-
-fn assert_lines(run: &Run, want: &[(&str, &str)]) {
-    for (check, text) in want {
-        assert!(
-            line(run, check).contains(text),
-            "`{check}` lacks `{text}`:\n{}",
-            run.output
-        );
-    }
-}
-
 fn functions(boot: Boot, who: &str) {
     let dir = scratch(boot.name());
     let mut q = qemu(boot);
     devices(&mut q, &dir);
     let run = vioboot_harness::run(&q, TIMEOUT).expect("run QEMU");
-    assert_pass(&run);
-    assert_lines(
-        &run,
-        &[
-            ("pci@800000020000000", "3 function(s) on 2 bus(es)"),
-            ("pci@800000020000000", who),
-            ("pci@800000020000000", "DMA window liobn 0x80000000"),
-            ("pci 0000:00:00.0", "1b36:0001 class 060400 (bridge)"),
-            ("pci 0000:00:00.0", "PCI-to-PCI bridge to bus 01"),
-            ("pci 0000:01:03.0", "1af4:1001 class 010000 (mass storage)"),
-            ("pci 0000:01:03.0 bars", "BAR4 mem64 pref 0x4000 bytes at"),
-            ("pci 0000:01:03.0 capabilities", "0x98 MSI-X, 0x84 vendor"),
-            (
-                "pci 0000:01:03.0 virtio",
-                "virtio block (id 2): common BAR4+0x0",
-            ),
-            (
-                "pci 0000:01:03.0 virtio",
-                "notify BAR4+0x3000..+0x1000 (x4)",
-            ),
-            ("pci 0000:01:03.0 virtio", "1 queue(s)"),
-            ("pci 0000:00:01.0", "1af4:1042 class 010000"),
-            ("pci 0000:00:01.0 virtio", "virtio block (id 2)"),
-            // The same block checks as on virtio-vio, over virtio-pci.
-            (
-                "pci 0000:01:03.0 features",
-                "no VIRTIO_F_ACCESS_PLATFORM: real addresses",
-            ),
-            (
-                "pci 0000:00:01.0 features",
-                "VIRTIO_F_ACCESS_PLATFORM accepted: IOBAs in TCE window liobn 0x80000000",
-            ),
-            (
-                "pci 0000:01:03.0 capacity",
-                "16384 sectors (8 MiB), read-write",
-            ),
-            (
-                "pci 0000:00:01.0 capacity",
-                "16384 sectors (8 MiB), read-write",
-            ),
-            ("pci 0000:01:03.0 read", "test pattern"),
-            ("pci 0000:00:01.0 read", "test pattern"),
-            ("pci 0000:01:03.0 write", ""),
-            ("pci 0000:00:01.0 write", ""),
-            ("pci 0000:00:01.0 flush", "completed"),
-            (
-                "pci 0000:00:01.0 unmapped",
-                "no buffer left in the TCE window",
-            ),
-            (
-                "pci 0000:00:01.0 shutdown",
-                "device reset, bus mastering off",
-            ),
-            (
-                "pci 0000:01:03.0 shutdown",
-                "device reset, bus mastering off",
-            ),
-        ],
-    );
+    run.assert_pass();
+    run.assert_lines(&[
+        ("pci@800000020000000", "3 function(s) on 2 bus(es)"),
+        ("pci@800000020000000", who),
+        ("pci@800000020000000", "DMA window liobn 0x80000000"),
+        ("pci 0000:00:00.0", "1b36:0001 class 060400 (bridge)"),
+        ("pci 0000:00:00.0", "PCI-to-PCI bridge to bus 01"),
+        ("pci 0000:01:03.0", "1af4:1001 class 010000 (mass storage)"),
+        ("pci 0000:01:03.0 bars", "BAR4 mem64 pref 0x4000 bytes at"),
+        ("pci 0000:01:03.0 capabilities", "0x98 MSI-X, 0x84 vendor"),
+        (
+            "pci 0000:01:03.0 virtio",
+            "virtio block (id 2): common BAR4+0x0",
+        ),
+        (
+            "pci 0000:01:03.0 virtio",
+            "notify BAR4+0x3000..+0x1000 (x4)",
+        ),
+        ("pci 0000:01:03.0 virtio", "1 queue(s)"),
+        ("pci 0000:00:01.0", "1af4:1042 class 010000"),
+        ("pci 0000:00:01.0 virtio", "virtio block (id 2)"),
+        // The same block checks as on virtio-vio, over virtio-pci.
+        (
+            "pci 0000:01:03.0 features",
+            "no VIRTIO_F_ACCESS_PLATFORM: real addresses",
+        ),
+        (
+            "pci 0000:00:01.0 features",
+            "VIRTIO_F_ACCESS_PLATFORM accepted: IOBAs in TCE window liobn 0x80000000",
+        ),
+        (
+            "pci 0000:01:03.0 capacity",
+            "16384 sectors (8 MiB), read-write",
+        ),
+        (
+            "pci 0000:00:01.0 capacity",
+            "16384 sectors (8 MiB), read-write",
+        ),
+        ("pci 0000:01:03.0 read", "test pattern"),
+        ("pci 0000:00:01.0 read", "test pattern"),
+        ("pci 0000:01:03.0 write", ""),
+        ("pci 0000:00:01.0 write", ""),
+        ("pci 0000:00:01.0 flush", "completed"),
+        (
+            "pci 0000:00:01.0 unmapped",
+            "no buffer left in the TCE window",
+        ),
+        (
+            "pci 0000:00:01.0 shutdown",
+            "device reset, bus mastering off",
+        ),
+        (
+            "pci 0000:01:03.0 shutdown",
+            "device reset, bus mastering off",
+        ),
+    ]);
     // The modern device with iommu_platform=on offers VIRTIO_F_ACCESS_PLATFORM (bit 33), the
     // transitional one does not: both read through MMIO, in the right byte order.
     let features = |check: &str| {
-        let l = line(&run, check);
+        let l = run.line(check);
         let hex = l
             .split("device features 0x")
             .nth(1)
@@ -191,7 +154,7 @@ fn functions_under_vof_get_addresses_from_vioboot() {
 #[test]
 fn no_pci_function_adds_one_comment() {
     let run = vioboot_harness::run(&qemu(Boot::Bios), TIMEOUT).expect("run QEMU");
-    assert_pass(&run);
+    run.assert_pass();
     assert!(
         run.output
             .contains("# pci: no function behind 1 host bridge(s)"),

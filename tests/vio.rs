@@ -14,12 +14,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A scratch folder for one test: disks, sockets, server logs.
 fn scratch(name: &str) -> PathBuf {
-    let d = root().join("target/test-vio").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("scratch dir");
-    d
+    vioboot_harness::scratch(&root(), "vio", name)
 }
 
 fn qemu(boot: Boot) -> Qemu {
@@ -53,27 +49,6 @@ fn server(dir: &Path, n: u32, disk_mib: u64, extra: &[&str]) -> (VioServer, Vec<
     (s, dev)
 }
 
-fn line(run: &Run, check: &str) -> String {
-    let r = run.report();
-    r.check(check)
-        .map(|l| l.description.clone())
-        .unwrap_or_else(|| panic!("no `{check}` line:\n{}", run.output))
-}
-
-fn assert_pass(run: &Run) {
-    let r = run.report();
-    assert!(!run.timed_out(), "QEMU timed out:\n{}", run.output);
-    assert!(r.is_complete(), "incomplete report:\n{}", run.output);
-    assert!(
-        r.failures().is_empty(),
-        "failing checks {:?}:\n{}",
-        r.failures(),
-        run.output
-    );
-    assert_eq!(r.verdict, Some(true), "{}", run.output);
-    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
-}
-
 #[test]
 fn blk_smoke_checks_pass_under_slof() {
     let dir = scratch("smoke");
@@ -81,7 +56,7 @@ fn blk_smoke_checks_pass_under_slof() {
     let mut q = qemu(Boot::Slof);
     q.extra = dev;
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
-    assert_pass(&run);
+    run.assert_pass();
     // Each check of the adapter, and what its line must say.
     for (check, want) in [
         ("virtio@71000010", "CRQ handshake and PROBE"),
@@ -98,7 +73,7 @@ fn blk_smoke_checks_pass_under_slof() {
         ("virtio@71000010 shutdown", "every TCE cleared"),
     ] {
         assert!(
-            line(&run, check).contains(want),
+            run.line(check).contains(want),
             "`{check}` lacks `{want}`:\n{}",
             run.output
         );
@@ -114,9 +89,10 @@ fn blk_under_vof_and_without_firmware() {
         let mut q = qemu(boot);
         q.extra = dev;
         let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
-        assert_pass(&run);
+        run.assert_pass();
         assert!(
-            line(&run, "virtio@71000010 write").contains("wrote and read back"),
+            run.line("virtio@71000010 write")
+                .contains("wrote and read back"),
             "{}",
             run.output
         );
@@ -132,24 +108,26 @@ fn two_devices_at_once() {
     q.extra = d0;
     q.extra.extend(d1);
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
-    assert_pass(&run);
+    run.assert_pass();
     assert!(
-        line(&run, "virtio@71000010 capacity").contains("8192 sectors"),
+        run.line("virtio@71000010 capacity")
+            .contains("8192 sectors"),
         "{}",
         run.output
     );
     assert!(
-        line(&run, "virtio@71000011 capacity").contains("16384 sectors (8 MiB), read-only"),
+        run.line("virtio@71000011 capacity")
+            .contains("16384 sectors (8 MiB), read-only"),
         "{}",
         run.output
     );
     assert!(
-        line(&run, "virtio@71000011 id").contains("disk-1"),
+        run.line("virtio@71000011 id").contains("disk-1"),
         "{}",
         run.output
     );
     assert!(
-        line(&run, "virtio@71000011 write").contains("SKIP"),
+        run.line("virtio@71000011 write").contains("SKIP"),
         "{}",
         run.output
     );
@@ -171,18 +149,19 @@ fn verify_64_mib_survives_a_server_restart() {
     })
     .expect("QEMU runs");
     assert_eq!(restarts, 2, "{}", run.output);
-    assert_pass(&run);
+    run.assert_pass();
     assert!(
-        line(&run, "virtio@71000010 verify").contains("64 MiB written"),
+        run.line("virtio@71000010 verify")
+            .contains("64 MiB written"),
         "{}",
         run.output
     );
     assert!(
-        line(&run, "virtio@71000010 verify").contains("intact"),
+        run.line("virtio@71000010 verify").contains("intact"),
         "{}",
         run.output
     );
-    let unmapped = line(&run, "virtio@71000010 unmapped");
+    let unmapped = run.line("virtio@71000010 unmapped");
     assert!(
         !unmapped.contains(" 0 resets"),
         "the restarts were not noticed: {unmapped}\n{}",
@@ -207,7 +186,7 @@ fn a_stalled_server_is_waited_for_and_the_wait_is_shown() {
     })
     .expect("QEMU runs");
     assert_eq!(stalls, 1, "{}", run.output);
-    assert_pass(&run);
+    run.assert_pass();
     assert!(
         run.output
             .lines()
@@ -216,7 +195,7 @@ fn a_stalled_server_is_waited_for_and_the_wait_is_shown() {
         run.output
     );
     assert!(
-        line(&run, "virtio@71000010 verify").contains("intact"),
+        run.line("virtio@71000010 verify").contains("intact"),
         "{}",
         run.output
     );
@@ -244,7 +223,7 @@ fn fs_reads_survive_server_restarts_at_any_moment() {
         })
         .expect("QEMU runs");
         assert_eq!(restarts, 1, "{}", run.output);
-        assert_pass(&run);
+        run.assert_pass();
         assert!(
             fs_lines(&run, "virtio@71000010 file")
                 .iter()
@@ -303,16 +282,16 @@ fn fs_share_mounts_lists_and_verifies() {
     let mut q = qemu(Boot::Bios);
     q.extra = dev;
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
-    assert_pass(&run);
+    run.assert_pass();
     let d = "virtio@71000010";
-    assert!(line(&run, d).contains("device id 26"), "{}", run.output);
+    assert!(run.line(d).contains("device id 26"), "{}", run.output);
     assert!(
-        line(&run, &format!("{d} mount")).contains("tag \"share0\""),
+        run.line(&format!("{d} mount")).contains("tag \"share0\""),
         "{}",
         run.output
     );
     assert!(
-        line(&run, &format!("{d} list")).contains("entries"),
+        run.line(&format!("{d} list")).contains("entries"),
         "{}",
         run.output
     );
@@ -343,17 +322,18 @@ fn fs_share_mounts_lists_and_verifies() {
         run.output
     );
     assert!(
-        line(&run, &format!("{d} eloop")).contains("ELOOP"),
+        run.line(&format!("{d} eloop")).contains("ELOOP"),
         "{}",
         run.output
     );
     assert!(
-        line(&run, &format!("{d} unmount")).contains("no buffer left"),
+        run.line(&format!("{d} unmount")).contains("no buffer left"),
         "{}",
         run.output
     );
     assert!(
-        line(&run, &format!("{d} shutdown")).contains("every TCE cleared"),
+        run.line(&format!("{d} shutdown"))
+            .contains("every TCE cleared"),
         "{}\n{}",
         run.output,
         srv.log()
@@ -371,14 +351,15 @@ fn fs_and_blk_side_by_side_under_slof() {
     q.extra = d0;
     q.extra.extend(d1);
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
-    assert_pass(&run);
+    run.assert_pass();
     assert!(
-        line(&run, "virtio@71000010 write").contains("wrote and read back"),
+        run.line("virtio@71000010 write")
+            .contains("wrote and read back"),
         "{}",
         run.output
     );
     assert!(
-        line(&run, "virtio@71000011 mount").contains("tag \"boot\""),
+        run.line("virtio@71000011 mount").contains("tag \"boot\""),
         "{}",
         run.output
     );
@@ -415,7 +396,8 @@ fn a_lying_fs_server_is_a_named_failure_not_a_hang() {
             run.output
         );
         assert!(
-            line(&run, "virtio@71000010 shutdown").contains("every TCE cleared"),
+            run.line("virtio@71000010 shutdown")
+                .contains("every TCE cleared"),
             "{fault}: {}",
             run.output
         );
@@ -441,7 +423,7 @@ fn fs_survives_a_server_restart_with_a_new_fuse_session() {
     })
     .expect("QEMU runs");
     assert!(restarted, "{}", run.output);
-    assert_pass(&run);
+    run.assert_pass();
     assert!(
         fs_lines(&run, "virtio@71000010 file")
             .iter()

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use vioboot_harness::{Boot, Qemu, Run, ScsiAddress};
+use vioboot_harness::{Boot, Qemu, ScsiAddress};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 /// Bytes of the sparse disk: 2 TiB and 1 MiB, so its last blocks lie past 2^32 sectors.
@@ -19,10 +19,7 @@ fn root() -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = root().join("target/test-vscsi").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("scratch dir");
-    d
+    vioboot_harness::scratch(&root(), "vscsi", name)
 }
 
 fn qemu(boot: Boot) -> Qemu {
@@ -41,37 +38,6 @@ fn at(channel: u32, target: u32, lun: u32) -> ScsiAddress {
         channel,
         target,
         lun,
-    }
-}
-
-fn line(run: &Run, check: &str) -> String {
-    run.report()
-        .check(check)
-        .map(|l| l.description.clone())
-        .unwrap_or_else(|| panic!("no `{check}` line:\n{}", run.output))
-}
-
-fn assert_pass(run: &Run) {
-    let r = run.report();
-    assert!(!run.timed_out(), "QEMU timed out:\n{}", run.output);
-    assert!(r.is_complete(), "incomplete report:\n{}", run.output);
-    assert!(
-        r.failures().is_empty(),
-        "failing checks {:?}:\n{}",
-        r.failures(),
-        run.output
-    );
-    assert_eq!(r.verdict, Some(true), "{}", run.output);
-    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
-}
-
-fn assert_lines(run: &Run, want: &[(&str, &str)]) {
-    for (check, text) in want {
-        assert!(
-            line(run, check).contains(text),
-            "`{check}` lacks `{text}`:\n{}",
-            run.output
-        );
     }
 }
 
@@ -102,73 +68,70 @@ fn two_adapters_many_luns_under_slof() {
     ];
     q.extra = args.concat();
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
-    assert_pass(&run);
+    run.assert_pass();
     let big_sectors = BIG / 512;
-    assert_lines(
-        &run,
-        &[
-            ("v-scsi@71000020", "SRP login"),
-            ("v-scsi@71000020", "TCE bypass off"),
-            ("v-scsi@71000020 adapter", "SRP version 16.a"),
-            ("v-scsi@71000020 adapter", "max transfer 2048 KiB"),
-            ("v-scsi@71000020 login", "request limit 22"),
-            ("v-scsi@71000020 luns", "3 LUN(s)"),
-            (
-                "v-scsi@71000020 luns",
-                "0:0:0 disk \"QEMU QEMU HARDDISK\" 16384 x 512",
+    run.assert_lines(&[
+        ("v-scsi@71000020", "SRP login"),
+        ("v-scsi@71000020", "TCE bypass off"),
+        ("v-scsi@71000020 adapter", "SRP version 16.a"),
+        ("v-scsi@71000020 adapter", "max transfer 2048 KiB"),
+        ("v-scsi@71000020 login", "request limit 22"),
+        ("v-scsi@71000020 luns", "3 LUN(s)"),
+        (
+            "v-scsi@71000020 luns",
+            "0:0:0 disk \"QEMU QEMU HARDDISK\" 16384 x 512",
+        ),
+        ("v-scsi@71000020 luns", "0:0:3 disk"),
+        (
+            "v-scsi@71000020 luns",
+            "0:1:0 disk \"QEMU QEMU HARDDISK\" 2048 x 4096",
+        ),
+        (
+            "v-scsi@71000020 0:0:0 capacity",
+            "16384 sectors (8 MiB), read-write",
+        ),
+        (
+            "v-scsi@71000020 0:0:0 id",
+            "QEMU QEMU HARDDISK, serial vs-a0",
+        ),
+        ("v-scsi@71000020 0:0:0 read", "hold the test pattern"),
+        (
+            "v-scsi@71000020 0:0:0 write",
+            "wrote and read back sectors 16256..16384",
+        ),
+        (
+            "v-scsi@71000020 0:0:0 flush",
+            "SYNCHRONIZE CACHE(10) completed",
+        ),
+        ("v-scsi@71000020 0:0:0 unmapped", "no buffer left"),
+        (
+            "v-scsi@71000020 0:1:0 capacity",
+            "16384 sectors (8 MiB), read-write, 4096-byte blocks",
+        ),
+        ("v-scsi@71000020 0:1:0 write", "wrote and read back"),
+        (
+            "v-scsi@71000020 0:0:3 capacity",
+            "8192 sectors (4 MiB), read-only",
+        ),
+        ("v-scsi@71000020 0:0:3 read", "hold the test pattern"),
+        ("v-scsi@71000020 shutdown", "CRQ freed, every TCE cleared"),
+        (
+            "v-scsi@71000021 luns",
+            "0:3:0 cd-rom \"QEMU QEMU CD-ROM\" (no medium)",
+        ),
+        (
+            "v-scsi@71000021 0:2:0 capacity",
+            &format!("{big_sectors} sectors (2097153 MiB), read-write"),
+        ),
+        (
+            "v-scsi@71000021 0:2:0 write",
+            &format!(
+                "wrote and read back sectors {}..{big_sectors}",
+                big_sectors - 128
             ),
-            ("v-scsi@71000020 luns", "0:0:3 disk"),
-            (
-                "v-scsi@71000020 luns",
-                "0:1:0 disk \"QEMU QEMU HARDDISK\" 2048 x 4096",
-            ),
-            (
-                "v-scsi@71000020 0:0:0 capacity",
-                "16384 sectors (8 MiB), read-write",
-            ),
-            (
-                "v-scsi@71000020 0:0:0 id",
-                "QEMU QEMU HARDDISK, serial vs-a0",
-            ),
-            ("v-scsi@71000020 0:0:0 read", "hold the test pattern"),
-            (
-                "v-scsi@71000020 0:0:0 write",
-                "wrote and read back sectors 16256..16384",
-            ),
-            (
-                "v-scsi@71000020 0:0:0 flush",
-                "SYNCHRONIZE CACHE(10) completed",
-            ),
-            ("v-scsi@71000020 0:0:0 unmapped", "no buffer left"),
-            (
-                "v-scsi@71000020 0:1:0 capacity",
-                "16384 sectors (8 MiB), read-write, 4096-byte blocks",
-            ),
-            ("v-scsi@71000020 0:1:0 write", "wrote and read back"),
-            (
-                "v-scsi@71000020 0:0:3 capacity",
-                "8192 sectors (4 MiB), read-only",
-            ),
-            ("v-scsi@71000020 0:0:3 read", "hold the test pattern"),
-            ("v-scsi@71000020 shutdown", "CRQ freed, every TCE cleared"),
-            (
-                "v-scsi@71000021 luns",
-                "0:3:0 cd-rom \"QEMU QEMU CD-ROM\" (no medium)",
-            ),
-            (
-                "v-scsi@71000021 0:2:0 capacity",
-                &format!("{big_sectors} sectors (2097153 MiB), read-write"),
-            ),
-            (
-                "v-scsi@71000021 0:2:0 write",
-                &format!(
-                    "wrote and read back sectors {}..{big_sectors}",
-                    big_sectors - 128
-                ),
-            ),
-            ("v-scsi@71000021 shutdown", "CRQ freed, every TCE cleared"),
-        ],
-    );
+        ),
+        ("v-scsi@71000021 shutdown", "CRQ freed, every TCE cleared"),
+    ]);
     // The read-only disk is never written, and the empty CD is listed, not opened.
     assert!(
         run.output.contains("v-scsi@71000020 0:0:3 write # SKIP"),
@@ -199,20 +162,17 @@ fn vscsi_disk_without_firmware() {
     ]
     .concat();
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
-    assert_pass(&run);
-    assert_lines(
-        &run,
-        &[
-            ("v-scsi@71000020 luns", "0:0:0 no device, 0:0:1 disk"),
-            ("v-scsi@71000020 0:0:1 write", "wrote and read back"),
-            ("v-scsi@71000020 0:0:1 verify", "intact"),
-            (
-                "v-scsi@71000020 0:0:1 flush",
-                "SYNCHRONIZE CACHE(10) completed",
-            ),
-            ("v-scsi@71000020 shutdown", "CRQ freed"),
-            // QEMU's tree has ibm,set-tce-bypass without SLOF too; turning it off is harmless.
-            ("v-scsi@71000020", "TCE bypass off"),
-        ],
-    );
+    run.assert_pass();
+    run.assert_lines(&[
+        ("v-scsi@71000020 luns", "0:0:0 no device, 0:0:1 disk"),
+        ("v-scsi@71000020 0:0:1 write", "wrote and read back"),
+        ("v-scsi@71000020 0:0:1 verify", "intact"),
+        (
+            "v-scsi@71000020 0:0:1 flush",
+            "SYNCHRONIZE CACHE(10) completed",
+        ),
+        ("v-scsi@71000020 shutdown", "CRQ freed"),
+        // QEMU's tree has ibm,set-tce-bypass without SLOF too; turning it off is harmless.
+        ("v-scsi@71000020", "TCE bypass off"),
+    ]);
 }

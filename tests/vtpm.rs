@@ -24,10 +24,7 @@ fn root() -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = root().join("target/test-vtpm").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("scratch dir");
-    d
+    vioboot_harness::scratch(&root(), "vtpm", name)
 }
 
 fn qemu(boot: Boot, tpm: &Swtpm) -> Qemu {
@@ -137,13 +134,6 @@ fn measured_boot(boot: Boot, name: &str) -> (Run, PathBuf) {
     (vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs"), share)
 }
 
-fn line(run: &Run, check: &str) -> String {
-    run.report()
-        .check(check)
-        .map(|l| l.description.clone())
-        .unwrap_or_else(|| panic!("no `{check}` line:\n{}", run.output))
-}
-
 fn assert_tpm(run: &Run) {
     let r = run.report();
     assert!(!run.timed_out(), "QEMU timed out:\n{}", run.output);
@@ -156,19 +146,19 @@ fn assert_tpm(run: &Run) {
     );
     assert_eq!(r.verdict, Some(true), "{}", run.output);
     assert_eq!(run.exit_code(), Some(0), "{}", run.output);
-    let a = line(run, "vtpm@71000004");
+    let a = run.line("vtpm@71000004");
     assert!(a.contains("TPM 2.0, 4096-byte command buffer"), "{a}");
-    let t = line(run, "vtpm@71000004 tpm");
+    let t = run.line("vtpm@71000004 tpm");
     assert!(t.contains("manufacturer \"IBM\", family \"2.0\""), "{t}");
     assert!(t.contains("sha256 active"), "{t}");
-    let e = line(run, "vtpm@71000004 extend");
+    let e = run.line("vtpm@71000004 extend");
     assert!(
         e.contains("PCR 16 sha256") && e.ends_with("as computed"),
         "{e}"
     );
-    let u = line(run, "vtpm@71000004 unmapped");
+    let u = run.line("vtpm@71000004 unmapped");
     assert!(u.contains("0 protocol errors"), "{u}");
-    line(run, "vtpm@71000004 shutdown");
+    run.line("vtpm@71000004 shutdown");
 }
 
 #[test]
@@ -176,7 +166,7 @@ fn smoke_under_slof() {
     let run = smoke(Boot::Slof, "slof");
     assert_tpm(&run);
     // SLOF starts the TPM itself.
-    assert!(line(&run, "vtpm@71000004 tpm").contains("already started"));
+    assert!(run.line("vtpm@71000004 tpm").contains("already started"));
 }
 
 #[test]
@@ -184,7 +174,9 @@ fn smoke_as_bios() {
     let run = smoke(Boot::Bios, "bios");
     assert_tpm(&run);
     // Nobody started it before vioboot.
-    assert!(line(&run, "vtpm@71000004 tpm").contains("Startup(SU_CLEAR) done"));
+    assert!(run
+        .line("vtpm@71000004 tpm")
+        .contains("Startup(SU_CLEAR) done"));
 }
 
 #[test]
@@ -202,17 +194,19 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
         r.failures(),
         run.output
     );
-    let m = line(&run, "boot measure");
+    let m = run.line("boot measure");
     assert!(
         m.contains("vtpm@71000004: 3 events (kernel and initrd into PCR 9, command line into PCR 8) extended into sha256"),
         "{m}"
     );
-    let h = line(&run, "boot handoff");
+    let h = run.line("boot handoff");
     assert!(
         h.contains("TPM event log") && h.contains("linux,sml-base/size on /vdevice/vtpm@71000004"),
         "{h}"
     );
-    assert!(line(&run, "boot quiesce").contains("vtpm@71000004: CRQ freed"));
+    assert!(run
+        .line("boot quiesce")
+        .contains("vtpm@71000004: CRQ freed"));
     // Linux took the log from the tree: it parses, its digests are the files' and the command
     // line's, and replayed it gives the PCRs Linux reads from the TPM.
     let (bytes, pcrs) = linux_tpm(&run);

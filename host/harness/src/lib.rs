@@ -174,6 +174,71 @@ impl Run {
     pub fn report(&self) -> Report {
         Report::parse(&self.output)
     }
+
+    /// The description of the TAP line named `check`; panics (with the console) without one.
+    pub fn line(&self, check: &str) -> String {
+        self.report()
+            .check(check)
+            .map(|l| l.description.clone())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `{check}` line:
+{}",
+                    self.output
+                )
+            })
+    }
+
+    /// A whole run that passed: QEMU ended on its own, the TAP report is complete with no
+    /// failing check, the verdict is PASS and the exit status 0.
+    pub fn assert_pass(&self) {
+        let r = self.report();
+        assert!(
+            !self.timed_out(),
+            "QEMU timed out:
+{}",
+            self.output
+        );
+        assert!(
+            r.is_complete(),
+            "incomplete report:
+{}",
+            self.output
+        );
+        assert!(
+            r.failures().is_empty(),
+            "failing checks {:?}:
+{}",
+            r.failures(),
+            self.output
+        );
+        assert_eq!(r.verdict, Some(true), "{}", self.output);
+        assert_eq!(self.exit_code(), Some(0), "{}", self.output);
+    }
+
+    /// Each named line is there and its description contains the text given with it.
+    pub fn assert_lines(&self, want: &[(&str, &str)]) {
+        for (check, text) in want {
+            assert!(
+                self.line(check).contains(text),
+                "`{check}` lacks `{text}`:
+{}",
+                self.output
+            );
+        }
+    }
+}
+
+/// An empty scratch folder for one test, `target/test-<group>/<name>` in the workspace:
+/// disks, sockets, logs.
+pub fn scratch(workspace: &Path, group: &str, name: &str) -> PathBuf {
+    let d = workspace
+        .join("target")
+        .join(format!("test-{group}"))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
 }
 
 /// Kills the child when dropped, so no QEMU outlives its test.
