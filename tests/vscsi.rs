@@ -152,8 +152,9 @@ fn vscsi_disk_without_firmware() {
     let dir = scratch("bios");
     vioboot_harness::pattern_disk(&dir.join("d.img"), 8).expect("disk");
     vioboot_harness::pattern_disk(&dir.join("cd.iso"), 4).expect("CD image");
-    // A 4 MiB write/read/verify in 256 KiB requests: each is split into 128 KiB commands
-    // (QEMU's v-scsi misplaces the pieces of a larger direct transfer).
+    // A 4 MiB write/read/verify: written in 256 KiB requests, read back in 1 MiB ones, each a
+    // single command with indirect descriptors of 128 KiB (QEMU's v-scsi misplaces the pieces
+    // of any larger descriptor: with 1 MiB descriptors this verify fails at sector 2048).
     let mut q = qemu(Boot::Bios).append("vioboot.blk-verify=4");
     q.extra = [
         vioboot_harness::vscsi_adapter("s0", 0x7100_0020),
@@ -164,6 +165,10 @@ fn vscsi_disk_without_firmware() {
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
     run.assert_pass();
     run.assert_lines(&[
+        (
+            "v-scsi@71000020 adapter",
+            "commands of up to 1024 KiB (indirect descriptors)",
+        ),
         ("v-scsi@71000020 luns", "0:0:0 no device, 0:0:1 disk"),
         ("v-scsi@71000020 0:0:1 write", "wrote and read back"),
         ("v-scsi@71000020 0:0:1 verify", "intact"),

@@ -2,8 +2,9 @@
 //! simulated hypervisor (tests/sim): the whole bind (ADAPTER_INFO, login, REPORT LUNS,
 //! INQUIRY, TEST UNIT READY with UNIT ATTENTION, READ CAPACITY, VPD, MODE SENSE), reads and
 //! writes, and what QEMU never sends: an unknown tag, short and oversized responses, sense
-//! data, a target that stops answering. Each is a named failure, none hangs, and nothing stays
-//! mapped in the TCE window.
+//! data, a target that stops answering (then ABORT TASK and LOGICAL UNIT RESET, answered or
+//! not). Each is a named failure, none hangs, and nothing stays mapped in the TCE window.
+//! Large reads and writes go as one command with indirect descriptors of 128 KiB each.
 
 mod sim;
 
@@ -11,16 +12,20 @@ use papr::crq::{Entry, ENTRY_LEN};
 use papr::hcall::H_FREE_CRQ;
 use sim::{Hv, Server, Sim, SERIAL, UNIT, WINDOW};
 use srp::cdb;
+use srp::cmd::{self, Descriptor};
 use srp::iu::{IuEntry, FORMAT_MAD, FORMAT_SRP};
 use srp::login::{self, Granted};
 use srp::mad::AdapterInfo;
 use srp::rsp;
 use srp::sense::{self, Sense};
+use srp::tsk;
+use std::cell::RefCell;
+use std::rc::Rc;
 use vioboot::dev::{AnyDevice, BlockDevice};
 use vioboot::drivers::{vscsi, Bound};
 
 const NAME: &str = "v-scsi@71000010";
-const DISK_SECTORS: usize = 128;
+const DISK_SECTORS: usize = 4096;
 
 /// What the target does to the commands whose CDB opcode is `on`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,8 +45,34 @@ enum Hostile {
     Late,
 }
 
+/// How the target answers task management requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tm {
+    /// ABORT TASK and LOGICAL UNIT RESET complete (an aborted command gets no answer).
+    Complete,
+    /// ABORT TASK fails; LOGICAL UNIT RESET completes.
+    AbortFails,
+    /// No answer to either.
+    Mute,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Task management requests: (function, task tag).
+    tm: Vec<(u8, u64)>,
+    /// Descriptor count of each command that moved data.
+    descriptors: Vec<usize>,
+}
+
 struct Target {
     disk: Vec<u8>,
+    tm: Tm,
+    /// What the target saw, for the test to read after the target moved into the simulation.
+    seen: Rc<RefCell<Seen>>,
+    /// Tags of commands not answered (`Hostile::Mute`).
+    unanswered: Vec<u64>,
+    /// Maximum transfer the adapter names.
+    max_transfer: u32,
     hostile: Hostile,
     on: u8,
     /// TEST UNIT READYs still to be answered with UNIT ATTENTION (as after a reset).
@@ -59,6 +90,10 @@ impl Target {
         }
         Target {
             disk,
+            tm: Tm::Complete,
+            seen: Rc::default(),
+            unanswered: Vec::new(),
+            max_transfer: 64 << 10,
             hostile: Hostile::None,
             on: 0xFF,
             unit_attentions: 1,
@@ -89,6 +124,28 @@ fn reply(hv: &mut Hv, iu_ioba: u64, format: u8, tag: u64, bytes: &[u8]) {
     hv.deliver(e.encode()).expect("CRQ slot");
 }
 
+/// Reads the initiator's memory that `descs` describe, in order, into `buf`.
+fn gather(hv: &mut Hv, descs: &[Descriptor], buf: &mut [u8]) -> Result<(), ()> {
+    let mut at = 0;
+    for d in descs {
+        let n = (d.len as usize).min(buf.len() - at);
+        hv.rdma_read(d.va, &mut buf[at..at + n]).map_err(|_| ())?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// Writes `data` into the initiator's memory that `descs` describe, in order.
+fn scatter(hv: &mut Hv, descs: &[Descriptor], data: &[u8]) -> Result<(), ()> {
+    let mut at = 0;
+    for d in descs {
+        let n = (d.len as usize).min(data.len() - at);
+        hv.rdma_write(d.va, &data[at..at + n]).map_err(|_| ())?;
+        at += n;
+    }
+    Ok(())
+}
+
 fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
 }
@@ -102,11 +159,20 @@ impl Target {
     fn scsi(&mut self, iu: &[u8], hv: &mut Hv) -> (u8, Vec<u8>) {
         let cdb = &iu[32..48];
         let lun = &iu[20..28];
-        let (va, len) = if iu.len() >= 64 {
-            (be64(iu, 48), be32(iu, 60) as usize)
-        } else {
-            (0, 0)
+        let descs = match cmd::descriptors(iu) {
+            Ok((_, d)) => d,
+            Err(_) => {
+                return (
+                    rsp::CHECK_CONDITION,
+                    Sense::fixed(sense::ILLEGAL_REQUEST, 0x0E, 0).to_vec(),
+                )
+            }
         };
+        if !descs.is_empty() {
+            self.seen.borrow_mut().descriptors.push(descs.len());
+        }
+        let len = descs.iter().map(|d| d.len as usize).sum::<usize>();
+        let va = descs.first().map_or(0, |d| d.va);
         let check = |k, a, q| (rsp::CHECK_CONDITION, Sense::fixed(k, a, q).to_vec());
         if lun != [0; 8] && cdb[0] != cdb::REPORT_LUNS {
             return if cdb[0] == cdb::INQUIRY {
@@ -155,7 +221,7 @@ impl Target {
             cdb::WRITE_10 => {
                 let lba = be32(cdb, 2) as usize;
                 let mut buf = vec![0u8; len];
-                if hv.rdma_read(va, &mut buf).is_err() {
+                if gather(hv, &descs, &mut buf).is_err() {
                     return check(sense::HARDWARE_ERROR, 0, 0);
                 }
                 self.disk[lba * 512..lba * 512 + len].copy_from_slice(&buf);
@@ -163,7 +229,7 @@ impl Target {
             }
             _ => return check(sense::ILLEGAL_REQUEST, 0x20, 0),
         };
-        if !data.is_empty() && hv.rdma_write(va, &data[..len.min(data.len())]).is_err() {
+        if !data.is_empty() && scatter(hv, &descs, &data[..len.min(data.len())]).is_err() {
             return check(sense::HARDWARE_ERROR, 0, 0);
         }
         (rsp::GOOD, vec![])
@@ -192,7 +258,7 @@ impl Server for Target {
                     partition_number: 7,
                     mad_version: 1,
                     os_type: 2,
-                    max_transfer: 64 << 10,
+                    max_transfer: self.max_transfer,
                 };
                 hv.rdma_write(be64(&iu, 16), &info.encode())
                     .expect("buffer");
@@ -208,6 +274,22 @@ impl Server for Target {
                     buf_formats: 6,
                 };
                 reply(hv, e.addr, FORMAT_SRP, tag, &login::response(tag, g));
+                continue;
+            }
+            if iu[0] == tsk::SRP_TSK_MGMT {
+                let (tag, _, function, task) = tsk::parse_request(&iu).expect("a TM request");
+                self.seen.borrow_mut().tm.push((function, task));
+                let code = match (self.tm, function) {
+                    (Tm::Mute, _) => continue,
+                    (Tm::AbortFails, tsk::ABORT_TASK) => tsk::FAILED,
+                    (_, tsk::ABORT_TASK) if self.unanswered.contains(&task) => tsk::COMPLETE,
+                    (_, tsk::ABORT_TASK) => tsk::FAILED,
+                    (_, tsk::LOGICAL_UNIT_RESET) => tsk::COMPLETE,
+                    _ => tsk::NOT_SUPPORTED,
+                };
+                let mut out = [0u8; 256];
+                let n = tsk::encode_response(tag, code, &mut out);
+                reply(hv, e.addr, FORMAT_SRP, tag, &out[..n]);
                 continue;
             }
             let op = iu[32];
@@ -236,7 +318,10 @@ impl Server for Target {
             };
             let (status, sense) = match hostile {
                 Hostile::Sense(k, a, q) => (rsp::CHECK_CONDITION, Sense::fixed(k, a, q).to_vec()),
-                Hostile::Mute => continue,
+                Hostile::Mute => {
+                    self.unanswered.push(tag);
+                    continue;
+                }
                 Hostile::Late => {
                     self.held = Some((e.addr, tag));
                     continue;
@@ -313,17 +398,20 @@ fn binds_reads_writes_and_leaves_nothing_mapped() {
     let facts: Vec<String> = b.facts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let facts = facts.join("\n");
     assert!(facts.contains("partition \"fake\" (number 7)"), "{facts}");
-    assert!(facts.contains("max transfer 64 KiB"), "{facts}");
+    assert!(
+        facts.contains("max transfer 64 KiB; commands of up to 64 KiB"),
+        "{facts}"
+    );
     assert!(facts.contains("request limit 4"), "{facts}");
     assert!(
-        facts.contains("1 LUN(s): 0:0:0 disk \"FAKE DISK\" 128 x 512"),
+        facts.contains("1 LUN(s): 0:0:0 disk \"FAKE DISK\" 4096 x 512"),
         "{facts}"
     );
     assert_eq!(b.units[0].name.as_deref(), Some("v-scsi@71000010 0:0:0"));
     let mut d = disk(&mut b);
     assert_eq!(
         (d.block_size(), d.capacity(), d.read_only()),
-        (512, 128, false)
+        (512, DISK_SECTORS as u64, false)
     );
     assert_eq!(d.identity().unwrap(), "FAKE DISK, serial SN-1");
     let mut buf = vec![0u8; 4 * 512];
@@ -337,7 +425,7 @@ fn binds_reads_writes_and_leaves_nothing_mapped() {
     assert_eq!(back, data);
     d.flush().expect("flush");
     assert!(
-        d.read(127, &mut buf).is_err(),
+        d.read(DISK_SECTORS as u64 - 1, &mut buf).is_err(),
         "a read past the end is refused"
     );
     assert_eq!(d.pages_left_mapped(), 0);
@@ -411,11 +499,102 @@ fn sense_data_is_named() {
 }
 
 #[test]
-fn a_target_that_stops_answering_times_out() {
+fn a_target_that_stops_answering_times_out_and_the_command_is_aborted() {
     let start = std::time::Instant::now();
     let e = hostile_read(Hostile::Mute, 200);
-    assert!(e.contains("READ(10): no answer within 200 ms"), "{e}");
+    assert!(
+        e.contains("READ(10): no answer within 200 ms (tag 0x")
+            && e.ends_with("; ABORT TASK: function complete"),
+        "{e}"
+    );
     assert!(start.elapsed().as_secs() < 5);
+}
+
+/// A read that goes unanswered by a target whose task management behaves as `tm`: the error,
+/// the task management requests the target saw, and the READ's tag.
+fn unanswered_read(tm: Tm) -> (String, Vec<(u8, u64)>) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut t = Target::hostile(cdb::READ_10, Hostile::Mute);
+    t.tm = tm;
+    let seen = t.seen.clone();
+    let (sim, mut b) = bind(t, 200);
+    let mut d = disk(&mut b);
+    let mut buf = vec![0u8; 512];
+    let start = std::time::Instant::now();
+    let e = d.read(0, &mut buf).expect_err("the read fails").to_string();
+    // The timeout, then at most one more for each task management request.
+    assert!(start.elapsed().as_millis() < 3 * 200 + 500, "{e}");
+    assert_eq!(d.pages_left_mapped(), 0, "{e}: buffers left mapped");
+    if tm != Tm::Mute {
+        // The adapter still works: a command the target answers completes.
+        d.flush().expect("SYNCHRONIZE CACHE after the recovery");
+    }
+    assert_clean(&sim, b);
+    let tm = seen.borrow().tm.clone();
+    (e, tm)
+}
+
+#[test]
+fn an_abort_that_fails_is_followed_by_a_logical_unit_reset() {
+    let (e, tm) = unanswered_read(Tm::AbortFails);
+    assert!(
+        e.ends_with("; ABORT TASK: function failed; LOGICAL UNIT RESET: function complete"),
+        "{e}"
+    );
+    assert_eq!(tm.len(), 2, "{tm:?}");
+    assert_eq!(tm[0].0, tsk::ABORT_TASK);
+    assert_eq!(tm[1], (tsk::LOGICAL_UNIT_RESET, 0));
+    assert!(
+        e.contains(&format!("(tag {:#x})", tm[0].1)),
+        "ABORT TASK names the READ: {e}"
+    );
+}
+
+#[test]
+fn a_target_that_answers_no_task_management_is_a_named_failure() {
+    let (e, tm) = unanswered_read(Tm::Mute);
+    assert!(
+        e.ends_with("; ABORT TASK: no answer; LOGICAL UNIT RESET: no answer"),
+        "{e}"
+    );
+    assert_eq!(
+        tm.iter().map(|t| t.0).collect::<Vec<_>>(),
+        [tsk::ABORT_TASK, tsk::LOGICAL_UNIT_RESET]
+    );
+}
+
+#[test]
+fn large_requests_go_as_one_command_with_indirect_descriptors() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut t = Target::new();
+    t.max_transfer = 2 << 20;
+    let seen = t.seen.clone();
+    let want = t.disk.clone();
+    let (sim, mut b) = bind(t, 1000);
+    assert!(
+        b.facts
+            .iter()
+            .any(|(_, v)| v.contains("commands of up to 1024 KiB (indirect descriptors)")),
+        "{:?}",
+        b.facts
+    );
+    let mut d = disk(&mut b);
+    seen.borrow_mut().descriptors.clear();
+    // 1 MiB from sector 8: one READ(10) of eight 128 KiB segments.
+    let mut buf = vec![0u8; 1 << 20];
+    d.read(8, &mut buf).expect("read");
+    assert!(buf == want[8 * 512..8 * 512 + (1 << 20)], "data differs");
+    assert_eq!(seen.borrow().descriptors, [8]);
+    // 1.25 MiB written: a 1 MiB command of eight, then one direct descriptor of 256 KiB is
+    // two segments (indirect); read back through 512-byte and 1 MiB reads.
+    let data: Vec<u8> = (0..(5 << 18)).map(|i| (i * 7 + 3) as u8).collect();
+    d.write(100, &data).expect("write");
+    assert_eq!(seen.borrow().descriptors[1..], [8, 2]);
+    let mut back = vec![0u8; data.len()];
+    d.read(100, &mut back).expect("read back");
+    assert!(back == data, "written data reads back different");
+    assert_eq!(d.pages_left_mapped(), 0);
+    assert_clean(&sim, b);
 }
 
 #[test]

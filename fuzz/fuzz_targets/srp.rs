@@ -1,10 +1,10 @@
 //! What a v-scsi target sends: CRQ entries, MAD ADAPTER_INFO answers, login responses, SRP_RSP
 //! (checked against what was asked, then its sense data and its data-in for INQUIRY, VPD,
-//! REPORT LUNS, READ CAPACITY and MODE SENSE).
+//! REPORT LUNS, READ CAPACITY and MODE SENSE), and task management answers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use srp::{data, iu, login, mad, rsp, sense};
+use srp::{data, iu, login, mad, rsp, sense, tsk};
 
 fuzz_target!(|input: &[u8]| {
     // The first bytes choose what was asked; the rest is the target's answer.
@@ -31,6 +31,9 @@ fuzz_target!(|input: &[u8]| {
                 let _ = s.to_string();
             }
         }
+    }
+    if let Ok(o) = tsk::parse_response(body, tag) {
+        let _ = tsk::response_name(o.code);
     }
     if let Ok(i) = data::Inquiry::parse(body) {
         let _ = data::type_name(i.device_type);

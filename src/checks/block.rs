@@ -152,6 +152,8 @@ fn write_read_back(dev: &mut dyn BlockDevice, first: u64, count: u64) -> Result<
 const AREA_START: u64 = 2048;
 /// Bytes per request of the verify and the sequential benchmark.
 const CHUNK: usize = 256 << 10;
+/// Bytes per read request when a verify reads back.
+const READ_BACK_CHUNK: usize = 1 << 20;
 
 fn fits(dev: &dyn BlockDevice, bytes: u64) -> Result<(), RunError> {
     let capacity = dev.capacity() * dev.block_size() as u64;
@@ -164,59 +166,68 @@ fn fits(dev: &dyn BlockDevice, bytes: u64) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Writes `mib` MiB from sector 2048 in 256 KiB requests, then reads all back and verifies it.
-/// Prints progress lines, so a test can stop the server in the middle.
+/// Writes `mib` MiB from sector 2048 in 256 KiB requests, then reads it all back in 1 MiB
+/// requests (a driver that splits a request into several commands or descriptors is checked
+/// at the seams: each 1 MiB read spans four 256 KiB writes) and verifies it. Prints progress
+/// lines every 4 MiB, so a test can stop the server in the middle.
 fn verify(dev: &mut dyn BlockDevice, mib: u32) -> Result<String, RunError> {
     let total = u64::from(mib) << 20;
     fits(dev, total)?;
     let spb = sectors_per_block(dev);
     let seed = arch::timebase() | 1;
-    let sectors_per_chunk = (CHUNK / pattern::SECTOR) as u64;
-    let chunks = total / CHUNK as u64;
-    let mut buf = vec![0u8; CHUNK];
     let start = time::now_us();
     let name = String::from(dev.name());
-    for c in 0..chunks {
-        let lba = AREA_START + c * sectors_per_chunk;
-        pattern::fill_run(seed, lba, &mut buf);
-        dev.write(lba / spb, &buf)
-            .map_err(|error| RunError::Request {
-                what: "write",
-                sector: lba,
-                error,
-            })?;
-        if (c + 1) % 16 == 0 {
-            cprintln!(
-                "# verify {name}: wrote {} of {mib} MiB",
-                ((c + 1) * CHUNK as u64) >> 20
-            );
+    let mut buf = vec![0u8; READ_BACK_CHUNK];
+    let progress = |what: &str, done: u64| {
+        if done.is_multiple_of(4 << 20) {
+            cprintln!("# verify {name}: {what} {} of {mib} MiB", done >> 20);
         }
+    };
+    for (lba, len) in requests(total, CHUNK) {
+        let b = &mut buf[..len];
+        pattern::fill_run(seed, lba, b);
+        dev.write(lba / spb, b).map_err(|error| RunError::Request {
+            what: "write",
+            sector: lba,
+            error,
+        })?;
+        progress(
+            "wrote",
+            (lba - AREA_START) * pattern::SECTOR as u64 + len as u64,
+        );
     }
     let written_us = time::now_us() - start;
-    for c in 0..chunks {
-        let lba = AREA_START + c * sectors_per_chunk;
-        dev.read(lba / spb, &mut buf)
-            .map_err(|error| RunError::Request {
-                what: "read",
-                sector: lba,
-                error,
-            })?;
-        if let Err((sector, byte)) = pattern::check_run(seed, lba, &buf) {
+    for (lba, len) in requests(total, READ_BACK_CHUNK) {
+        let b = &mut buf[..len];
+        dev.read(lba / spb, b).map_err(|error| RunError::Request {
+            what: "read",
+            sector: lba,
+            error,
+        })?;
+        if let Err((sector, byte)) = pattern::check_run(seed, lba, b) {
             return Err(RunError::Differs { sector, byte });
         }
-        if (c + 1) % 16 == 0 {
-            cprintln!(
-                "# verify {name}: read {} of {mib} MiB",
-                ((c + 1) * CHUNK as u64) >> 20
-            );
-        }
+        progress(
+            "read",
+            (lba - AREA_START) * pattern::SECTOR as u64 + len as u64,
+        );
     }
     let read_us = time::now_us() - start - written_us;
     Ok(format!(
-        "{mib} MiB written ({} ms) and read back ({} ms) intact",
+        "{mib} MiB written ({} ms, 256 KiB requests) and read back ({} ms, 1 MiB requests) intact",
         written_us / 1000,
         read_us / 1000
     ))
+}
+
+/// The requests (first sector, bytes) that cover `total` bytes from [`AREA_START`] in pieces
+/// of `chunk` bytes, the last one shorter when `chunk` does not divide `total`.
+fn requests(total: u64, chunk: usize) -> impl Iterator<Item = (u64, usize)> {
+    (0..total.div_ceil(chunk as u64)).map(move |i| {
+        let at = i * chunk as u64;
+        let len = (total - at).min(chunk as u64) as usize;
+        (AREA_START + at / pattern::SECTOR as u64, len)
+    })
 }
 
 /// Sequential write and read MB/s (256 KiB requests over 32 MiB), 4 KiB random-read IOPS and

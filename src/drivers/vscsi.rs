@@ -9,7 +9,7 @@
 use super::{Bound, Unit};
 use crate::dev::{AnyDevice, BlockDevice, Device, DeviceError as Error, TransportStats};
 use crate::time;
-use crate::vio::vscsi::{Failure, Session, VscsiError};
+use crate::vio::vscsi::{self, Failure, Session, VscsiError};
 use crate::vio::Adapter;
 use alloc::boxed::Box;
 use alloc::format;
@@ -27,12 +27,11 @@ const LUN0: [u8; 8] = [0; 8];
 const REPORT_LUNS_LEN: usize = 4096;
 /// Bytes per READ/WRITE command when the adapter names no maximum transfer.
 const DEFAULT_MAX_TRANSFER: u32 = 128 << 10;
-/// Largest READ/WRITE vioboot sends (the adapter's maximum, if smaller, wins): 128 KiB, as
-/// Linux's ibmvscsi (256 sectors). QEMU 7.2's spapr-vscsi moves a command's data in 128 KiB
-/// pieces and writes each piece of a larger direct-descriptor transfer at the start of the
-/// buffer while reporting the whole length moved (found by a 4 MiB verify: sector 256 of
-/// each 256 KiB request read back wrong).
-const MAX_TRANSFER: u32 = 128 << 10;
+/// Largest READ/WRITE vioboot sends: 1 MiB (the adapter's maximum, and what the session's
+/// descriptors can describe, if smaller, win). A command of more than 128 KiB is described by
+/// indirect descriptors of 128 KiB each (see `vio::vscsi::SEGMENT` for why); where the target
+/// takes only direct descriptors, commands are 128 KiB, as Linux's ibmvscsi sends them.
+const MAX_TRANSFER: u32 = 1 << 20;
 
 type Shared = Rc<RefCell<Session>>;
 
@@ -63,17 +62,24 @@ pub fn bind(a: &Adapter, tce_bypass: Option<u32>, timeout_us: u64) -> Result<Bou
     let max_transfer = match info.max_transfer {
         0 => DEFAULT_MAX_TRANSFER,
         n => n.min(MAX_TRANSFER),
-    };
+    }
+    .min(s.max_command_bytes());
     let mut facts = alloc::vec![
         (
             "adapter",
             format!(
-                "partition \"{}\" (number {}), SRP version {}, MAD version {}, max transfer {} KiB",
+                "partition \"{}\" (number {}), SRP version {}, MAD version {}, max transfer {} KiB; commands of up to {} KiB{}",
                 info.partition_name,
                 info.partition_number,
                 info.srp_version,
                 info.mad_version,
-                info.max_transfer >> 10
+                info.max_transfer >> 10,
+                max_transfer >> 10,
+                if max_transfer > vscsi::SEGMENT {
+                    " (indirect descriptors)"
+                } else {
+                    ""
+                }
             ),
         ),
         (

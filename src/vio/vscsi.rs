@@ -22,16 +22,25 @@ use alloc::vec::Vec;
 use core::fmt;
 use papr::crq::TransportEvent;
 use srp::cdb::{self, Cdb};
-use srp::cmd::{self, Data, Descriptor, Iu};
+use srp::cmd::{self, Data, Descriptor, Iu, MAX_INDIRECT};
 use srp::iu::{self, IuEntry, FORMAT_MAD, FORMAT_SRP, VIOSRP_OK};
-use srp::login::{self, Granted, Login};
+use srp::login::{self, Granted, Login, BUF_FORMAT_INDIRECT};
 use srp::mad::{self, AdapterInfo};
 use srp::rsp::{self, Expect, Residual};
 use srp::sense::{Sense, UNIT_ATTENTION};
+use srp::tsk;
 use srp::{SrpError, MAX_IU_LEN};
 
 /// Times a command is sent again after UNIT ATTENTION (a reset, a changed medium).
 const UNIT_ATTENTION_RETRIES: u32 = 4;
+
+/// Largest memory segment one data descriptor describes: 128 KiB. QEMU 7.2's spapr-vscsi
+/// moves a command's data in pieces of 128 KiB (its SCSI layer's bounce buffer) and starts
+/// every piece at the beginning of the current descriptor, not where the last piece ended
+/// (`vscsi_fetch_desc` ignores the offset); a descriptor of at most one piece, ending where a
+/// piece ends, is transferred right. So a larger command is described indirectly, one
+/// 128 KiB segment per descriptor, as many as fit the IU ([`MAX_INDIRECT`]): 1.375 MiB.
+pub const SEGMENT: u32 = 128 << 10;
 
 /// What went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +53,11 @@ pub enum Failure {
     NoMemory,
     /// An answer (or its CRQ entry) that does not hold together.
     Malformed(SrpError),
-    /// No answer within the timeout.
+    /// No answer within the timeout; what was done about the command then.
     Timeout {
         waited_ms: u64,
         tag: u64,
+        after: Recovery,
     },
     /// An answer whose tag no request of ours carries.
     UnknownTag {
@@ -99,8 +109,12 @@ impl fmt::Display for Failure {
             Failure::Rtas(e) => write!(f, "ibm,set-tce-bypass: {e}"),
             Failure::NoMemory => write!(f, "no DMA page left"),
             Failure::Malformed(e) => write!(f, "malformed answer: {e}"),
-            Failure::Timeout { waited_ms, tag } => {
-                write!(f, "no answer within {waited_ms} ms (tag {tag:#x})")
+            Failure::Timeout {
+                waited_ms,
+                tag,
+                after,
+            } => {
+                write!(f, "no answer within {waited_ms} ms (tag {tag:#x}){after}")
             }
             Failure::UnknownTag { got, want } => {
                 write!(
@@ -145,6 +159,49 @@ impl fmt::Display for Failure {
             }
             Failure::ReadOnly => write!(f, "the LUN is write-protected"),
             Failure::ShutDown => write!(f, "the adapter is shut down"),
+        }
+    }
+}
+
+/// What vioboot did about a command that went unanswered (SAM-5's escalation): ABORT TASK,
+/// then LOGICAL UNIT RESET if the abort did not succeed. Whatever the outcome, the command's
+/// buffers are unmapped and a late answer to it is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Nothing (not a SCSI command: a login or a MAD).
+    NotTried,
+    /// The target aborted it.
+    Aborted,
+    /// The abort did not succeed (the response code, or `None` for no answer); the logical
+    /// unit was reset.
+    Reset { abort: Option<u8> },
+    /// Neither succeeded (each one's response code, or `None` for no answer or no credit).
+    Failed {
+        abort: Option<u8>,
+        reset: Option<u8>,
+    },
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let outcome = |c: &Option<u8>| match c {
+            Some(c) => tsk::response_name(*c),
+            None => "no answer",
+        };
+        match self {
+            Recovery::NotTried => Ok(()),
+            Recovery::Aborted => write!(f, "; ABORT TASK: function complete"),
+            Recovery::Reset { abort } => write!(
+                f,
+                "; ABORT TASK: {}; LOGICAL UNIT RESET: function complete",
+                outcome(abort)
+            ),
+            Recovery::Failed { abort, reset } => write!(
+                f,
+                "; ABORT TASK: {}; LOGICAL UNIT RESET: {}",
+                outcome(abort),
+                outcome(reset)
+            ),
         }
     }
 }
@@ -197,6 +254,10 @@ pub struct SessionStats {
     pub late: u64,
     /// Commands sent again after UNIT ATTENTION.
     pub unit_attentions: u64,
+    /// ABORT TASKs sent for commands that went unanswered.
+    pub aborts: u64,
+    /// LOGICAL UNIT RESETs sent after an abort that did not succeed.
+    pub resets_sent: u64,
 }
 
 /// Memory a command moves data through: a real address and length, and the direction.
@@ -223,6 +284,8 @@ pub struct Session {
     bounce: DmaPages,
     stats: SessionStats,
     closed: bool,
+    /// The target takes indirect descriptor tables (its login grant says so).
+    indirect: bool,
 }
 
 fn iu_of(b: &[u8]) -> Iu {
@@ -262,6 +325,7 @@ impl Session {
             bounce,
             stats: SessionStats::default(),
             closed: false,
+            indirect: false,
         })
     }
 
@@ -403,6 +467,7 @@ impl Session {
                     return Err(Failure::Timeout {
                         waited_ms: self.ch.timeout_us() / 1000,
                         tag,
+                        after: Recovery::NotTried,
                     });
                 }
             }
@@ -458,6 +523,7 @@ impl Session {
             Ok(Login::Accepted(g)) => {
                 self.credits = g.request_limit;
                 self.max_iu = (g.max_it_iu_len as usize).min(MAX_IU_LEN);
+                self.indirect = g.buf_formats & BUF_FORMAT_INDIRECT != 0;
                 Ok(g)
             }
             Ok(Login::Rejected { reason }) => {
@@ -465,6 +531,43 @@ impl Session {
             }
             Err(e) => Err(self.error(&name, OP, Failure::Malformed(e))),
         }
+    }
+
+    /// The bytes one command may move: one direct descriptor of at most [`SEGMENT`] bytes,
+    /// or, when the target takes indirect descriptors, up to [`MAX_INDIRECT`] of them.
+    pub fn max_command_bytes(&self) -> u32 {
+        SEGMENT * self.max_segments() as u32
+    }
+
+    /// Descriptors one command may carry: indirect ones inline as far as the login's IU
+    /// length allows, else one direct descriptor.
+    fn max_segments(&self) -> usize {
+        let room = self
+            .max_iu
+            .saturating_sub(cmd::HEADER_LEN + cmd::INDIRECT_HEADER_LEN)
+            / cmd::DESCRIPTOR_LEN;
+        if self.indirect && room > 1 {
+            room.min(MAX_INDIRECT)
+        } else {
+            1
+        }
+    }
+
+    /// Describes `len` bytes at `ioba` (mapped contiguously) as segments of at most
+    /// [`SEGMENT`] bytes; returns how many. The caller keeps `len` within
+    /// [`Session::max_command_bytes`]; anything beyond the last segment is cut off, and the
+    /// residual check then names it.
+    fn segments(&self, ioba: Ioba, len: u32, out: &mut [Descriptor; MAX_INDIRECT]) -> usize {
+        let limit = self.max_segments();
+        let mut n = 0;
+        let mut at = 0u32;
+        while at < len && n < limit {
+            let l = (len - at).min(SEGMENT);
+            out[n] = Descriptor::new(ioba.0 + u64::from(at), l);
+            at += l;
+            n += 1;
+        }
+        n
     }
 
     /// Runs `cdb` on `lun` once; returns the bytes moved.
@@ -486,8 +589,12 @@ impl Session {
                 n,
             ),
         };
-        let d = mapped.map(|(ioba, n)| [Descriptor::new(ioba.0, n)]);
-        let data = match (&d, buf) {
+        let mut segments = [Descriptor::new(0, 0); MAX_INDIRECT];
+        let d = mapped.map(|(ioba, n)| {
+            let count = self.segments(ioba, n, &mut segments);
+            &segments[..count]
+        });
+        let data = match (d, buf) {
             (Some(d), Buffer::In(..)) => Data::In(d),
             (Some(d), Buffer::Out(..)) => Data::Out(d),
             _ => Data::None,
@@ -543,7 +650,65 @@ impl Session {
                     tries += 1;
                     self.stats.unit_attentions += 1;
                 }
+                Err(Failure::Timeout { waited_ms, tag, .. }) => {
+                    let after = self.recover(lun, tag);
+                    let f = Failure::Timeout {
+                        waited_ms,
+                        tag,
+                        after,
+                    };
+                    return Err(self.error(device, cdb::name(cdb.opcode()), f));
+                }
                 r => return r.map_err(|f| self.error(device, cdb::name(cdb.opcode()), f)),
+            }
+        }
+    }
+
+    /// After command `tag` on `lun` went unanswered: ABORT TASK, and LOGICAL UNIT RESET if
+    /// that does not succeed, each within the timeout. The command's answer, if it still
+    /// comes, is dropped (its tag is among the abandoned). The aborted command's request
+    /// credit is not counted back: SRP returns credit only in a response's REQUEST LIMIT
+    /// DELTA, and QEMU's v-scsi sends no response for an aborted command.
+    fn recover(&mut self, lun: [u8; 8], tag: u64) -> Recovery {
+        self.stats.aborts += 1;
+        let abort = self.task_management(lun, tsk::ABORT_TASK, tag);
+        if abort == Some(tsk::COMPLETE) {
+            return Recovery::Aborted;
+        }
+        self.stats.resets_sent += 1;
+        match self.task_management(lun, tsk::LOGICAL_UNIT_RESET, 0) {
+            Some(tsk::COMPLETE) => Recovery::Reset { abort },
+            reset => Recovery::Failed { abort, reset },
+        }
+    }
+
+    /// Sends task management `function` for `lun` (and `task`); returns the response code,
+    /// or `None` when there was no credit, no answer, or an answer that does not hold
+    /// together (logged).
+    fn task_management(&mut self, lun: [u8; 8], function: u8, task: u64) -> Option<u8> {
+        if self.credits == 0 {
+            log::warn!(
+                "{}: no request credit for {}",
+                self.ch.name(),
+                tsk::function_name(function)
+            );
+            return None;
+        }
+        let tag = self.tag();
+        self.credits -= 1;
+        let r = self
+            .exchange(FORMAT_SRP, tag, |_| {
+                Ok(iu_of(&tsk::request(tag, lun, function, task)))
+            })
+            .and_then(|(iu, n)| tsk::parse_response(&iu[..n], tag).map_err(Failure::Malformed));
+        match r {
+            Ok(o) => {
+                self.credits = self.credits.saturating_add(o.req_lim_delta);
+                Some(o.code)
+            }
+            Err(f) => {
+                log::warn!("{}: {}: {f}", self.ch.name(), tsk::function_name(function));
+                None
             }
         }
     }

@@ -143,6 +143,77 @@ pub fn command(
     Ok(Iu { bytes: b, len })
 }
 
+/// The data descriptors of an SRP_CMD as a target reads them: which way, and the segments.
+/// Inline descriptors only (the way vioboot and Linux's ibmvscsi send up to a table's worth):
+/// a table descriptor that points anywhere but at the list inside this IU, a count or total
+/// that disagrees with the list, or both directions at once, is refused.
+pub fn descriptors(iu: &[u8]) -> Result<(bool, alloc::vec::Vec<Descriptor>), SrpError> {
+    crate::need("SRP_CMD", iu, HEADER_LEN)?;
+    if iu[0] != SRP_CMD {
+        return Err(SrpError::Opcode {
+            what: "command",
+            want: SRP_CMD.into(),
+            got: iu[0].into(),
+        });
+    }
+    let (out_fmt, in_fmt) = (iu[5] >> 4, iu[5] & 0xF);
+    let (fmt, count, out) = match (out_fmt, in_fmt) {
+        (FMT_NONE, FMT_NONE) => return Ok((false, alloc::vec::Vec::new())),
+        (f, FMT_NONE) => (f, iu[6], true),
+        (FMT_NONE, f) => (f, iu[7], false),
+        _ => {
+            return Err(SrpError::Inconsistent {
+                what: "data-out and data-in descriptors in one command",
+                value: iu[5].into(),
+            })
+        }
+    };
+    // Additional CDB bytes come before the descriptors (in 4-byte words, bits 7..2 of byte 31).
+    let at = HEADER_LEN + usize::from(iu[31] & !3);
+    let read = |b: &[u8], i: usize| Descriptor {
+        va: crate::be64(b, i),
+        key: crate::be32(b, i + 8),
+        len: crate::be32(b, i + 12),
+    };
+    match fmt {
+        FMT_DIRECT => {
+            crate::need("SRP_CMD direct descriptor", iu, at + DESCRIPTOR_LEN)?;
+            Ok((out, alloc::vec![read(iu, at)]))
+        }
+        FMT_INDIRECT => {
+            let list = at + INDIRECT_HEADER_LEN;
+            let n = usize::from(count);
+            crate::need(
+                "SRP_CMD indirect descriptors",
+                iu,
+                list + n * DESCRIPTOR_LEN,
+            )?;
+            let table = read(iu, at);
+            if table.len as usize != n * DESCRIPTOR_LEN {
+                return Err(SrpError::Inconsistent {
+                    what: "indirect table length disagrees with the descriptor count",
+                    value: table.len.into(),
+                });
+            }
+            let v: alloc::vec::Vec<Descriptor> = (0..n)
+                .map(|i| read(iu, list + i * DESCRIPTOR_LEN))
+                .collect();
+            let total = v.iter().map(|d| u64::from(d.len)).sum::<u64>();
+            if total != u64::from(crate::be32(iu, at + 16)) {
+                return Err(SrpError::Inconsistent {
+                    what: "indirect total length disagrees with the descriptors",
+                    value: total,
+                });
+            }
+            Ok((out, v))
+        }
+        f => Err(SrpError::Inconsistent {
+            what: "unknown data buffer format",
+            value: f.into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +262,34 @@ mod tests {
                 .len,
             MAX_IU_LEN - 12
         );
+    }
+
+    #[test]
+    fn a_target_reads_back_what_was_built() {
+        let d: [Descriptor; 4] =
+            core::array::from_fn(|i| Descriptor::new(0x20_000 * (i as u64 + 1), 8192));
+        let iu = command(3, LUN, &cdb::read(0, 64), Data::In(&d), 0x9000).unwrap();
+        assert_eq!(descriptors(iu.as_bytes()), Ok((false, d.to_vec())));
+        let w = command(3, LUN, &cdb::write(0, 16), Data::Out(&d[..1]), 0).unwrap();
+        assert_eq!(descriptors(w.as_bytes()), Ok((true, d[..1].to_vec())));
+        let n = command(3, LUN, &cdb::test_unit_ready(), Data::None, 0).unwrap();
+        assert_eq!(descriptors(n.as_bytes()), Ok((false, alloc::vec![])));
+        // A count beyond the IU, a table length that disagrees, a wrong total: refused.
+        let mut b = iu.bytes;
+        b[7] = 9;
+        assert!(descriptors(&b[..iu.len]).is_err());
+        let mut b = iu.bytes;
+        b[63] ^= 0x10;
+        assert!(descriptors(&b[..iu.len]).is_err());
+        let mut b = iu.bytes;
+        b[67] ^= 1;
+        assert!(descriptors(&b[..iu.len]).is_err());
+        let mut b = iu.bytes;
+        b[5] = 0x11;
+        assert!(descriptors(&b[..iu.len]).is_err());
+        for cut in 0..iu.len {
+            assert!(descriptors(&iu.bytes[..cut]).is_err());
+        }
     }
 
     #[test]

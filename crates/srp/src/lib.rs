@@ -11,6 +11,7 @@
 //! - [`cdb`]: the SCSI commands vioboot sends (SPC-4, SBC-3).
 //! - [`data`]: what they return: INQUIRY and its VPD pages, REPORT LUNS, READ CAPACITY, MODE
 //!   SENSE.
+//! - [`tsk`]: SRP_TSK_MGMT (ABORT TASK, LOGICAL UNIT RESET, ...) and its answer.
 //! - [`sense`]: sense data (fixed and descriptor formats) as a typed error with names.
 //! - [`error`]: [`SrpError`], what a parser or builder refused.
 #![no_std]
@@ -27,6 +28,7 @@ pub mod login;
 pub mod mad;
 pub mod rsp;
 pub mod sense;
+pub mod tsk;
 
 pub use error::SrpError;
 
