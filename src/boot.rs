@@ -10,12 +10,14 @@
 //! With a vTPM and no firmware keeping the event log, the loaded kernel, initrd and command
 //! line are measured (`loader::measure`) before the devices are quiesced, and the event log
 //! goes to the kernel with the handoff. Open Firmware keeps its own log (`sml-handover`), so
-//! there the vTPM is left to it and the `boot measure` line says so.
+//! there the vTPM is left to its driver and the measurements go through it
+//! (`2hash-ext-log`, as GRUB on POWER does), or, where it has none (VOF), the `boot measure`
+//! line says so.
 
 use crate::bus;
 use crate::dev::{AnyDevice, Device, FileSystem, Tpm};
 use crate::error::Error;
-use crate::firmware::{Firmware, Regions};
+use crate::firmware::{Firmware, FirmwareError, Regions};
 use crate::hcall::UnitAddress;
 use crate::loader::{entries, load, measure, menu, EventLog, Loaded};
 use crate::volume::{self, ext4::Ext4Fs, partition::Partition};
@@ -241,11 +243,11 @@ fn from_source(
     for k in order {
         let e = &list[k];
         handoff.rewind();
-        let measuring = src.tpm.is_some();
+        let measuring = src.tpm.is_some() || src.tpm_left.is_some();
         match load::load_measured(src.cands[i].fs.as_mut(), e, handoff.as_mut(), measuring) {
             Ok(mut loaded) => {
                 report_load(e.display_title(), e.sha256.is_some(), &loaded);
-                measure_into(src, &mut loaded);
+                measure_into(fw, src, i, &mut loaded);
                 quiesce(src);
                 match handoff.prepare(&loaded) {
                     Ok(jump) => {
@@ -464,13 +466,20 @@ fn report_load(title: &str, pinned: bool, l: &Loaded) {
 }
 
 /// Measures the loaded kernel, initrd and command line into the TPM and keeps the event log
-/// for the handoff; one `boot measure` line (a skip when the firmware keeps the log).
-fn measure_into(src: &mut Sources, loaded: &mut Loaded) {
+/// for the handoff; where the firmware keeps the log (SLOF), through the firmware, from
+/// candidate `i`'s file system. One `boot measure` line (a skip when the firmware has no
+/// driver for the TPM: QEMU's VOF).
+fn measure_into(fw: &dyn Firmware, src: &mut Sources, i: usize, loaded: &mut Loaded) {
     if let Some(name) = &src.tpm_left {
-        report::skip(
-            "boot measure",
-            &format!("Open Firmware keeps the TPM event log (sml-handover to Linux's prom_init): {name} is left to it, nothing measured by vioboot"),
-        );
+        let node = format!("/vdevice/{name}");
+        match measure::through_firmware(fw, &node, src.cands[i].fs.as_mut(), loaded) {
+            Ok(summary) => report::pass("boot measure", format_args!("{name}: {summary}")),
+            Err(measure::MeasureError::Firmware(FirmwareError::NoTpmDriver(e))) => report::skip(
+                "boot measure",
+                &format!("Open Firmware keeps the TPM event log but has no driver for {node} ({e}): nothing measured, and the kernel finds no log"),
+            ),
+            Err(e) => report::fail("boot measure", &format!("{name}: {e}"), &[]),
+        }
         return;
     }
     let Some(t) = src.tpm.as_mut() else {

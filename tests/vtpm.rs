@@ -231,9 +231,78 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
     }
 }
 
+/// The log's events for PCRs 8 and 9 (vioboot's), after whatever the firmware logged.
+fn boot_events<'a>(log: &'a tpm::log::Parsed<'a>) -> Vec<&'a tpm::log::Event<'a>> {
+    log.events
+        .iter()
+        .filter(|e| e.pcr == 8 || e.pcr == 9)
+        .collect()
+}
+
 #[test]
-fn under_open_firmware_the_vtpm_is_left_to_it() {
-    let (run, _) = measured_boot(Boot::Slof, "boot-slof");
+fn under_slof_measurements_go_through_its_vtpm_driver_into_its_log() {
+    let (run, share) = measured_boot(Boot::Slof, "boot-slof");
+    assert!(
+        run.output.contains(INITRAMFS_MARKER),
+        "the kernel did not reach the initramfs:\n{}",
+        run.output
+    );
+    let r = run.report();
+    assert!(
+        r.failures().is_empty(),
+        "{:?}:\n{}",
+        r.failures(),
+        run.output
+    );
+    let m = run.line("boot measure");
+    assert!(
+        m.contains("vtpm@71000004: 3 events (kernel and initrd into PCR 9, command line into PCR 8) measured through Open Firmware's 2hash-ext-log into every active bank"),
+        "{m}"
+    );
+    // Linux took SLOF's log (sml-handover): vioboot's three events are in it, hashed by SLOF
+    // from the files' bytes, and replayed they give the PCRs Linux reads.
+    let (bytes, pcrs) = linux_tpm(&run);
+    let log = tpm::log::parse(&bytes).unwrap_or_else(|e| panic!("{e}:\n{}", run.output));
+    assert!(
+        log.banks.iter().any(|b| b.0 == tpm::ALG_SHA256),
+        "{:?}",
+        log.banks
+    );
+    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel");
+    let kernel = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
+    let initrd = vioboot_harness::sha256_file(&share.join("initrd.img")).expect("sha");
+    let hexd = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let sha256 = |e: &tpm::log::Event| {
+        e.digests
+            .iter()
+            .find(|d| d.0 == tpm::ALG_SHA256)
+            .map(|d| hexd(d.1))
+            .expect("a sha256 digest")
+    };
+    let e = boot_events(&log);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_eq!((e[0].pcr, e[0].data), (9, &b"/vmlinux"[..]));
+    assert_eq!(sha256(e[0]), kernel);
+    assert_eq!((e[1].pcr, e[1].data), (9, &b"/initrd.img"[..]));
+    assert_eq!(sha256(e[1]), initrd);
+    assert_eq!(e[2].pcr, 8);
+    assert_eq!(e[2].data, b"kernel_cmdline: console=hvc0 measured=yes");
+    assert_eq!(
+        sha256(e[2]),
+        hexd(&vioboot_core::sha256::digest(
+            b"kernel_cmdline: console=hvc0 measured=yes"
+        ))
+    );
+    assert_eq!(pcrs.len(), 2, "PCRs not printed:\n{}", run.output);
+    for (n, value) in pcrs {
+        let replayed = tpm::log::replay(&log, n, tpm::ALG_SHA256, extend).expect("bank");
+        assert_eq!(replayed, value, "PCR {n}");
+    }
+}
+
+#[test]
+fn under_vof_nothing_is_measured_and_it_says_why() {
+    let (run, _) = measured_boot(Boot::Vof, "boot-vof");
     assert!(
         run.output.contains(INITRAMFS_MARKER),
         "the kernel did not reach the initramfs:\n{}",
@@ -247,7 +316,7 @@ fn under_open_firmware_the_vtpm_is_left_to_it() {
         .map(|l| l.description.clone())
         .unwrap_or_else(|| panic!("no boot measure line:\n{}", run.output));
     assert!(
-        m.contains("# SKIP Open Firmware keeps the TPM event log"),
+        m.contains("# SKIP Open Firmware keeps the TPM event log but has no driver for /vdevice/vtpm@71000004"),
         "{m}"
     );
 }

@@ -146,6 +146,25 @@ impl Firmware for FlatTree {
         false
     }
 
+    fn hash_ext_log(
+        &self,
+        _node: &str,
+        _pcr: u32,
+        _event_type: u32,
+        _info: &[u8],
+        _data: Range,
+    ) -> Result<(), FirmwareError> {
+        Err(FirmwareError::Unsupported {
+            what: "measuring through the firmware",
+        })
+    }
+
+    fn lend(&self, what: &'static str, _size: u64) -> Result<Range, FirmwareError> {
+        Err(FirmwareError::Unsupported { what })
+    }
+
+    fn give_back(&self, _r: Range) {}
+
     fn console_needs_vty(&self) -> bool {
         true
     }

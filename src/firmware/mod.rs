@@ -59,6 +59,15 @@ pub enum FirmwareError {
     /// Instantiating RTAS through Open Firmware failed; `asked` when `vioboot.rtas=of` asked
     /// for it, else because there is no H_RTAS.
     Rtas { asked: bool, error: RtasError },
+    /// The firmware has no driver for the TPM (its node cannot be opened: QEMU's VOF).
+    NoTpmDriver(OfError),
+    /// The firmware's TPM driver failed `method` (`error`), or reported failure (`None`).
+    TpmMethod {
+        method: &'static str,
+        error: Option<OfError>,
+    },
+    /// This firmware does not do what was asked (`what`).
+    Unsupported { what: &'static str },
 }
 
 impl fmt::Display for FirmwareError {
@@ -66,6 +75,22 @@ impl fmt::Display for FirmwareError {
         match self {
             FirmwareError::Claim { what, error } => write!(f, "{what}: {error}"),
             FirmwareError::NoRoom { what } => write!(f, "no room for the {what}"),
+            FirmwareError::NoTpmDriver(e) => {
+                write!(f, "the firmware has no driver for the TPM ({e})")
+            }
+            FirmwareError::TpmMethod {
+                method,
+                error: Some(e),
+            } => write!(f, "the firmware's TPM driver: {method}: {e}"),
+            FirmwareError::TpmMethod {
+                method,
+                error: None,
+            } => {
+                write!(f, "the firmware's TPM driver: {method} reported failure")
+            }
+            FirmwareError::Unsupported { what } => {
+                write!(f, "{what}: not offered by this firmware")
+            }
             FirmwareError::FdtFetch(Some(e)) => write!(f, "{e}"),
             FirmwareError::FdtFetch(None) => write!(f, "fdt-fetch returned no device tree"),
             FirmwareError::Walk(e) => write!(f, "walking the Open Firmware tree: {e}"),
@@ -114,6 +139,21 @@ pub trait Firmware {
     /// Whether the firmware keeps the TPM event log and gives it to the kernel itself (Open
     /// Firmware: `sml-handover`), so vioboot leaves the vTPM alone when it boots a kernel.
     fn keeps_tpm_log(&self) -> bool;
+    /// Where the firmware keeps the log: has its driver of the TPM at `node` hash `data` (real
+    /// addresses below 4 GiB) into every active bank of PCR `pcr` and log it as an event of
+    /// `event_type` whose data is `info` (Open Firmware: the vTPM's `2hash-ext-log`, as GRUB
+    /// on POWER calls it).
+    fn hash_ext_log(
+        &self,
+        node: &str,
+        pcr: u32,
+        event_type: u32,
+        info: &[u8],
+        data: Range,
+    ) -> Result<(), FirmwareError>;
+    /// Memory below 4 GiB lent for `size` bytes (claimed from Open Firmware), and its return.
+    fn lend(&self, what: &'static str, size: u64) -> Result<Range, FirmwareError>;
+    fn give_back(&self, r: Range);
     /// Whether the console must move to the hvterm vty now (there is no firmware console).
     fn console_needs_vty(&self) -> bool;
     /// Makes RTAS callable where H_RTAS is not used (`instantiate-rtas`).

@@ -18,6 +18,12 @@ use vioboot_core::inventory::{Inventory, RtasInfo};
 use vioboot_core::options::{FdtChoice, RtasChoice};
 use vioboot_core::ranges::Range;
 
+/// `s` NUL-terminated, for Open Firmware (a NUL inside ends it early).
+fn c_string(s: &str) -> alloc::ffi::CString {
+    let bytes: alloc::vec::Vec<u8> = s.bytes().take_while(|&b| b != 0).collect();
+    alloc::ffi::CString::new(bytes).unwrap_or_default()
+}
+
 /// Longest `/chosen/bootargs` read.
 const BOOTARGS_MAX: usize = 1024;
 
@@ -154,6 +160,87 @@ impl Firmware for OpenFirmware {
     /// vTPM driver must keep the CRQ.
     fn keeps_tpm_log(&self) -> bool {
         true
+    }
+
+    /// The vTPM's `2hash-ext-log ( pcr eventtype info info-len data data-len -- success? )`
+    /// on an instance opened for the call (SLOF's vTPM driver keeps its CRQ open all along;
+    /// its `open` and `close` do nothing more).
+    fn hash_ext_log(
+        &self,
+        node: &str,
+        pcr: u32,
+        event_type: u32,
+        info: &[u8],
+        data: Range,
+    ) -> Result<(), FirmwareError> {
+        const METHOD: &str = "2hash-ext-log";
+        let method_error = |e| FirmwareError::TpmMethod {
+            method: METHOD,
+            error: Some(e),
+        };
+        let path = c_string(node);
+        let info = info.to_vec();
+        let addr32 = |what, a: u64| {
+            u32::try_from(a).map_err(|_| {
+                method_error(OfError::AddressTooHigh {
+                    service: what,
+                    addr: a,
+                })
+            })
+        };
+        let (data_at, data_len) = (
+            addr32("2hash-ext-log data", data.start)?,
+            addr32("2hash-ext-log data", data.size())?,
+        );
+        let info_at = addr32("2hash-ext-log info", info.as_ptr() as u64)?;
+        let of = self.of;
+        crate::arch::with_firmware_vectors(|| {
+            let ih = of.open(&path).map_err(FirmwareError::NoTpmDriver)?;
+            // Whether the driver has the method, where OF can say (SLOF can; VOF cannot, and
+            // has no device methods at all).
+            let known = of
+                .instance_to_package(ih)
+                .and_then(|p| of.has_method(p, c"2hash-ext-log"));
+            if known == Ok(false) {
+                let _ = of.close(ih);
+                return Err(FirmwareError::NoTpmDriver(OfError::Failed {
+                    service: "test-method 2hash-ext-log",
+                }));
+            }
+            // Arguments from the top of the method's stack down.
+            let r = of.call_method(
+                c"2hash-ext-log",
+                ih,
+                &[
+                    data_len,
+                    data_at,
+                    info.len() as u32,
+                    info_at,
+                    event_type,
+                    pcr,
+                ],
+            );
+            let _ = of.close(ih);
+            match r {
+                Ok(0) => Err(FirmwareError::TpmMethod {
+                    method: METHOD,
+                    error: None,
+                }),
+                Ok(_) => Ok(()),
+                // Without test-method, a method that cannot be called is taken as absent.
+                Err(e) if known.is_err() => Err(FirmwareError::NoTpmDriver(e)),
+                Err(e) => Err(method_error(e)),
+            }
+        })
+    }
+
+    fn lend(&self, what: &'static str, size: u64) -> Result<Range, FirmwareError> {
+        crate::arch::with_firmware_vectors(|| self.claim(what, size))
+    }
+
+    fn give_back(&self, r: Range) {
+        let of = self.of;
+        let _ = crate::arch::with_firmware_vectors(|| of.release(r.start, r.size()));
     }
 
     fn console_needs_vty(&self) -> bool {

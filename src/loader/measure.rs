@@ -6,8 +6,10 @@
 //! crypto-agile event log for the kernel (`tpm::log`).
 
 use super::load::Loaded;
+use crate::dev::fs::FsError;
 use crate::dev::tpm::{self as ops, Tpm};
-use crate::dev::DeviceError;
+use crate::dev::{DeviceError, FileSystem};
+use crate::firmware::{Firmware, FirmwareError};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -15,6 +17,7 @@ use core::fmt;
 use tpm::cmd::Digest;
 use tpm::log::{Log, EV_IPL};
 use tpm::{TpmError, ALG_SHA256};
+use vioboot_core::ranges::Range;
 use vioboot_core::sha256;
 
 /// The PCR GRUB measures commands and the kernel command line into.
@@ -40,6 +43,23 @@ pub enum MeasureError {
     NoSha256Bank,
     Device(DeviceError),
     Log(TpmError),
+    /// The firmware that keeps the log could not measure.
+    Firmware(FirmwareError),
+    /// Reading the kernel again, to hand it whole to the firmware, failed.
+    Reread {
+        path: String,
+        error: alloc::boxed::Box<FsError>,
+    },
+    /// The file read again differs from the one loaded (size or SHA-256).
+    Changed {
+        path: String,
+    },
+}
+
+impl From<FirmwareError> for MeasureError {
+    fn from(e: FirmwareError) -> Self {
+        MeasureError::Firmware(e)
+    }
 }
 
 impl fmt::Display for MeasureError {
@@ -49,6 +69,14 @@ impl fmt::Display for MeasureError {
             MeasureError::NoSha256Bank => write!(f, "the TPM has no active SHA-256 bank"),
             MeasureError::Device(e) => e.fmt(f),
             MeasureError::Log(e) => write!(f, "event log: {e}"),
+            MeasureError::Firmware(e) => e.fmt(f),
+            MeasureError::Reread { path, error } => {
+                write!(f, "{path}: reading it again to measure it: {error}")
+            }
+            MeasureError::Changed { path } => write!(
+                f,
+                "{path}: read again to measure it, it differs from the file loaded"
+            ),
         }
     }
 }
@@ -86,6 +114,77 @@ pub fn events(l: &Loaded) -> Result<Vec<Event>, MeasureError> {
         data: cmdline.into_bytes(),
     });
     Ok(v)
+}
+
+/// Measures the loaded kernel, initrd and command line through the firmware that keeps the
+/// TPM event log (SLOF: the vTPM's `2hash-ext-log`, which hashes a buffer in memory into every
+/// active bank and logs it; Linux's prom_init then takes that log by `sml-handover`): the
+/// same events as [`events`], each hashed by the firmware from the bytes themselves. The
+/// initrd and the command line are in memory; the kernel was streamed into its segments, so
+/// it is read again, whole, into memory the firmware lends for the call and gives back after,
+/// and must have the SHA-256 it had when it was loaded (the bytes measured are the bytes
+/// booted). Returns the summary for the report.
+pub fn through_firmware(
+    fw: &dyn Firmware,
+    node: &str,
+    fs: &mut dyn FileSystem,
+    l: &Loaded,
+) -> Result<String, MeasureError> {
+    let loaded = l.kernel_sha256.ok_or(MeasureError::NotHashed("kernel"))?;
+    let size = l.bytes;
+    let lent = fw.lend("the kernel file, to measure", size)?;
+    let r = reread(fs, &l.path, lent).and_then(|digest| {
+        if digest != loaded {
+            return Err(MeasureError::Changed {
+                path: l.path.clone(),
+            });
+        }
+        fw.hash_ext_log(node, PCR_FILES, EV_IPL, l.path.as_bytes(), lent)?;
+        Ok(())
+    });
+    fw.give_back(lent);
+    r?;
+    let mut n = 1;
+    if let (Some(r), Some((path, _))) = (l.initrd, &l.initrd_sha256) {
+        fw.hash_ext_log(node, PCR_FILES, EV_IPL, path.as_bytes(), r)?;
+        n += 1;
+    }
+    let cmdline = format!("kernel_cmdline: {}", l.cmdline);
+    let at = cmdline.as_ptr() as u64;
+    let r = Range {
+        start: at,
+        end: at + cmdline.len() as u64,
+    };
+    fw.hash_ext_log(node, PCR_STRINGS, EV_IPL, cmdline.as_bytes(), r)?;
+    n += 1;
+    Ok(format!(
+        "{n} events (kernel and initrd into PCR {PCR_FILES}, command line into PCR {PCR_STRINGS}) measured through Open Firmware's 2hash-ext-log into every active bank; its event log goes to Linux's prom_init (sml-handover); the kernel re-read whole ({size} bytes) with the SHA-256 it was loaded with"
+    ))
+}
+
+/// Reads `path` whole into `into` (exactly its size); returns its SHA-256.
+fn reread(fs: &mut dyn FileSystem, path: &str, into: Range) -> Result<[u8; 32], MeasureError> {
+    // SAFETY: `into` was lent by the firmware for this call alone; nothing else refers to it
+    // until it is given back.
+    let buf = unsafe { crate::mem::region_mut(into) };
+    let mut sha = sha256::Sha256::new();
+    let mut n = 0usize;
+    let (_, got) = fs
+        .read_stream(path, None, &mut |piece| {
+            if n + piece.len() <= buf.len() {
+                buf[n..n + piece.len()].copy_from_slice(piece);
+                sha.update(piece);
+            }
+            n += piece.len();
+        })
+        .map_err(|e| MeasureError::Reread {
+            path: path.into(),
+            error: alloc::boxed::Box::new(e),
+        })?;
+    if n != buf.len() || got != n as u64 {
+        return Err(MeasureError::Changed { path: path.into() });
+    }
+    Ok(sha.finish())
 }
 
 /// What measuring did, for the report.
@@ -135,7 +234,6 @@ pub fn measure(t: &mut dyn Tpm, events: &[Event]) -> Result<Measured, MeasureErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vioboot_core::ranges::Range;
 
     fn loaded(initrd: bool) -> Loaded {
         Loaded {

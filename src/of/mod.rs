@@ -301,17 +301,47 @@ impl Of {
 
     /// `call-method` with one argument and one result (enough for `instantiate-rtas`).
     pub fn call_method1(&self, method: &CStr, ih: Ihandle, arg: u32) -> Result<u32, OfError> {
-        let r = self.call(
-            c"call-method",
-            &[cstr32("call-method", method)?, ih.0, arg],
-            2,
-        )?;
+        self.call_method(method, ih, &[arg])
+    }
+
+    /// `call-method` with `args` in the client interface's order (the argument the method
+    /// finds on top of its stack first) and one result; a nonzero catch result (the method
+    /// threw, or the instance has no such method) is a failure.
+    pub fn call_method(&self, method: &CStr, ih: Ihandle, args: &[u32]) -> Result<u32, OfError> {
+        let mut cells = [0u32; MAX_CELLS - 2];
+        assert!(
+            args.len() + 2 <= cells.len(),
+            "call-method with too many arguments"
+        );
+        cells[0] = cstr32("call-method", method)?;
+        cells[1] = ih.0;
+        cells[2..2 + args.len()].copy_from_slice(args);
+        let r = self.call(c"call-method", &cells[..2 + args.len()], 2)?;
         match r[0] {
             0 => Ok(r[1]),
             _ => Err(OfError::Failed {
                 service: "call-method",
             }),
         }
+    }
+
+    /// Whether the package `node` has `method` (`test-method`; `Unknown` where OF does not
+    /// offer that service, as QEMU's VOF).
+    pub fn has_method(&self, node: Phandle, method: &CStr) -> Result<bool, OfError> {
+        let r = self.call(c"test-method", &[node.0, cstr32("test-method", method)?], 1)?;
+        Ok(r[0] == 0)
+    }
+
+    /// Closes an instance [`Of::open`] opened.
+    pub fn close(&self, ih: Ihandle) -> Result<(), OfError> {
+        self.call(c"close", &[ih.0], 0).map(|_| ())
+    }
+
+    /// Gives back memory [`Of::claim`] claimed.
+    pub fn release(&self, at: u64, size: u64) -> Result<(), OfError> {
+        let at = addr32("release", at)?;
+        let size = addr32("release", size)?;
+        self.call(c"release", &[at, size], 0).map(|_| ())
     }
 
     /// SLOF's `fdt-fetch`: copies the flattened tree into `buf`.
