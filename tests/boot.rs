@@ -49,6 +49,19 @@ fn boot_typing(
     extra: impl FnOnce(&Path),
     input: Option<(&str, &[u8])>,
 ) -> (Run, String) {
+    boot_in("1G", name, boot, entries, append, extra, input)
+}
+
+/// As `boot_typing`, in a guest of `memory` (QEMU's `-m`).
+fn boot_in(
+    memory: &str,
+    name: &str,
+    boot: Boot,
+    entries: &[(&str, String)],
+    append: &str,
+    extra: impl FnOnce(&Path),
+    input: Option<(&str, &[u8])>,
+) -> (Run, String) {
     let dir = scratch(name);
     let share = dir.join("share");
     let l = linux();
@@ -66,6 +79,7 @@ fn boot_typing(
     let mut q = Qemu::new(boot, vioboot_harness::image_dir(&root()))
         .append(&format!("vioboot.mode=boot {append}"));
     q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU");
+    q.memory = memory.into();
     q.extra = vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010);
     q.input = input.map(|(t, b)| (t.to_string(), b.to_vec()));
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
@@ -392,4 +406,83 @@ fn a_server_restart_mid_kernel_load_is_survived() {
     assert!(run.output.contains("sha256 verified"), "{}", run.output);
     let cmdline = marker_cmdline(&run);
     assert!(cmdline.contains("vioboot-test=yes"), "{cmdline}");
+}
+
+/// A share whose `/big.img` is the test initramfs followed by zeros up to 1 GiB (a sparse
+/// file: the kernel's unpacker skips zero padding after an archive), and an entry using it.
+fn big_initrd(name: &str, boot: Boot, memory: &str) -> (Run, String) {
+    let e = entry(
+        "Big",
+        "/vmlinux",
+        Some("/big.img"),
+        "console=hvc0 big-initrd=yes",
+        "",
+    );
+    boot_in(
+        memory,
+        name,
+        boot,
+        &[("big", e)],
+        "",
+        |share| {
+            std::fs::copy(share.join("initrd.img"), share.join("big.img")).expect("copy");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(share.join("big.img"))
+                .and_then(|f| f.set_len(1 << 30))
+                .expect("1 GiB initrd");
+        },
+        None,
+    )
+}
+
+#[test]
+fn a_1_gib_initrd_boots_through_open_firmware() {
+    let (run, log) = big_initrd("big-of", Boot::Slof, "4G");
+    assert!(
+        marker_cmdline(&run).contains("big-initrd=yes"),
+        "{}",
+        run.output
+    );
+    let l = run.line("boot load");
+    assert!(l.contains("initrd 1073741824 bytes"), "{l}");
+    assert_eq!(run.exit_code(), Some(0), "{}\n{log}", run.output);
+}
+
+#[test]
+fn a_1_gib_initrd_boots_with_a_flattened_tree() {
+    let (run, log) = big_initrd("big-fdt", Boot::Bios, "4G");
+    assert!(
+        marker_cmdline(&run).contains("big-initrd=yes"),
+        "{}",
+        run.output
+    );
+    let l = run.line("boot load");
+    assert!(l.contains("initrd 1073741824 bytes"), "{l}");
+    assert_eq!(run.exit_code(), Some(0), "{}\n{log}", run.output);
+}
+
+#[test]
+fn an_initrd_that_cannot_fit_says_what_memory_it_found() {
+    // A 1 GiB initrd in a 1 GiB guest: refused before any of it is read, and before any jump.
+    for (name, b, want) in [
+        ("big-1g-fdt", Boot::Bios, "free memory found there: 0x"),
+        (
+            "big-1g-of",
+            Boot::Slof,
+            "Open Firmware gave no 1024 MiB (0x40000000 bytes) at any 16 MiB step from",
+        ),
+    ] {
+        let (run, _) = big_initrd(name, b, "1G");
+        let r = run.report();
+        assert_eq!(r.verdict, Some(false), "{}", run.output);
+        assert!(!run.output.contains(INITRAMFS_MARKER), "{}", run.output);
+        let f = r
+            .failures()
+            .iter()
+            .find(|l| l.description.starts_with("boot entry big"))
+            .map(|l| l.description.clone())
+            .unwrap_or_else(|| panic!("no failing boot entry line:\n{}", run.output));
+        assert!(f.contains(want), "{name}: {f}");
+    }
 }

@@ -297,7 +297,9 @@ mod tests {
             if self.next as u64 + size > self.buf.len() as u64 {
                 return Err(PlaceError::NoRoom {
                     size,
+                    from: self.next as u64,
                     limit: self.buf.len() as u64,
+                    free: Vec::new(),
                 });
             }
             self.next += size as usize;

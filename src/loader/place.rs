@@ -11,10 +11,22 @@ pub const ALIGN: u64 = 64 << 10;
 /// Why memory could not be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlaceError {
-    /// No run of `size` bytes of usable memory below `limit`.
-    NoRoom { size: u64, limit: u64 },
-    /// No run of `size` bytes that Open Firmware would give above `above`.
-    NoRoomAbove { size: u64, above: u64 },
+    /// No run of `size` bytes of usable memory from `from` below `limit`; `free` is the
+    /// memory that was free there (after the image, the reservations and what is placed).
+    NoRoom {
+        size: u64,
+        from: u64,
+        limit: u64,
+        free: alloc::vec::Vec<Range>,
+    },
+    /// Open Firmware claimed no run of `size` bytes at any step from `from` up to the
+    /// real-mode limit `limit` (skipping what would leave prom_init no room below `cap`).
+    NoClaim {
+        size: u64,
+        from: u64,
+        limit: u64,
+        cap: u64,
+    },
     /// Open Firmware refused to claim `size` bytes.
     Claim {
         size: u64,
@@ -25,15 +37,44 @@ pub enum PlaceError {
 impl fmt::Display for PlaceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlaceError::NoRoom { size, limit } => {
-                write!(f, "no room for {size:#x} bytes below {limit:#x}")
+            PlaceError::NoRoom {
+                size,
+                from,
+                limit,
+                free,
+            } => {
+                write!(
+                    f,
+                    "no room for {} ({size:#x} bytes) from {from:#x} below the limit {limit:#x}; free memory found there: ",
+                    mib(*size)
+                )?;
+                if free.is_empty() {
+                    return write!(f, "none");
+                }
+                for (i, r) in free.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{:#x}..{:#x} ({})", r.start, r.end, mib(r.size()))?;
+                }
+                Ok(())
             }
-            PlaceError::NoRoomAbove { size, above } => {
-                write!(f, "no room for {size:#x} bytes above {above:#x}")
-            }
+            PlaceError::NoClaim {
+                size,
+                from,
+                limit,
+                cap,
+            } => write!(
+                f,
+                "Open Firmware gave no {} ({size:#x} bytes) at any 16 MiB step from {from:#x} up to the real-mode limit {limit:#x} (a range starting below {cap:#x} must end 64 MiB below it, for Linux's prom_init)",
+                mib(*size)
+            ),
             PlaceError::Claim { size, error } => write!(f, "claiming {size:#x} bytes: {error}"),
         }
     }
+}
+
+/// `n` bytes in MiB, for messages.
+fn mib(n: u64) -> alloc::string::String {
+    alloc::format!("{} MiB", n.div_ceil(1 << 20))
 }
 
 /// Bump allocation through `usable` memory, skipping `reserved` ranges, below `limit`.
@@ -61,15 +102,33 @@ impl Placer {
     }
 
     /// `size` bytes (rounded up to [`ALIGN`]) at or above `next`.
+    /// Memory free from `from` below the limit: usable, not reserved.
+    pub fn free_from(&self, from: u64) -> alloc::vec::Vec<Range> {
+        let mut free = RangeSet::new();
+        for u in self.usable.ranges() {
+            let r = Range {
+                start: u.start.max(from),
+                end: u.end.min(self.limit),
+            };
+            if r.start < r.end {
+                free.add(r);
+            }
+        }
+        for x in &self.reserved {
+            free.remove(*x);
+        }
+        free.ranges().to_vec()
+    }
+
     pub fn take(&mut self, size: u64) -> Result<Range, PlaceError> {
         let size = size.next_multiple_of(ALIGN).max(ALIGN);
-        let none = PlaceError::NoRoom {
-            size,
-            limit: self.limit,
-        };
+        let from = self.next;
+
         // Each round moves past one reservation or succeeds; bound it anyway.
         for _ in 0..64 {
-            let r = Range::from_base_size(self.next, size).ok_or(none.clone())?;
+            let Some(r) = Range::from_base_size(self.next, size) else {
+                break;
+            };
             if r.end > self.limit {
                 break;
             }
@@ -88,7 +147,12 @@ impl Placer {
             self.next = r.end;
             return Ok(r);
         }
-        Err(none)
+        Err(PlaceError::NoRoom {
+            size,
+            from,
+            limit: self.limit,
+            free: self.free_from(from),
+        })
     }
 }
 
@@ -133,12 +197,19 @@ mod tests {
     #[test]
     fn refuses_beyond_the_limit_or_outside_memory() {
         let mut p = placer(0x07f0_0000);
+        let e = p.take(0x20_0000).unwrap_err();
         assert_eq!(
-            p.take(0x20_0000),
-            Err(PlaceError::NoRoom {
+            e,
+            PlaceError::NoRoom {
                 size: 0x20_0000,
-                limit: 0x0800_0000
-            })
+                from: 0x07f0_0000,
+                limit: 0x0800_0000,
+                free: alloc::vec![r(0x07f0_0000, 0x0800_0000)],
+            }
+        );
+        assert_eq!(
+            alloc::format!("{e}"),
+            "no room for 2 MiB (0x200000 bytes) from 0x7f00000 below the limit 0x8000000; free memory found there: 0x7f00000..0x8000000 (1 MiB)"
         );
         let mut p = Placer::new(RangeSet::new(), alloc::vec![], 0, u64::MAX);
         assert!(p.take(4096).is_err());

@@ -12,6 +12,14 @@ use vioboot_core::ranges::Range;
 const INITRD_GAP: u64 = 32 << 20;
 /// Step between claim attempts for the initrd.
 const INITRD_STEP: u64 = 16 << 20;
+/// Linux's prom_init allocates (RTAS, the flattened tree) between the end of whatever it must
+/// keep and the top of the real-mode area, capped at 768 MiB (`prom_init_mem`: "cap at 768MB
+/// on all machines"); an initrd that starts below that cap moves the bottom of that space to
+/// the initrd's end. An initrd that ends too close to the cap leaves prom_init no room: it
+/// stops in "Could not allocate memory for RTAS" and drops to the firmware's prompt.
+const PROM_ALLOC_CAP: u64 = 0x3000_0000;
+/// Room left for prom_init between a low initrd's end and the cap.
+const PROM_ROOM: u64 = 64 << 20;
 
 pub struct OfHandoff {
     of: Of,
@@ -41,10 +49,22 @@ impl Handoff for OfHandoff {
         })
     }
 
+    /// Just above the kernel when it leaves prom_init its room below the 768 MiB cap;
+    /// otherwise at or above the cap (where prom_init does not look), below the real-mode
+    /// limit vioboot can write to. GRUB places a large initrd low and Linux then stops in
+    /// prom_init; vioboot does not.
     fn take_initrd(&mut self, size: u64, above: u64) -> Result<Range, PlaceError> {
         let size = size.next_multiple_of(ALIGN).max(ALIGN);
-        let mut at = (above + INITRD_GAP).next_multiple_of(1 << 20);
-        while at + size <= self.limit {
+        let first = (above + INITRD_GAP).next_multiple_of(1 << 20);
+        let cap = PROM_ALLOC_CAP.min(self.limit);
+        let mut at = first;
+        loop {
+            if at < cap && at.saturating_add(size).saturating_add(PROM_ROOM) > cap {
+                at = cap.max(first);
+            }
+            if at.checked_add(size).is_none_or(|end| end > self.limit) {
+                break;
+            }
             if let Ok(start) = self.of.claim_at(at, size) {
                 return Ok(Range {
                     start,
@@ -53,7 +73,12 @@ impl Handoff for OfHandoff {
             }
             at += INITRD_STEP;
         }
-        Err(PlaceError::NoRoomAbove { size, above })
+        Err(PlaceError::NoClaim {
+            size,
+            from: first,
+            limit: self.limit,
+            cap,
+        })
     }
 
     fn prepare(&mut self, l: &Loaded) -> Result<Jump, HandoffError> {
