@@ -146,7 +146,7 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, DeviceError> {
             assigned,
             dma,
         } => Ok(drivers::pci::bind(
-            name, *config, function, *assigned, *dma,
+            name, *config, function, *assigned, *dma, timeout_us,
         )?),
     }
 }

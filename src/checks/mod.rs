@@ -50,6 +50,10 @@ pub fn devices(inv: &Inventory, opts: &Options) {
             let us = Scope::new(&name);
             let mut dev = match unit.device {
                 Ok(d) => d,
+                Err((kind, e)) if e.unusable_device() => {
+                    us.skip(kind, &format!("{e}"));
+                    continue;
+                }
                 Err((kind, e)) => {
                     us.fail(kind, &e);
                     continue;

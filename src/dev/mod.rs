@@ -15,7 +15,7 @@ pub use tpm::Tpm;
 use crate::pci::PciError;
 use crate::vio::vscsi::VscsiError;
 use crate::vio::vtpm::VtpmError;
-use crate::virtio::VioError;
+use crate::virtio::{QueueError, VioError};
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
@@ -42,6 +42,18 @@ pub enum DeviceError {
     },
     /// A PCI function: its config space, BARs, capabilities or registers.
     Pci(PciError),
+    /// A virtqueue vioboot drives itself (virtio-fs over virtio-pci): missing, too small, or
+    /// a request the device never completed.
+    Queue {
+        device: String,
+        queue: u16,
+        error: QueueError,
+    },
+    /// A device's configuration that cannot be used.
+    BadConfig {
+        device: String,
+        what: &'static str,
+    },
     /// A request outside a device's blocks (a partition refusing to reach past its end).
     OutOfRange {
         device: String,
@@ -60,6 +72,14 @@ impl fmt::Display for DeviceError {
             DeviceError::Vtpm(e) => e.fmt(f),
             DeviceError::TpmCommand { device, op, error } => write!(f, "{device}: {op}: {error}"),
             DeviceError::Pci(e) => e.fmt(f),
+            DeviceError::Queue {
+                device,
+                queue,
+                error,
+            } => write!(f, "{device}: queue {queue}: {error}"),
+            DeviceError::BadConfig { device, what } => {
+                write!(f, "{device}: bad device configuration: {what}")
+            }
             DeviceError::OutOfRange {
                 device,
                 block,
@@ -70,6 +90,22 @@ impl fmt::Display for DeviceError {
                 "{device}: {blocks} blocks at block {block} outside its {capacity} blocks"
             ),
         }
+    }
+}
+
+impl DeviceError {
+    /// A device that presents itself so that it cannot be used (virtio structures missing or
+    /// outside their BAR, a queue it does not offer): reported as a skip with this reason,
+    /// not as a failure of vioboot's.
+    pub fn unusable_device(&self) -> bool {
+        matches!(
+            self,
+            DeviceError::Pci(PciError::VirtioCaps { .. })
+                | DeviceError::Queue {
+                    error: QueueError::Unavailable | QueueError::TooSmall { .. },
+                    ..
+                }
+        )
     }
 }
 

@@ -14,8 +14,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use vioboot_core::inventory::DmaWindow;
 
-/// virtio's device id of a block device.
-const VIRTIO_BLOCK: u16 = 2;
+use super::virtio_pci::{VIRTIO_BLOCK, VIRTIO_FS, VIRTIO_NET};
 
 /// What a base class is (PCI code and ID assignment, the classes seen on pseries).
 fn class_name(class: u32) -> &'static str {
@@ -44,6 +43,16 @@ fn virtio_name(id: u16) -> &'static str {
     }
 }
 
+/// A virtio-pci driver: the device and what was negotiated.
+type Driver = fn(
+    &str,
+    pci::RtasConfig,
+    ::pci::Bdf,
+    Regions,
+    Option<DmaWindow>,
+    u64,
+) -> Result<(crate::dev::AnyDevice, String), crate::dev::DeviceError>;
+
 /// Identifies `f`; `assigned` says whether vioboot gave its BARs their addresses.
 pub fn bind(
     name: &str,
@@ -51,6 +60,7 @@ pub fn bind(
     f: &Function,
     assigned: bool,
     dma: Option<DmaWindow>,
+    timeout_us: u64,
 ) -> Result<Bound, PciError> {
     if let Some(error) = &f.problem {
         return Err(PciError::Function {
@@ -88,18 +98,44 @@ pub fn bind(
     }
     let mut units = Vec::new();
     if let Some(id) = vpci::device_id(f.vendor, f.device, f.subsystem) {
-        let (text, regions) = virtio(name, cfg, f, id)?;
-        facts.push(("virtio", text));
-        if id == VIRTIO_BLOCK {
-            let device =
-                super::virtio_pci::block(name, cfg, f.at, regions, dma).map(|(d, features)| {
-                    facts.push(("features", features));
-                    d
+        let (text, regions) = match virtio(name, cfg, f, id) {
+            Ok(v) => v,
+            // Structures missing or outside their BAR: the device is skipped, the rest of
+            // the function reported.
+            Err(e @ PciError::VirtioCaps { .. }) => {
+                units.push(Unit {
+                    name: None,
+                    device: Err(("virtio", e.into())),
                 });
+                return Ok(Bound {
+                    summary,
+                    facts,
+                    units,
+                    shared: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        facts.push(("virtio", text));
+        let attach = match id {
+            VIRTIO_BLOCK => Some(("blk", super::virtio_pci::block as Driver)),
+            VIRTIO_FS => Some(("fs", super::virtio_pci::fs as Driver)),
+            _ => None,
+        };
+        if let Some((kind, driver)) = attach {
+            let device = driver(name, cfg, f.at, regions, dma, timeout_us).map(|(d, features)| {
+                facts.push(("features", features));
+                d
+            });
             units.push(Unit {
                 name: None,
-                device: device.map_err(|e| ("blk", e)),
+                device: device.map_err(|e| (kind, e)),
             });
+        } else if id == VIRTIO_NET {
+            facts.push((
+                "net",
+                super::virtio_pci::net_identity(name, cfg, f.at, regions)?,
+            ));
         }
     }
     Ok(Bound {

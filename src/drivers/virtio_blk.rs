@@ -7,7 +7,8 @@
 
 use super::virtio_vio::Attachment;
 use crate::dev::{BlockDevice, Device, DeviceError as Error, TransportStats};
-use crate::virtio::{VioError, VioHal, VioHandle, VioTransport};
+use crate::vio::Patience;
+use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
 use alloc::string::String;
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::Transport;
@@ -29,6 +30,20 @@ pub trait Attach {
     fn failed(&self, e: virtio_drivers::Error) -> Error;
     /// The error for a call after shutdown.
     fn gone(&self) -> Error;
+    /// A virtqueue vioboot drives itself (virtio-fs) failed.
+    fn queue_failed(&self, queue: u16, error: QueueError) -> Error;
+    /// The device's configuration cannot be used (`what` says why).
+    fn bad_config(&self, what: &'static str) -> Error;
+    /// How long a request may wait for its used entry once notified: `None` where the
+    /// notification itself waits for the device (virtio-vio), else the bound to poll for.
+    fn patience(&self) -> Option<Patience> {
+        None
+    }
+    /// Stops the device's DMA before its queues are freed (virtio-pci: a reset); nothing
+    /// where the shutdown after the queues are freed does it (virtio-vio).
+    fn stop(&self) -> Result<(), Error> {
+        Ok(())
+    }
     /// After a request failed half way: unmaps what it left shared.
     fn revoke_shared(&self);
     /// Takes what is mapped now (the rings) as what stays mapped between requests.

@@ -1,8 +1,15 @@
-//! virtio-fs over virtio-vio. virtio-drivers has no virtio-fs device, so [`VirtioFs`] drives
-//! its public `VirtQueue`s directly: queue 0 (hiprio) carries FORGET, queue 1 the requests;
-//! several requests go out under one NOTIFY. The FUSE half is the `fuse-client` crate, which
-//! checks every reply; [`Share`] puts the two together as a [`FileSystem`].
+//! virtio-fs over any virtio transport: virtio-vio (`drivers::virtio_vio`) or virtio-pci
+//! (`drivers::virtio_pci`, QEMU's vhost-user-fs-pci), what differs between them behind
+//! `virtio_blk::Attach`. virtio-drivers has no virtio-fs device, so [`VirtioFs`] drives its
+//! public `VirtQueue`s directly: queue 0 (hiprio) carries FORGET, queue 1 the requests;
+//! several requests go out under one notification. On virtio-vio the notification returns
+//! once the server answered; on virtio-pci the used ring is polled for at most the
+//! transport's bound, and a device that stays silent past it is given up: its buffers are
+//! never freed (it may still write them) and its queues stay until a reset has stopped it.
+//! The FUSE half is the `fuse-client` crate, which checks every reply; [`Share`] puts the two
+//! together as a [`FileSystem`].
 
+use super::virtio_blk::Attach;
 use super::virtio_vio::Attachment;
 use crate::dev::fs::{Attr, DirEntry, FileSystem, FsError, Totals};
 use crate::dev::{Device, DeviceError as Error, TransportStats};
@@ -14,12 +21,16 @@ use bitflags::bitflags;
 use fuse_client::{Call, Fs, Queue, Transport as FuseTransport};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
+use virtio_drivers::Hal;
 use virtio_vio::device_id;
 
 const HIPRIO: u16 = 0;
 const REQUEST: u16 = 1;
 const HIPRIO_SIZE: usize = 64;
 const REQUEST_SIZE: usize = 128;
+/// Bytes of `struct virtio_fs_config` (virtio 1.2, 5.11.4): the tag, then
+/// `num_request_queues`.
+const TAG_LEN: usize = 36;
 
 bitflags! {
     /// The features vioboot's virtio-fs driver accepts.
@@ -29,38 +40,73 @@ bitflags! {
     }
 }
 
-/// The queues of one virtio-fs device.
-pub struct VirtioFs {
-    at: Attachment,
-    transport: VioTransport,
-    hiprio: Option<VirtQueue<VioHal, HIPRIO_SIZE>>,
-    request: Option<VirtQueue<VioHal, REQUEST_SIZE>>,
+/// The queues of one virtio-fs device (on virtio-vio unless named otherwise).
+pub struct VirtioFs<H: Hal = VioHal, T: Transport = VioTransport, A: Attach = Attachment> {
+    at: A,
+    transport: T,
+    hiprio: Option<VirtQueue<H, HIPRIO_SIZE>>,
+    request: Option<VirtQueue<H, REQUEST_SIZE>>,
     pub tag: String,
     pub request_queues: u32,
+    /// A request the device never completed: nothing more is sent, and its queues are freed
+    /// only once a reset has stopped the device.
+    gave_up: Option<(u16, QueueError)>,
 }
 
 impl VirtioFs {
-    /// Sets up a filesystem over an open transport.
-    pub fn over(name: String, mut t: VioTransport) -> Result<VirtioFs, VioError> {
+    /// Sets up a filesystem over an open virtio-vio transport.
+    pub fn over(name: String, t: VioTransport) -> Result<VirtioFs, Error> {
         let id = t.handle().header().device_id;
         if id != device_id::FS {
             return Err(VioError::WrongKind {
                 adapter: name,
                 id,
                 wanted: "a virtio-fs device",
-            });
+            }
+            .into());
         }
         let at = Attachment::new(name, &t);
+        VirtioFs::start(at, t)
+    }
+}
+
+/// Why a queue cannot be used, before virtio-drivers sees it: it does not exist (size 0) or
+/// is smaller than the driver's ring.
+fn check_queue<T: Transport>(t: &mut T, queue: u16, want: usize) -> Result<(), QueueError> {
+    match t.max_queue_size(queue) {
+        0 => Err(QueueError::Unavailable),
+        n if (n as usize) < want => Err(QueueError::TooSmall {
+            size: n,
+            want: want as u32,
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl<H: Hal, T: Transport, A: Attach> VirtioFs<H, T, A> {
+    /// Initializes the device over `t`: features, its tag and queue count, both queues.
+    pub fn start(at: A, mut t: T) -> Result<Self, Error> {
+        let mut queue_problem = None;
         let r = at.run(|| {
             t.begin_init(FsFeature::VERSION_1);
-            let tag: [u8; 36] = t.read_config_space(0)?;
-            let queues: u32 = t.read_config_space(36)?;
-            let hiprio = VirtQueue::<VioHal, HIPRIO_SIZE>::new(&mut t, HIPRIO, false, false)?;
-            let request = VirtQueue::<VioHal, REQUEST_SIZE>::new(&mut t, REQUEST, false, false)?;
+            let tag: [u8; TAG_LEN] = t.read_config_space(0)?;
+            let queues: u32 = t.read_config_space(TAG_LEN)?;
+            for (q, size) in [(HIPRIO, HIPRIO_SIZE), (REQUEST, REQUEST_SIZE)] {
+                if let Err(e) = check_queue(&mut t, q, size) {
+                    queue_problem = Some((q, e));
+                    return Err(virtio_drivers::Error::InvalidParam);
+                }
+            }
+            let hiprio = VirtQueue::<H, HIPRIO_SIZE>::new(&mut t, HIPRIO, false, false)?;
+            let request = VirtQueue::<H, REQUEST_SIZE>::new(&mut t, REQUEST, false, false)?;
             t.finish_init();
             Ok((tag, queues, hiprio, request))
         });
-        let (tag, queues, hiprio, request) = at.settle(r)?;
+        let settled = at.settle(r);
+        if let (Some((queue, error)), Err(_)) = (queue_problem, &settled) {
+            return Err(at.queue_failed(queue, error));
+        }
+        let (tag, queues, hiprio, request) = settled?;
         let mut dev = VirtioFs {
             at,
             transport: t,
@@ -68,6 +114,7 @@ impl VirtioFs {
             request: Some(request),
             tag: String::new(),
             request_queues: queues,
+            gave_up: None,
         };
         let end = tag.iter().position(|&b| b == 0).unwrap_or(tag.len());
         let what = match core::str::from_utf8(&tag[..end]) {
@@ -80,16 +127,24 @@ impl VirtioFs {
             }
         };
         let _ = dev.shut_down();
-        Err(VioError::BadConfig {
-            adapter: dev.at.name.clone(),
-            what,
-        })
+        Err(dev.at.bad_config(what))
     }
 
-    /// Frees the queues, resets the device, frees its CRQ and clears every TCE.
-    pub fn shut_down(&mut self) -> Result<(), VioError> {
+    pub fn attachment(&self) -> &A {
+        &self.at
+    }
+
+    /// Stops the device (a reset where the transport has one), then frees the queues and
+    /// shuts the device down (reset, every mapping withdrawn). Queues a silent device may
+    /// still use are freed only if the reset went through, else kept for good.
+    pub fn shut_down(&mut self) -> Result<(), Error> {
+        let stopped = self.at.stop();
+        if self.gave_up.is_some() && stopped.is_err() {
+            core::mem::forget(self.hiprio.take());
+            core::mem::forget(self.request.take());
+        }
         self.drop_queues();
-        self.at.shut_down()
+        stopped.and(self.at.shut_down())
     }
 
     fn drop_queues(&mut self) {
@@ -101,8 +156,9 @@ impl VirtioFs {
     }
 
     fn submit_on<const N: usize>(
-        transport: &mut VioTransport,
-        q: &mut VirtQueue<VioHal, N>,
+        at: &A,
+        transport: &mut T,
+        q: &mut VirtQueue<H, N>,
         idx: u16,
         batch: &mut [Call],
     ) -> Result<(), QueueError> {
@@ -114,17 +170,36 @@ impl VirtioFs {
                 &mut [&mut c.reply[..]]
             };
             // SAFETY: the request and reply buffers live in `batch` until their used entries are
-            // popped below, before this function returns.
+            // popped below, before this function returns, or are never freed (a device that
+            // stays silent, below).
             let token = unsafe { q.add(&[&c.request[..]], out) }.map_err(QueueError::Driver)?;
             tokens.push((token, i));
         }
         if q.should_notify() {
-            // Returns once the server has answered with USED: every chain is done.
             transport.notify(idx);
         }
+        // On virtio-vio every chain is done when notify returns; virtio-pci is polled.
+        let mut patience = at.patience();
+        let what = format!("{} queue {idx}", at.name());
         while !tokens.is_empty() {
             let Some(token) = q.peek_used() else {
-                return Err(QueueError::TooFewCompleted {
+                let Some(p) = patience.as_mut() else {
+                    return Err(QueueError::TooFewCompleted {
+                        missing: tokens.len(),
+                    });
+                };
+                if !p.expired(&what) {
+                    core::hint::spin_loop();
+                    continue;
+                }
+                // The device may still write these buffers: they are never freed.
+                for (_, i) in &tokens {
+                    let c = &mut batch[*i];
+                    core::mem::forget(core::mem::take(&mut c.request));
+                    core::mem::forget(core::mem::take(&mut c.reply));
+                }
+                return Err(QueueError::NoCompletion {
+                    waited_ms: p.limit_ms(),
                     missing: tokens.len(),
                 });
             };
@@ -147,59 +222,72 @@ impl VirtioFs {
     }
 }
 
-impl FuseTransport for VirtioFs {
-    type Error = VioError;
+impl<H: Hal, T: Transport, A: Attach> FuseTransport for VirtioFs<H, T, A> {
+    type Error = Error;
 
-    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), VioError> {
-        let (t, h, r) = (&mut self.transport, &mut self.hiprio, &mut self.request);
-        let (idx, result) = self.at.run(|| match queue {
+    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), Error> {
+        if let Some((q, e)) = self.gave_up {
+            let _ = e;
+            return Err(self.at.queue_failed(q, QueueError::GaveUp));
+        }
+        let (at, t, h, r) = (
+            &self.at,
+            &mut self.transport,
+            &mut self.hiprio,
+            &mut self.request,
+        );
+        let (idx, result) = at.run(|| match queue {
             Queue::Hiprio => (
                 HIPRIO,
                 h.as_mut().map_or(Err(QueueError::ShutDown), |q| {
-                    Self::submit_on(t, q, HIPRIO, batch)
+                    Self::submit_on(at, t, q, HIPRIO, batch)
                 }),
             ),
             Queue::Request => (
                 REQUEST,
                 r.as_mut().map_or(Err(QueueError::ShutDown), |q| {
-                    Self::submit_on(t, q, REQUEST, batch)
+                    Self::submit_on(at, t, q, REQUEST, batch)
                 }),
             ),
         });
-        if result.is_err() {
-            self.at.revoke_shared();
+        if let Err(e) = &result {
+            if matches!(e, QueueError::NoCompletion { .. }) {
+                self.gave_up = Some((idx, *e));
+            } else {
+                self.at.revoke_shared();
+            }
         }
-        result.map_err(|error| VioError::Queue {
-            adapter: self.at.name.clone(),
-            queue: idx,
-            error,
-        })
+        result.map_err(|error| self.at.queue_failed(idx, error))
     }
 
     /// Each reset of the link is a new server session, which needs FUSE_INIT again.
     fn restarts(&self) -> u64 {
-        self.at.handle.counters().0.resets
+        self.at.stats().resets
     }
 }
 
-impl Drop for VirtioFs {
+impl<H: Hal, T: Transport, A: Attach> Drop for VirtioFs<H, T, A> {
     fn drop(&mut self) {
+        if self.gave_up.is_some() {
+            core::mem::forget(self.hiprio.take());
+            core::mem::forget(self.request.take());
+        }
         self.drop_queues();
     }
 }
 
 /// A virtio-fs share: FUSE over a [`VirtioFs`], as a [`FileSystem`].
-pub struct Share {
-    fs: Fs<VirtioFs>,
+pub struct Share<H: Hal = VioHal, T: Transport = VioTransport, A: Attach = Attachment> {
+    fs: Fs<VirtioFs<H, T, A>>,
     name: String,
     tag: String,
     queues: u32,
 }
 
-impl Share {
-    pub fn new(dev: VirtioFs) -> Share {
+impl<H: Hal, T: Transport, A: Attach> Share<H, T, A> {
+    pub fn new(dev: VirtioFs<H, T, A>) -> Self {
         Share {
-            name: dev.at.name.clone(),
+            name: dev.at.name().into(),
             tag: dev.tag.clone(),
             queues: dev.request_queues,
             fs: Fs::new(dev),
@@ -207,12 +295,7 @@ impl Share {
     }
 }
 
-/// A FUSE error with the device's error as vioboot's own.
-fn fs_err(e: fuse_client::FsError<VioError>) -> FsError {
-    e.map_transport(Error::Vio)
-}
-
-impl Device for Share {
+impl<H: Hal, T: Transport, A: Attach> Device for Share<H, T, A> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -226,13 +309,17 @@ impl Device for Share {
     }
 
     fn shut_down(&mut self) -> Result<(), Error> {
-        Ok(self.fs.transport().shut_down()?)
+        self.fs.transport().shut_down()
+    }
+
+    fn shutdown_detail(&self) -> &'static str {
+        self.fs.transport_ref().at.shutdown_detail()
     }
 }
 
-impl FileSystem for Share {
+impl<H: Hal, T: Transport, A: Attach> FileSystem for Share<H, T, A> {
     fn mount(&mut self) -> Result<String, FsError> {
-        let i = self.fs.mount().map_err(fs_err)?;
+        let i = self.fs.mount()?;
         Ok(format!(
             "tag \"{}\", FUSE {}.{}, {} request queue(s), READDIRPLUS {}",
             self.tag,
@@ -244,7 +331,7 @@ impl FileSystem for Share {
     }
 
     fn stat(&mut self, path: &str) -> Result<Attr, FsError> {
-        self.fs.stat(path).map_err(fs_err)
+        self.fs.stat(path)
     }
 
     fn read_stream(
@@ -253,19 +340,19 @@ impl FileSystem for Share {
         range: Option<(u64, u64)>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(u64, u64), FsError> {
-        self.fs.read_stream(path, range, sink).map_err(fs_err)
+        self.fs.read_stream(path, range, sink)
     }
 
     fn read_file(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
-        self.fs.read_file(path, &mut |_| {}).map_err(fs_err)
+        self.fs.read_file(path, &mut |_| {})
     }
 
     fn list_dir(&mut self, path: &str) -> Result<Vec<DirEntry>, FsError> {
-        self.fs.list_dir(path).map_err(fs_err)
+        self.fs.list_dir(path)
     }
 
     fn totals(&mut self) -> Result<Totals, FsError> {
-        let (blocks, free, block_size, files) = self.fs.statfs().map_err(fs_err)?;
+        let (blocks, free, block_size, files) = self.fs.statfs()?;
         Ok(Totals {
             blocks,
             free,
@@ -275,7 +362,7 @@ impl FileSystem for Share {
     }
 
     fn unmount(&mut self) -> Result<String, FsError> {
-        self.fs.unmount().map_err(fs_err)?;
+        self.fs.unmount()?;
         let s = self.fs.stats;
         Ok(format!(
             "DESTROY sent; {} FUSE requests, {} FORGETs, {} bytes read",

@@ -1,5 +1,7 @@
-//! The virtio-pci driver: a modern virtio-pci block device over `virtio::pci::PciTransport`,
-//! through the same `drivers::virtio_blk` as on virtio-vio. A device that offers
+//! The virtio-pci driver: a modern virtio-pci block device or file system over
+//! `virtio::pci::PciTransport`, through the same `drivers::virtio_blk` and
+//! `drivers::virtio_fs` as on virtio-vio. Requests wait for their used entries at most
+//! `vioboot.vio-timeout` (a device that stays silent is a named failure, not a hang). A device that offers
 //! VIRTIO_F_ACCESS_PLATFORM gets IOBAs in its host bridge's TCE window (`ibm,dma-window`,
 //! one `vio::tce` window per bridge, buffers mapped per request through `VioHal`); one that
 //! does not gets real addresses (`RealHal`). Shutdown resets the device, turns its bus
@@ -8,18 +10,25 @@
 use super::virtio_blk::{
     plausible_block_size, Attach, VirtioBlk, BLK_SIZE_OFFSET, VIRTIO_BLK_F_BLK_SIZE,
 };
+use super::virtio_fs::{Share, VirtioFs};
 use crate::dev::{AnyDevice, DeviceError, TransportStats};
 use crate::pci::{Mmio, MmioError, PciError, RtasConfig};
-use crate::vio::tce;
+use crate::vio::{tce, Patience};
 use crate::virtio::hal::{RealHal, VioHal};
 use crate::virtio::pci::{self as vpci, PciTransport, Regions, ACCESS_PLATFORM, VERSION_1};
+use crate::virtio::QueueError;
 use ::pci::{Bdf, ConfigSpace};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
 use core::cell::Cell;
 use vioboot_core::inventory::DmaWindow;
-use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::{DeviceStatus, Transport};
+
+/// virtio device ids (virtio 1.2, 5).
+pub const VIRTIO_NET: u16 = 1;
+pub const VIRTIO_BLOCK: u16 = 2;
+pub const VIRTIO_FS: u16 = 26;
 
 /// What a virtio-pci device holds besides its driver.
 pub struct PciAttachment {
@@ -35,6 +44,8 @@ pub struct PciAttachment {
     rings: usize,
     /// Notifications the transport sent.
     notifies: Rc<Cell<u64>>,
+    /// How long a request may wait for the device (`vioboot.vio-timeout`).
+    timeout_us: u64,
 }
 
 impl PciAttachment {
@@ -113,6 +124,47 @@ impl Attach for PciAttachment {
         .into()
     }
 
+    fn queue_failed(&self, queue: u16, error: QueueError) -> DeviceError {
+        DeviceError::Queue {
+            device: self.name.clone(),
+            queue,
+            error,
+        }
+    }
+
+    fn bad_config(&self, what: &'static str) -> DeviceError {
+        DeviceError::BadConfig {
+            device: self.name.clone(),
+            what,
+        }
+    }
+
+    fn patience(&self) -> Option<Patience> {
+        Some(Patience::new(self.timeout_us))
+    }
+
+    /// Resets the device (status 0) and waits, within the bound, until it reads back 0
+    /// (virtio 1.2, 4.1.4.3.2): afterwards it uses none of its rings.
+    fn stop(&self) -> Result<(), DeviceError> {
+        let mmio = |error| PciError::Mmio {
+            name: self.name.clone(),
+            error,
+        };
+        self.common.write8(vpci::DEVICE_STATUS, 0).map_err(mmio)?;
+        let mut wait = Patience::new(self.timeout_us);
+        let what = alloc::format!("{} reset", self.name);
+        while self.common.read8(vpci::DEVICE_STATUS).map_err(mmio)? != 0 {
+            if wait.expired(&what) {
+                return Err(PciError::ResetTimeout {
+                    name: self.name.clone(),
+                    waited_ms: wait.limit_ms(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     fn revoke_shared(&self) {
         if let Some(id) = self.window {
             match tce::with(id, |w| w.revoke_shared()) {
@@ -181,20 +233,31 @@ impl Attach for PciAttachment {
     }
 }
 
-/// Sets up the block device of a virtio-pci function whose structures are `r`; `dma` is its
-/// host bridge's window. Returns the device and what was negotiated, for the report.
-pub fn block(
+/// A virtio-pci device's transport and attachment, before a driver takes them.
+struct Parts {
+    t: PciTransport,
+    at: PciAttachment,
+    iommu: bool,
+    /// What was negotiated, for the report.
+    detail: String,
+}
+
+/// The transport of the function at `at` whose structures are `r`, with the DMA its offered
+/// features call for: `dma` is its host bridge's window.
+fn parts(
     name: &str,
     config: RtasConfig,
     at: Bdf,
     r: Regions,
     dma: Option<DmaWindow>,
-) -> Result<(AnyDevice, String), DeviceError> {
+    device_id: u16,
+    timeout_us: u64,
+) -> Result<Parts, DeviceError> {
     let mmio = |error| PciError::Mmio {
         name: name.into(),
         error,
     };
-    let t = PciTransport::new(r, DeviceType::Block).map_err(mmio)?;
+    let t = PciTransport::new(r, device_id).map_err(mmio)?;
     let offered = t.offered();
     if offered & VERSION_1 == 0 {
         return Err(PciError::Legacy {
@@ -210,23 +273,6 @@ pub fn block(
     } else {
         None
     };
-    let at = PciAttachment {
-        name: name.into(),
-        window,
-        error: t.error_cell(),
-        notifies: t.notify_counter(),
-        common: r.common,
-        config,
-        at,
-        rings: 0,
-    };
-    // QEMU keeps the device configuration in the legacy byte order until VERSION_1 is
-    // negotiated: blk_size is read once the device is set up.
-    let block_size = |dev: Option<Mmio>| {
-        dev.filter(|_| offered & VIRTIO_BLK_F_BLK_SIZE != 0)
-            .and_then(|d| d.read32(BLK_SIZE_OFFSET as u64).ok())
-            .and_then(plausible_block_size)
-    };
     let detail = alloc::format!(
         "offered {offered:#x}; {}",
         match (iommu, dma) {
@@ -237,18 +283,178 @@ pub fn block(
             _ => String::from("no VIRTIO_F_ACCESS_PLATFORM: real addresses"),
         }
     );
-    let dev: Box<dyn crate::dev::BlockDevice> = if iommu {
-        let mut b = VirtioBlk::<VioHal, PciTransport, PciAttachment>::start(at, t, 512)?;
+    let at = PciAttachment {
+        name: name.into(),
+        window,
+        error: t.error_cell(),
+        notifies: t.notify_counter(),
+        common: r.common,
+        config,
+        at,
+        rings: 0,
+        timeout_us,
+    };
+    Ok(Parts {
+        t,
+        at,
+        iommu,
+        detail,
+    })
+}
+
+/// Sets up the block device of a virtio-pci function whose structures are `r`; `dma` is its
+/// host bridge's window. Returns the device and what was negotiated, for the report.
+pub fn block(
+    name: &str,
+    config: RtasConfig,
+    at: Bdf,
+    r: Regions,
+    dma: Option<DmaWindow>,
+    timeout_us: u64,
+) -> Result<(AnyDevice, String), DeviceError> {
+    let p = parts(name, config, at, r, dma, VIRTIO_BLOCK, timeout_us)?;
+    let offered = p.t.offered();
+    // QEMU keeps the device configuration in the legacy byte order until VERSION_1 is
+    // negotiated: blk_size is read once the device is set up.
+    let block_size = |dev: Option<Mmio>| {
+        dev.filter(|_| offered & VIRTIO_BLK_F_BLK_SIZE != 0)
+            .and_then(|d| d.read32(BLK_SIZE_OFFSET as u64).ok())
+            .and_then(plausible_block_size)
+    };
+    let dev: Box<dyn crate::dev::BlockDevice> = if p.iommu {
+        let mut b = VirtioBlk::<VioHal, PciTransport, PciAttachment>::start(p.at, p.t, 512)?;
         if let Some(bs) = block_size(r.device) {
             b.set_block_size(bs);
         }
         Box::new(b)
     } else {
-        let mut b = VirtioBlk::<RealHal, PciTransport, PciAttachment>::start(at, t, 512)?;
+        let mut b = VirtioBlk::<RealHal, PciTransport, PciAttachment>::start(p.at, p.t, 512)?;
         if let Some(bs) = block_size(r.device) {
             b.set_block_size(bs);
         }
         Box::new(b)
     };
-    Ok((AnyDevice::Block(dev), detail))
+    Ok((AnyDevice::Block(dev), p.detail))
+}
+
+/// Sets up the virtio-fs device (QEMU's vhost-user-fs-pci) of a virtio-pci function, as for
+/// [`block`]: a share through the same driver as on virtio-vio.
+pub fn fs(
+    name: &str,
+    config: RtasConfig,
+    at: Bdf,
+    r: Regions,
+    dma: Option<DmaWindow>,
+    timeout_us: u64,
+) -> Result<(AnyDevice, String), DeviceError> {
+    let p = parts(name, config, at, r, dma, VIRTIO_FS, timeout_us)?;
+    let dev: Box<dyn crate::dev::FileSystem> = if p.iommu {
+        Box::new(Share::new(
+            VirtioFs::<VioHal, PciTransport, PciAttachment>::start(p.at, p.t)?,
+        ))
+    } else {
+        Box::new(Share::new(
+            VirtioFs::<RealHal, PciTransport, PciAttachment>::start(p.at, p.t)?,
+        ))
+    };
+    Ok((AnyDevice::FileSystem(dev), p.detail))
+}
+
+/// virtio-net (virtio 1.2, 5.1.3, 5.1.4): `mac` and `status` in the device configuration are
+/// valid with these features; the link is up when status bit 0 is set.
+const VIRTIO_NET_F_MAC: u64 = 1 << 5;
+const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
+const VIRTIO_NET_S_LINK_UP: u16 = 1;
+/// Offset of `status` in `struct virtio_net_config`, after the 6-byte MAC.
+const NET_STATUS_OFFSET: u64 = 6;
+
+/// Identifies a virtio-net device without driving it: features negotiated only so that the
+/// device configuration reads in virtio 1 byte order (QEMU keeps it in the legacy order
+/// before), its MAC and link status read, then the device reset and its bus mastering
+/// turned off. No queue is set up.
+pub fn net_identity(
+    name: &str,
+    mut config: RtasConfig,
+    at: Bdf,
+    r: Regions,
+) -> Result<String, PciError> {
+    let mmio = |error| PciError::Mmio {
+        name: name.into(),
+        error,
+    };
+    let mut t = PciTransport::new(r, VIRTIO_NET).map_err(mmio)?;
+    let offered = t.offered();
+    if offered & VERSION_1 == 0 {
+        return Err(PciError::Legacy {
+            name: name.into(),
+            offered,
+        });
+    }
+    let ack = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
+    t.reset();
+    t.set_status(ack);
+    t.write_driver_features(VERSION_1 | offered & (VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS));
+    t.set_status(ack | DeviceStatus::FEATURES_OK);
+    let accepted = t.get_status().contains(DeviceStatus::FEATURES_OK);
+    let mut text = String::new();
+    match r.device {
+        _ if !accepted => text.push_str("the device refused features VERSION_1, MAC, STATUS"),
+        None => text.push_str("no device configuration"),
+        Some(dev) => {
+            if offered & VIRTIO_NET_F_MAC != 0 {
+                let mut mac = [0u8; 6];
+                for (i, b) in mac.iter_mut().enumerate() {
+                    *b = dev.read8(i as u64).map_err(mmio)?;
+                }
+                text = alloc::format!(
+                    "MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    mac[0],
+                    mac[1],
+                    mac[2],
+                    mac[3],
+                    mac[4],
+                    mac[5]
+                );
+            } else {
+                text.push_str("no MAC offered");
+            }
+            if offered & VIRTIO_NET_F_STATUS != 0 {
+                let st = dev.read16(NET_STATUS_OFFSET).map_err(mmio)?;
+                let link = if st & VIRTIO_NET_S_LINK_UP != 0 {
+                    "up"
+                } else {
+                    "down"
+                };
+                text.push_str(&alloc::format!(", link {link} (status {st:#x})"));
+            } else {
+                text.push_str(", link status not offered");
+            }
+        }
+    }
+    t.reset();
+    if let Some(error) = t.take_error() {
+        return Err(mmio(error));
+    }
+    let function = |error| PciError::Function {
+        name: name.into(),
+        error: ::pci::PciError::Access(::pci::config::AccessError {
+            at,
+            reg: ::pci::config::COMMAND,
+            write: true,
+            error,
+        }),
+    };
+    let cmd = config
+        .read(at, ::pci::config::COMMAND, 2)
+        .map_err(function)?;
+    config
+        .write(
+            at,
+            ::pci::config::COMMAND,
+            2,
+            cmd & !u32::from(::pci::config::CMD_BUS_MASTER),
+        )
+        .map_err(function)?;
+    text.push_str("; not driven: device reset, bus mastering off");
+    Ok(text)
 }

@@ -32,7 +32,7 @@ pub fn bind(a: &Adapter, timeout_us: u64) -> Result<Bound, VioError> {
     let device = if h.device_id == device_id::FS {
         VirtioFs::over(a.name.clone(), t)
             .map(|d| AnyDevice::FileSystem(Box::new(Share::new(d))))
-            .map_err(|e| ("fs", e.into()))
+            .map_err(|e| ("fs", e))
     } else {
         VirtioBlk::over(a.name.clone(), t)
             .map(|b| {
@@ -173,6 +173,23 @@ impl super::virtio_blk::Attach for Attachment {
             adapter: self.name.clone(),
             queue: 0,
             error: QueueError::ShutDown,
+        }
+        .into()
+    }
+
+    fn queue_failed(&self, queue: u16, error: QueueError) -> DeviceError {
+        VioError::Queue {
+            adapter: self.name.clone(),
+            queue,
+            error,
+        }
+        .into()
+    }
+
+    fn bad_config(&self, what: &'static str) -> DeviceError {
+        VioError::BadConfig {
+            adapter: self.name.clone(),
+            what,
         }
         .into()
     }

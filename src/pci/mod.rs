@@ -87,6 +87,11 @@ pub enum PciError {
     ShutDown {
         name: String,
     },
+    /// A device reset that did not read back 0 within the bound.
+    ResetTimeout {
+        name: String,
+        waited_ms: u64,
+    },
 }
 
 impl fmt::Display for PciError {
@@ -108,6 +113,10 @@ impl fmt::Display for PciError {
             ),
             PciError::Driver { name, error } => write!(f, "{name}: {error}"),
             PciError::ShutDown { name } => write!(f, "{name}: the device was shut down"),
+            PciError::ResetTimeout { name, waited_ms } => write!(
+                f,
+                "{name}: device status still not 0 {waited_ms} ms after a reset"
+            ),
         }
     }
 }

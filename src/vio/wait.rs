@@ -24,6 +24,11 @@ impl Patience {
         }
     }
 
+    /// The bound, in milliseconds.
+    pub fn limit_ms(&self) -> u64 {
+        self.limit_us / 1000
+    }
+
     /// Whether the bound has passed. After the first second, and each second after that, prints
     /// `# <what>: still waiting, N s of M s` so a slow partner is visible before it is a failure.
     pub fn expired(&mut self, what: &dyn fmt::Display) -> bool {

@@ -58,7 +58,8 @@ pub struct Regions {
 /// One virtio-pci device.
 pub struct PciTransport {
     r: Regions,
-    device_type: DeviceType,
+    /// virtio's device id (virtio-drivers has no `DeviceType` for virtio-fs, 26).
+    device_id: u16,
     /// Features the device offered (read once).
     offered: u64,
     /// The first MMIO failure, shared with the device's attachment.
@@ -71,8 +72,9 @@ pub struct PciTransport {
 }
 
 impl PciTransport {
-    /// A transport over `r` for a device of type `device_type`; reads the offered features.
-    pub fn new(r: Regions, device_type: DeviceType) -> Result<PciTransport, MmioError> {
+    /// A transport over `r` for a device with virtio id `device_id`; reads the offered
+    /// features.
+    pub fn new(r: Regions, device_id: u16) -> Result<PciTransport, MmioError> {
         if r.common.len() < COMMON_LEN {
             return Err(MmioError::OutOfRange {
                 offset: 0,
@@ -82,7 +84,7 @@ impl PciTransport {
         }
         let mut t = PciTransport {
             r,
-            device_type,
+            device_id,
             offered: 0,
             error: Rc::new(Cell::new(None)),
             notify_at: Vec::new(),
@@ -155,7 +157,13 @@ impl PciTransport {
 
 impl Transport for PciTransport {
     fn device_type(&self) -> DeviceType {
-        self.device_type
+        // virtio-drivers never asks; vioboot's drivers know the id they were given.
+        DeviceType::try_from(u32::from(self.device_id)).unwrap_or_else(|_| {
+            panic!(
+                "virtio-pci device id {} has no virtio-drivers DeviceType",
+                self.device_id
+            )
+        })
     }
 
     fn read_device_features(&mut self) -> u64 {

@@ -102,6 +102,15 @@ pub enum QueueError {
     NotInFlight { token: u16 },
     /// The queue is gone (the device was shut down).
     ShutDown,
+    /// The device offers no such queue (its size reads 0).
+    Unavailable,
+    /// The device's queue is smaller than the driver's ring.
+    TooSmall { size: u32, want: u32 },
+    /// The device completed none of the chains in flight within the transport's bound: it is
+    /// given up (its buffers are never freed, nothing more is sent).
+    NoCompletion { waited_ms: u64, missing: usize },
+    /// A request after the device was given up.
+    GaveUp,
 }
 
 impl fmt::Display for QueueError {
@@ -116,6 +125,19 @@ impl fmt::Display for QueueError {
                 "the device returned descriptor {token}, which was not in flight"
             ),
             QueueError::ShutDown => write!(f, "device shut down"),
+            QueueError::Unavailable => write!(f, "the device offers no such queue (size 0)"),
+            QueueError::TooSmall { size, want } => write!(
+                f,
+                "the device's queue holds {size} descriptors, the driver needs {want}"
+            ),
+            QueueError::NoCompletion { waited_ms, missing } => write!(
+                f,
+                "no completion within {waited_ms} ms ({missing} request(s) in flight): the device is given up"
+            ),
+            QueueError::GaveUp => write!(
+                f,
+                "the device was given up after leaving a request uncompleted"
+            ),
         }
     }
 }

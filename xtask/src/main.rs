@@ -299,6 +299,10 @@ fn test() -> Result {
         "the disk boot tests (tests/disk.rs)",
     )?;
     ensure_apt(&["swtpm"], "the vTPM tests (tests/vtpm.rs)")?;
+    ensure_apt(
+        &["qemu-system-common"],
+        "virtiofsd for the vhost-user-fs-pci tests (tests/pci.rs)",
+    )?;
     status(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--check"]),

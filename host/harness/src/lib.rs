@@ -59,6 +59,9 @@ pub struct Qemu {
     pub extra: Vec<String>,
     /// Typed on the console once a line containing the first string appears.
     pub input: Option<(String, Vec<u8>)>,
+    /// Guest memory as a shared memfd (`memory-backend-memfd,share=on`), which a vhost-user
+    /// daemon such as virtiofsd needs to reach the rings.
+    pub shared_memory: bool,
 }
 
 impl Qemu {
@@ -72,6 +75,7 @@ impl Qemu {
             memory: "1G".into(),
             extra: Vec::new(),
             input: None,
+            shared_memory: false,
         }
     }
 
@@ -97,6 +101,9 @@ impl Qemu {
         if let Some(a) = self.kernel_addr {
             machine.push_str(&format!(",kernel-addr={a:#x}"));
         }
+        if self.shared_memory {
+            machine.push_str(",memory-backend=mem");
+        }
         let mut a: Vec<String> = vec![
             // Debian's SLOF and VOF, also for the QEMU built from source (it has none of its own).
             "-L".into(),
@@ -113,6 +120,13 @@ impl Qemu {
             "-action".into(),
             "panic=exit-failure".into(),
         ];
+        if self.shared_memory {
+            a.push("-object".into());
+            a.push(format!(
+                "memory-backend-memfd,id=mem,size={},share=on",
+                self.memory
+            ));
+        }
         match self.boot {
             Boot::Slof | Boot::Vof => {
                 a.push("-kernel".into());
@@ -891,6 +905,105 @@ impl Swtpm {
 }
 
 impl Drop for Swtpm {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Debian's virtiofsd (QEMU 7.2's C daemon, package `qemu-system-common`).
+pub const VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
+
+/// One virtiofsd serving a folder to one QEMU run over a vhost-user socket; killed when
+/// dropped (it also exits by itself when QEMU disconnects).
+pub struct Virtiofsd {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Virtiofsd {
+    /// Starts `virtiofsd --socket-path=DIR/<name>.sock -o source=SHARE -o cache=none -o
+    /// sandbox=chroot` and waits (5 s at most) for its socket. `sandbox=chroot` keeps it one
+    /// process (the namespace sandbox forks a child that would not see signals sent to it);
+    /// `cache=none` so every read reaches the device's queue.
+    pub fn start(dir: &Path, name: &str, share: &Path) -> std::io::Result<Virtiofsd> {
+        std::fs::create_dir_all(dir)?;
+        let socket = dir.join(format!("{name}.sock"));
+        let log = dir.join(format!("{name}.log"));
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new(VIRTIOFSD)
+            .arg(format!("--socket-path={}", socket.display()))
+            .args(["-o", &format!("source={}", share.display())])
+            .args(["-o", "cache=none", "-o", "sandbox=chroot"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(dir.join(format!("{name}.err")))?)
+            .spawn()
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start {VIRTIOFSD} (Debian package qemu-system-common): {e}"),
+                )
+            })?;
+        let d = Virtiofsd {
+            child: Some(child),
+            socket,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !d.socket.exists() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "virtiofsd made no socket within 5 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(d)
+    }
+
+    /// QEMU arguments for a vhost-user-fs-pci device `id` with `tag` served by this daemon;
+    /// `at` (`bus=...,addr=...`) places it. The run needs [`Qemu::shared_memory`].
+    pub fn qemu_args(&self, id: &str, tag: &str, at: &str) -> Vec<String> {
+        let mut dev = format!("vhost-user-fs-pci,chardev={id},tag={tag}");
+        if !at.is_empty() {
+            dev.push(',');
+            dev.push_str(at);
+        }
+        vec![
+            "-chardev".into(),
+            format!("socket,id={id},path={}", self.socket.display()),
+            "-device".into(),
+            dev,
+        ]
+    }
+
+    /// Sends the daemon `signal` (`STOP`, `CONT`, `KILL`) through kill(1), by its id.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// What it printed on stderr (its messages) and stdout.
+    pub fn log(&self) -> String {
+        let err = self.log.with_extension("err");
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            std::fs::read_to_string(err).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Virtiofsd {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
