@@ -204,6 +204,22 @@ impl Drop for DmaPages {
     }
 }
 
+/// Reads the little-endian u16 at `addr` in the pool (a virtqueue ring's index, which a
+/// device may change at any time); `None` outside the pool or unaligned.
+pub fn read_pool_u16(addr: RealAddr) -> Option<u16> {
+    let p = POOL.lock();
+    let pool = p.as_ref()?;
+    let end = pool.base + pool.bits.len() as u64 * PAGE_SIZE;
+    if addr.0 < pool.base || addr.0.checked_add(2)? > end || !addr.0.is_multiple_of(2) {
+        return None;
+    }
+    // SAFETY: an aligned u16 inside the pool, which `init_pool` gave vioboot; volatile, since
+    // the device writes it.
+    Some(u16::from_le(unsafe {
+        core::ptr::read_volatile(addr.0 as *const u16)
+    }))
+}
+
 /// Writes big-endian u64s at the start of one pool page (an H_PUT_TCE_INDIRECT list).
 pub fn write_be_u64s(page: RealAddr, values: &[u64]) {
     assert!(

@@ -402,3 +402,41 @@ fn a_killed_virtiofsd_is_a_named_failure_within_the_bound() {
         run.output
     );
 }
+
+/// A virtio-blk-pci disk throttled to 1 byte/s (QEMU's `throttling.bps-total`) never completes
+/// a read within `vioboot.vio-timeout` (3 s): virtio-drivers would spin on its used ring for
+/// ever, so vioboot stops with a panic naming the device, the queue and the bound (os-term,
+/// exit 1). The disk translates through the TCE window (iommu_platform=on), so the wait finds
+/// its ring through H_GET_TCE.
+#[test]
+fn a_blk_pci_request_that_never_completes_stops_vioboot_by_name() {
+    let dir = scratch("blk-stall");
+    let disk = dir.join("slow.img");
+    vioboot_harness::pattern_disk(&disk, 8).expect("disk");
+    let mut q = qemu(Boot::Bios).append("vioboot.vio-timeout=3000");
+    q.extra.extend([
+        "-drive".into(),
+        format!(
+            "file={},if=none,id=d0,format=raw,throttling.bps-total=1",
+            disk.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=d0,addr=6,disable-legacy=on,iommu_platform=on".into(),
+    ]);
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("run QEMU");
+    assert!(!run.timed_out(), "QEMU hung:\n{}", run.output);
+    let r = run.report();
+    assert!(r.is_complete(), "incomplete report:\n{}", run.output);
+    assert_eq!(r.verdict, Some(false), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(1), "{}", run.output);
+    run.assert_lines(&[
+        (
+            "pci 0000:00:06.0 features",
+            "VIRTIO_F_ACCESS_PLATFORM accepted",
+        ),
+        (
+            "panic",
+            "pci 0000:00:06.0: queue 0: no completion within 3000 ms (1 request(s) in flight)",
+        ),
+    ]);
+}

@@ -312,7 +312,14 @@ pub fn block(
     dma: Option<DmaWindow>,
     timeout_us: u64,
 ) -> Result<(AnyDevice, String), DeviceError> {
-    let p = parts(name, config, at, r, dma, VIRTIO_BLOCK, timeout_us)?;
+    let mut p = parts(name, config, at, r, dma, VIRTIO_BLOCK, timeout_us)?;
+    // virtio-drivers' block calls spin on the used ring once notified: the transport bounds
+    // that wait.
+    p.t.bound_notifications(vpci::Bound {
+        name: name.into(),
+        timeout_us,
+        liobn: dma.filter(|_| p.iommu).map(|w| w.liobn),
+    });
     let offered = p.t.offered();
     // QEMU keeps the device configuration in the legacy byte order until VERSION_1 is
     // negotiated: blk_size is read once the device is set up.

@@ -10,12 +10,16 @@
 //! failure cannot be returned through most `Transport` methods: the first is kept
 //! ([`PciTransport::take_error`]) and outranks what the driver made of it.
 
+use crate::hcall::{self, Ioba, Liobn, RealAddr};
+use crate::mem;
 use crate::pci::{Mmio, MmioError};
 use crate::vio::tce::{self, TceWindow};
+use crate::vio::Patience;
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::Cell;
+use papr::tce::{TCE_PAGE_SIZE as PAGE, TCE_READ, TCE_WRITE};
 use spin::Mutex;
 use vioboot_core::inventory::DmaWindow;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
@@ -69,6 +73,19 @@ pub struct PciTransport {
     notify_at: Vec<(u16, u64)>,
     /// Notifications sent, shared with the attachment (one per virtio-blk request).
     notifies: Rc<Cell<u64>>,
+    /// Set for a driver that spins on the used ring after notifying (virtio-drivers'
+    /// blocking calls): each notification then waits for it, within a bound.
+    bound: Option<Bound>,
+    /// Each set-up queue's avail and used ring indexes (real addresses), for [`Bound`].
+    ring_idx: Vec<(u16, RealAddr, RealAddr)>,
+}
+
+/// How a notification waits for the device: the device's name (for the failure), the bound,
+/// and the TCE window its ring addresses are IOBAs in (none: real addresses).
+pub struct Bound {
+    pub name: alloc::string::String,
+    pub timeout_us: u64,
+    pub liobn: Option<u32>,
 }
 
 impl PciTransport {
@@ -89,11 +106,60 @@ impl PciTransport {
             error: Rc::new(Cell::new(None)),
             notify_at: Vec::new(),
             notifies: Rc::new(Cell::new(0)),
+            bound: None,
+            ring_idx: Vec::new(),
         };
         t.offered = t.features_now();
         match t.error.take() {
             Some(e) => Err(e),
             None => Ok(t),
+        }
+    }
+
+    /// Makes every notification wait until the device has used every chain made available,
+    /// at most `b.timeout_us`; past it vioboot stops with a panic naming the device and
+    /// queue (virtio-drivers would spin on the used ring for ever).
+    pub fn bound_notifications(&mut self, b: Bound) {
+        self.bound = Some(b);
+    }
+
+    /// The real address behind `addr` as the device sees it: an IOBA in the window, looked
+    /// up with H_GET_TCE, or already real.
+    fn real(&self, addr: PhysAddr) -> Option<RealAddr> {
+        match self.bound.as_ref()?.liobn {
+            None => Some(RealAddr(addr)),
+            Some(l) => {
+                let page = addr & !(PAGE - 1);
+                let entry = hcall::get_tce(Liobn(l), Ioba(page)).ok()?;
+                (entry & (TCE_READ | TCE_WRITE) != 0)
+                    .then_some(RealAddr((entry & !(PAGE - 1)) | (addr & (PAGE - 1))))
+            }
+        }
+    }
+
+    /// After a notification: waits until the queue's used index reaches its avail index.
+    fn wait_used(&self, queue: u16) {
+        let Some(b) = &self.bound else { return };
+        let Some(&(_, avail, used)) = self.ring_idx.iter().find(|(q, _, _)| *q == queue) else {
+            return;
+        };
+        let (Some(want), Some(_)) = (mem::read_pool_u16(avail), mem::read_pool_u16(used)) else {
+            log::warn!("{}: queue {queue}: rings outside the page pool", b.name);
+            return;
+        };
+        let mut wait = Patience::new(b.timeout_us);
+        let what = alloc::format!("{} queue {queue}", b.name);
+        while mem::read_pool_u16(used) != Some(want) {
+            if wait.expired(&what) {
+                let done = mem::read_pool_u16(used).unwrap_or(want);
+                panic!(
+                    "{}: queue {queue}: no completion within {} ms ({} request(s) in flight)",
+                    b.name,
+                    wait.limit_ms(),
+                    want.wrapping_sub(done)
+                );
+            }
+            core::hint::spin_loop();
         }
     }
 
@@ -195,6 +261,7 @@ impl Transport for PciTransport {
         };
         self.record(self.r.notify.write16(at, queue));
         self.notifies.set(self.notifies.get() + 1);
+        self.wait_used(queue);
     }
 
     fn get_status(&self) -> DeviceStatus {
@@ -237,6 +304,12 @@ impl Transport for PciTransport {
         let at = self.notify_offset(queue);
         self.notify_at.retain(|(q, _)| *q != queue);
         self.notify_at.push((queue, at));
+        // virtio 1.2, 2.7.6 and 2.7.8: `idx` is the second u16 of the avail and used rings.
+        self.ring_idx.retain(|(q, _, _)| *q != queue);
+        if let (Some(avail), Some(used)) = (self.real(driver_area + 2), self.real(device_area + 2))
+        {
+            self.ring_idx.push((queue, avail, used));
+        }
     }
 
     /// virtio-pci cannot disable one queue (QEMU treats `queue_enable = 0` as a driver
@@ -244,6 +317,7 @@ impl Transport for PciTransport {
     fn queue_unset(&mut self, _queue: u16) {
         self.reset();
         self.notify_at.clear();
+        self.ring_idx.clear();
     }
 
     fn queue_used(&mut self, queue: u16) -> bool {
