@@ -1,6 +1,6 @@
 //! Devices as the rest of vioboot sees them, whatever bus and transport is behind: a block
 //! device, a file system and a TPM. The smoke checks and the loader are written against these traits
-//! only; a driver (`drivers`: virtio-vio and v-scsi now; virtio-pci later) implements them.
+//! only; a driver (`drivers`: virtio-vio, v-scsi, the vTPM, virtio-pci) implements them.
 
 pub mod block;
 pub mod fs;

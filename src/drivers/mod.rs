@@ -4,7 +4,8 @@
 //! reports. The v-scsi driver ([`vscsi`]) logs in to an SRP target and makes a block device of
 //! each disk LUN it reports; the LUNs share the adapter's CRQ and TCE window. The vTPM driver
 //! ([`vtpm`]) offers the adapter as a `dev::Tpm`. A PCI function ([`pci`]) is identified and
-//! reported (a virtio-pci device's structures checked).
+//! reported (a virtio-pci device's structures checked); a virtio-pci block device or file
+//! system goes through the same `virtio_blk`/`virtio_fs` drivers ([`virtio_pci`]).
 
 pub mod pci;
 pub mod virtio_blk;

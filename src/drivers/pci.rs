@@ -1,8 +1,9 @@
 //! PCI functions: each identified and reported (vendor, device, class, BARs, capabilities);
 //! for a virtio device its structures checked (common, notify, ISR, device configuration, each
-//! inside its BAR) and its common configuration read through MMIO, and a virtio block device
-//! handed to `drivers::virtio_pci`. A function the scan could not use, or a virtio device
-//! whose structures are missing or outside a BAR, fails naming why.
+//! inside its BAR) and its common configuration read through MMIO; a virtio block or
+//! file-system device handed to `drivers::virtio_pci`, a network device identified there (MAC,
+//! link) and left alone. A function the scan could not use fails naming why; a virtio device
+//! whose structures are missing or outside a BAR is skipped naming why.
 
 use super::{Bound, Unit};
 use crate::pci::{self, Function, PciError};

@@ -72,7 +72,7 @@ impl VirtioFs {
 
 /// Why a queue cannot be used, before virtio-drivers sees it: it does not exist (size 0) or
 /// is smaller than the driver's ring.
-fn check_queue<T: Transport>(t: &mut T, queue: u16, want: usize) -> Result<(), QueueError> {
+pub fn check_queue<T: Transport>(t: &mut T, queue: u16, want: usize) -> Result<(), QueueError> {
     match t.max_queue_size(queue) {
         0 => Err(QueueError::Unavailable),
         n if (n as usize) < want => Err(QueueError::TooSmall {
@@ -376,5 +376,176 @@ impl<H: Hal, T: Transport, A: Attach> FileSystem for Share<H, T, A> {
 
     fn as_device(&mut self) -> &mut dyn Device {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Set-up against a fake transport whose queues are missing or too small: a named error
+    //! before virtio-drivers allocates a ring, reported as a skip.
+    use super::*;
+    use crate::virtio::hal::RealHal;
+    use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus};
+    use virtio_drivers::PhysAddr;
+    use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+    /// A virtio-fs device with tag "t", one request queue, and the queue sizes given.
+    struct FakeTransport {
+        sizes: [u32; 2],
+        status: DeviceStatus,
+        queues_set: usize,
+    }
+
+    impl Transport for FakeTransport {
+        fn device_type(&self) -> DeviceType {
+            unreachable!("the driver never asks")
+        }
+        fn read_device_features(&mut self) -> u64 {
+            FsFeature::VERSION_1.bits()
+        }
+        fn write_driver_features(&mut self, _: u64) {}
+        fn max_queue_size(&mut self, queue: u16) -> u32 {
+            self.sizes.get(queue as usize).copied().unwrap_or(0)
+        }
+        fn notify(&mut self, _: u16) {}
+        fn get_status(&self) -> DeviceStatus {
+            self.status
+        }
+        fn set_status(&mut self, status: DeviceStatus) {
+            self.status = status;
+        }
+        fn set_guest_page_size(&mut self, _: u32) {}
+        fn requires_legacy_layout(&self) -> bool {
+            false
+        }
+        fn queue_set(&mut self, _: u16, _: u32, _: PhysAddr, _: PhysAddr, _: PhysAddr) {
+            self.queues_set += 1;
+        }
+        fn queue_unset(&mut self, _: u16) {}
+        fn queue_used(&mut self, _: u16) -> bool {
+            false
+        }
+        fn ack_interrupt(&mut self) -> InterruptStatus {
+            InterruptStatus::empty()
+        }
+        fn read_config_generation(&self) -> u32 {
+            0
+        }
+        fn read_config_space<T: FromBytes + IntoBytes>(
+            &self,
+            offset: usize,
+        ) -> Result<T, virtio_drivers::Error> {
+            let mut config = [0u8; TAG_LEN + 4];
+            config[0] = b't';
+            config[TAG_LEN] = 1;
+            let end = offset + core::mem::size_of::<T>();
+            T::read_from_bytes(
+                config
+                    .get(offset..end)
+                    .ok_or(virtio_drivers::Error::ConfigSpaceTooSmall)?,
+            )
+            .map_err(|_| virtio_drivers::Error::ConfigSpaceTooSmall)
+        }
+        fn write_config_space<T: IntoBytes + Immutable>(
+            &mut self,
+            _: usize,
+            _: T,
+        ) -> Result<(), virtio_drivers::Error> {
+            Ok(())
+        }
+    }
+
+    struct FakeAttach;
+
+    impl Attach for FakeAttach {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        fn settle<T>(&self, r: Result<T, virtio_drivers::Error>) -> Result<T, Error> {
+            r.map_err(|_| self.bad_config("driver error"))
+        }
+        fn failed(&self, _: virtio_drivers::Error) -> Error {
+            self.bad_config("driver error")
+        }
+        fn gone(&self) -> Error {
+            self.bad_config("gone")
+        }
+        fn queue_failed(&self, queue: u16, error: QueueError) -> Error {
+            Error::Queue {
+                device: "fake".into(),
+                queue,
+                error,
+            }
+        }
+        fn bad_config(&self, what: &'static str) -> Error {
+            Error::BadConfig {
+                device: "fake".into(),
+                what,
+            }
+        }
+        fn revoke_shared(&self) {}
+        fn rings_ready(&mut self) {}
+        fn pages_left_mapped(&self) -> usize {
+            0
+        }
+        fn stats(&self) -> TransportStats {
+            TransportStats::default()
+        }
+        fn shut_down(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn start(sizes: [u32; 2]) -> Result<(), Error> {
+        let t = FakeTransport {
+            sizes,
+            status: DeviceStatus::empty(),
+            queues_set: 0,
+        };
+        VirtioFs::<RealHal, FakeTransport, FakeAttach>::start(FakeAttach, t).map(|_| ())
+    }
+
+    #[test]
+    fn a_queue_of_size_0_is_named_and_skipped() {
+        let e = start([0, 128]).unwrap_err();
+        assert_eq!(
+            e,
+            Error::Queue {
+                device: "fake".into(),
+                queue: 0,
+                error: QueueError::Unavailable
+            }
+        );
+        assert!(e.unusable_device());
+        assert_eq!(
+            format!("{e}"),
+            "fake: queue 0: the device offers no such queue (size 0)"
+        );
+        let e = start([64, 0]).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Queue {
+                queue: 1,
+                error: QueueError::Unavailable,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_queue_smaller_than_the_ring_is_named() {
+        let e = start([64, 8]).unwrap_err();
+        assert_eq!(
+            e,
+            Error::Queue {
+                device: "fake".into(),
+                queue: 1,
+                error: QueueError::TooSmall { size: 8, want: 128 }
+            }
+        );
+        assert!(e.unusable_device());
     }
 }

@@ -10,7 +10,7 @@
 use super::virtio_blk::{
     plausible_block_size, Attach, VirtioBlk, BLK_SIZE_OFFSET, VIRTIO_BLK_F_BLK_SIZE,
 };
-use super::virtio_fs::{Share, VirtioFs};
+use super::virtio_fs::{check_queue, Share, VirtioFs};
 use crate::dev::{AnyDevice, DeviceError, TransportStats};
 use crate::pci::{Mmio, MmioError, PciError, RtasConfig};
 use crate::vio::{tce, Patience};
@@ -313,6 +313,12 @@ pub fn block(
     timeout_us: u64,
 ) -> Result<(AnyDevice, String), DeviceError> {
     let mut p = parts(name, config, at, r, dma, VIRTIO_BLOCK, timeout_us)?;
+    // A queue the device does not offer is named before virtio-drivers sees it (it would
+    // only say "invalid parameter").
+    if let Err(error) = check_queue(&mut p.t, 0, 1) {
+        let _ = Attach::shut_down(&p.at);
+        return Err(p.at.queue_failed(0, error));
+    }
     // virtio-drivers' block calls spin on the used ring once notified: the transport bounds
     // that wait.
     p.t.bound_notifications(vpci::Bound {

@@ -411,6 +411,21 @@ fn hostile_virtio_capabilities() {
             len: 16
         })
     );
+    // A device configuration past the end of its BAR, with everything else in place.
+    let r = run(base()
+        .cap(0x60, 9, 0x70, &vcap(2, 4, 0x3000, 0x1000, Some(4)))
+        .cap(0x70, 9, 0, &vcap(4, 4, 0x3f00, 0x200, None)));
+    assert_eq!(
+        r,
+        Err(VirtioCapError::OutsideBar {
+            at,
+            cap: 0x70,
+            bar: 4,
+            offset: 0x3f00,
+            length: 0x200,
+            bar_size: 0x4000
+        })
+    );
     let mut f = base().cap(0x60, 9, 0xf0, &vcap(2, 4, 0, 0x10, Some(4)));
     f = f.cap(0xf0, 9, 0, &vcap(4, 4, 0, 0x10, None)[..12]);
     f.cfg[0xf2] = 20;

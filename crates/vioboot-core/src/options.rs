@@ -133,7 +133,7 @@ pub struct Options<'a> {
     pub blk_verify_mib: u32,
     /// Run the virtio-vio block benchmark and print its numbers.
     pub bench: bool,
-    /// Milliseconds a virtio-vio request or handshake may take.
+    /// Milliseconds a virtio-vio, v-scsi, vTPM or virtio-pci request or handshake may take.
     pub vio_timeout_ms: u32,
     /// `vioboot.boot=PATH`: boot this kernel directly (no boot entries).
     pub boot: Option<&'a str>,
