@@ -14,6 +14,7 @@ use super::virtio_vio::Attachment;
 use crate::dev::fs::{Attr, DirEntry, FileSystem, FsError, Totals};
 use crate::dev::{Device, DeviceError as Error, TransportStats};
 use crate::virtio::{QueueError, VioError, VioHal, VioTransport};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -226,8 +227,7 @@ impl<H: Hal, T: Transport, A: Attach> FuseTransport for VirtioFs<H, T, A> {
     type Error = Error;
 
     fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), Error> {
-        if let Some((q, e)) = self.gave_up {
-            let _ = e;
+        if let Some((q, _)) = self.gave_up {
             return Err(self.at.queue_failed(q, QueueError::GaveUp));
         }
         let (at, t, h, r) = (
@@ -276,36 +276,87 @@ impl<H: Hal, T: Transport, A: Attach> Drop for VirtioFs<H, T, A> {
     }
 }
 
+/// A virtio-fs device as its share uses it, whatever the transport and DMA behind it: one
+/// FUSE client (`Fs<Box<dyn FsQueues>>`) serves every kind, so its code is in the image once.
+pub trait FsQueues {
+    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), Error>;
+    fn restarts(&self) -> u64;
+    fn pages_left_mapped(&self) -> usize;
+    fn stats(&self) -> TransportStats;
+    fn shut_down(&mut self) -> Result<(), Error>;
+    fn shutdown_detail(&self) -> &'static str;
+}
+
+impl<H: Hal, T: Transport, A: Attach> FsQueues for VirtioFs<H, T, A> {
+    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), Error> {
+        FuseTransport::submit(self, queue, batch)
+    }
+
+    fn restarts(&self) -> u64 {
+        FuseTransport::restarts(self)
+    }
+
+    fn pages_left_mapped(&self) -> usize {
+        self.at.pages_left_mapped()
+    }
+
+    fn stats(&self) -> TransportStats {
+        self.at.stats()
+    }
+
+    fn shut_down(&mut self) -> Result<(), Error> {
+        VirtioFs::shut_down(self)
+    }
+
+    fn shutdown_detail(&self) -> &'static str {
+        self.at.shutdown_detail()
+    }
+}
+
+impl FuseTransport for Box<dyn FsQueues> {
+    type Error = Error;
+
+    fn submit(&mut self, queue: Queue, batch: &mut [Call]) -> Result<(), Error> {
+        (**self).submit(queue, batch)
+    }
+
+    fn restarts(&self) -> u64 {
+        (**self).restarts()
+    }
+}
+
 /// A virtio-fs share: FUSE over a [`VirtioFs`], as a [`FileSystem`].
-pub struct Share<H: Hal = VioHal, T: Transport = VioTransport, A: Attach = Attachment> {
-    fs: Fs<VirtioFs<H, T, A>>,
+pub struct Share {
+    fs: Fs<Box<dyn FsQueues>>,
     name: String,
     tag: String,
     queues: u32,
 }
 
-impl<H: Hal, T: Transport, A: Attach> Share<H, T, A> {
-    pub fn new(dev: VirtioFs<H, T, A>) -> Self {
+impl Share {
+    pub fn new<H: Hal + 'static, T: Transport + 'static, A: Attach + 'static>(
+        dev: VirtioFs<H, T, A>,
+    ) -> Share {
         Share {
             name: dev.at.name().into(),
             tag: dev.tag.clone(),
             queues: dev.request_queues,
-            fs: Fs::new(dev),
+            fs: Fs::new(Box::new(dev)),
         }
     }
 }
 
-impl<H: Hal, T: Transport, A: Attach> Device for Share<H, T, A> {
+impl Device for Share {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn pages_left_mapped(&self) -> usize {
-        self.fs.transport_ref().at.pages_left_mapped()
+        self.fs.transport_ref().pages_left_mapped()
     }
 
     fn stats(&self) -> TransportStats {
-        self.fs.transport_ref().at.stats()
+        self.fs.transport_ref().stats()
     }
 
     fn shut_down(&mut self) -> Result<(), Error> {
@@ -313,11 +364,11 @@ impl<H: Hal, T: Transport, A: Attach> Device for Share<H, T, A> {
     }
 
     fn shutdown_detail(&self) -> &'static str {
-        self.fs.transport_ref().at.shutdown_detail()
+        self.fs.transport_ref().shutdown_detail()
     }
 }
 
-impl<H: Hal, T: Transport, A: Attach> FileSystem for Share<H, T, A> {
+impl FileSystem for Share {
     fn mount(&mut self) -> Result<String, FsError> {
         let i = self.fs.mount()?;
         Ok(format!(
