@@ -269,13 +269,13 @@ fn entry(l: &vioboot_harness::DebianLinux, options: &str) -> String {
 }
 
 /// Two boot shares on vhost-user-fs-pci, "a" and "b", each with one entry; `vioboot.fs-tag=b`
-/// picks the second. The kernel's initramfs reports the command line of b's entry.
-#[test]
-fn boots_linux_from_a_share_on_vhost_user_fs_pci() {
-    let dir = scratch("boot");
+/// picks the second. The kernel's initramfs reports the command line of b's entry; `handoff`
+/// is how vioboot entered it.
+fn boot_from_pci_share(boot: Boot, handoff: &str) {
+    let dir = scratch(&format!("boot-{}", boot.name()));
     let l = linux();
     let mut daemons = Vec::new();
-    let mut q = qemu(Boot::Bios).append("vioboot.mode=boot vioboot.fs-tag=b");
+    let mut q = qemu(boot).append("vioboot.mode=boot vioboot.fs-tag=b");
     for (tag, addr) in [("a", 3), ("b", 4)] {
         let share = dir.join(format!("share-{tag}"));
         vioboot_harness::boot_share(
@@ -301,6 +301,11 @@ fn boots_linux_from_a_share_on_vhost_user_fs_pci() {
         run.output
     );
     assert!(run.output.contains("sha256 verified"), "{}", run.output);
+    assert!(
+        run.output.contains(&format!("boot handoff: {handoff}")),
+        "{}",
+        run.output
+    );
     let marker = run
         .output
         .lines()
@@ -312,6 +317,16 @@ fn boots_linux_from_a_share_on_vhost_user_fs_pci() {
         run.output
     );
     assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+}
+
+#[test]
+fn boots_linux_from_a_pci_share_with_a_flattened_tree() {
+    boot_from_pci_share(Boot::Bios, "flattened tree");
+}
+
+#[test]
+fn boots_linux_from_a_pci_share_through_open_firmware() {
+    boot_from_pci_share(Boot::Slof, "Open Firmware");
 }
 
 /// A share whose virtiofsd is signalled with `signal` once vioboot reports the mount: the next

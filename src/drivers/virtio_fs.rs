@@ -71,6 +71,15 @@ impl VirtioFs {
     }
 }
 
+/// `<device> queue <n>`, for a wait's progress comments.
+struct QueueName<'a>(&'a str, u16);
+
+impl core::fmt::Display for QueueName<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} queue {}", self.0, self.1)
+    }
+}
+
 /// Why a queue cannot be used, before virtio-drivers sees it: it does not exist (size 0) or
 /// is smaller than the driver's ring.
 pub fn check_queue<T: Transport>(t: &mut T, queue: u16, want: usize) -> Result<(), QueueError> {
@@ -131,10 +140,6 @@ impl<H: Hal, T: Transport, A: Attach> VirtioFs<H, T, A> {
         Err(dev.at.bad_config(what))
     }
 
-    pub fn attachment(&self) -> &A {
-        &self.at
-    }
-
     /// Stops the device (a reset where the transport has one), then frees the queues and
     /// shuts the device down (reset, every mapping withdrawn). Queues a silent device may
     /// still use are freed only if the reset went through, else kept for good.
@@ -181,7 +186,7 @@ impl<H: Hal, T: Transport, A: Attach> VirtioFs<H, T, A> {
         }
         // On virtio-vio every chain is done when notify returns; virtio-pci is polled.
         let mut patience = at.patience();
-        let what = format!("{} queue {idx}", at.name());
+        let what = QueueName(at.name(), idx);
         while !tokens.is_empty() {
             let Some(token) = q.peek_used() else {
                 let Some(p) = patience.as_mut() else {

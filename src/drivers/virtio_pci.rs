@@ -1,11 +1,12 @@
 //! The virtio-pci driver: a modern virtio-pci block device or file system over
 //! `virtio::pci::PciTransport`, through the same `drivers::virtio_blk` and
-//! `drivers::virtio_fs` as on virtio-vio. Requests wait for their used entries at most
-//! `vioboot.vio-timeout` (a device that stays silent is a named failure, not a hang). A device that offers
-//! VIRTIO_F_ACCESS_PLATFORM gets IOBAs in its host bridge's TCE window (`ibm,dma-window`,
-//! one `vio::tce` window per bridge, buffers mapped per request through `VioHal`); one that
-//! does not gets real addresses (`RealHal`). Shutdown resets the device, turns its bus
-//! mastering off, and leaves none of its TCEs mapped.
+//! `drivers::virtio_fs` as on virtio-vio; a network device identified, not driven. Requests
+//! wait for their used entries at most `vioboot.vio-timeout` (a device that stays silent is a
+//! named failure, not a hang). A device that offers VIRTIO_F_ACCESS_PLATFORM gets IOBAs in
+//! its host bridge's TCE window (`ibm,dma-window`, one `vio::tce` window per bridge, buffers
+//! mapped per request through `VioHal`); one that does not gets real addresses (`RealHal`).
+//! Shutdown resets the device, turns its bus mastering off, and leaves none of its TCEs
+//! mapped.
 
 use super::virtio_blk::{
     plausible_block_size, Attach, VirtioBlk, BLK_SIZE_OFFSET, VIRTIO_BLK_F_BLK_SIZE,

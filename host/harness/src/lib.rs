@@ -839,6 +839,14 @@ mod tests {
             b.contains("-bios /img/vioboot.bin") && !b.contains("-kernel"),
             "{b}"
         );
+        let mut m = Qemu::new(Boot::Slof, "/img");
+        m.shared_memory = true;
+        let m = m.args().join(" ");
+        assert!(
+            m.contains("-M pseries,memory-backend=mem")
+                && m.contains("-object memory-backend-memfd,id=mem,size=1G,share=on"),
+            "{m}"
+        );
     }
 }
 
