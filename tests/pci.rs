@@ -10,7 +10,8 @@
 //! unmapped after its request, and a shutdown that resets the device. The virtio-fs share gets
 //! the virtio-vio share's checks through the same driver; the network device is identified
 //! (MAC, link) and left alone. Debian's kernel boots from a share on vhost-user-fs-pci, picked
-//! by `vioboot.fs-tag`; a virtiofsd stopped or killed mid-run is a named failure within
+//! by `vioboot.fs-tag`; a virtiofsd stopped or killed mid-run, and a virtio-blk-pci disk
+//! throttled until it never completes in time, are named failures within
 //! `vioboot.vio-timeout`, never a hang.
 //!
 //! Debian's QEMU is used: the project's own build has no vhost-user. Needs the image (`cargo

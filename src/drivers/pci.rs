@@ -5,6 +5,7 @@
 //! link) and left alone. A function the scan could not use fails naming why; a virtio device
 //! whose structures are missing or outside a BAR is skipped naming why.
 
+use super::virtio_pci::{VIRTIO_BLOCK, VIRTIO_FS, VIRTIO_NET};
 use super::{Bound, Unit};
 use crate::pci::{self, Function, PciError};
 use crate::virtio::pci::Regions;
@@ -14,8 +15,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use vioboot_core::inventory::DmaWindow;
-
-use super::virtio_pci::{VIRTIO_BLOCK, VIRTIO_FS, VIRTIO_NET};
 
 /// What a base class is (PCI code and ID assignment, the classes seen on pseries).
 fn class_name(class: u32) -> &'static str {
