@@ -177,3 +177,52 @@ impl AnyDevice {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::pci::virtio::VirtioCapError;
+    use ::pci::Bdf;
+
+    /// A device that presents itself unusably is a skip; vioboot's own failures, and a
+    /// device that stopped answering, are failures.
+    #[test]
+    fn which_device_errors_are_skips() {
+        let at = Bdf {
+            bus: 0,
+            device: 1,
+            function: 0,
+        };
+        let caps = DeviceError::Pci(PciError::VirtioCaps {
+            name: "pci 0000:00:01.0".into(),
+            error: VirtioCapError::OutsideBar {
+                at,
+                cap: 0x70,
+                bar: 4,
+                offset: 0x3f00,
+                length: 0x200,
+                bar_size: 0x4000,
+            },
+        });
+        assert!(caps.unusable_device());
+        assert!(format!("{caps}").contains("reach past BAR4's 0x4000 bytes"));
+        let queue = |error| DeviceError::Queue {
+            device: "d".into(),
+            queue: 1,
+            error,
+        };
+        assert!(queue(QueueError::Unavailable).unusable_device());
+        assert!(queue(QueueError::TooSmall { size: 8, want: 128 }).unusable_device());
+        let silent = queue(QueueError::NoCompletion {
+            waited_ms: 3000,
+            missing: 2,
+        });
+        assert!(!silent.unusable_device());
+        assert_eq!(
+            format!("{silent}"),
+            "d: queue 1: no completion within 3000 ms (2 request(s) in flight): the device is given up"
+        );
+        assert!(!queue(QueueError::GaveUp).unusable_device());
+        assert!(!DeviceError::Pci(PciError::ShutDown { name: "d".into() }).unusable_device());
+    }
+}
