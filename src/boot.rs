@@ -3,7 +3,7 @@
 //! the pieces live in `loader/` and report nothing themselves.
 //!
 //! Every file system vioboot can read is a candidate source: each virtio-fs share, and each
-//! ext2/3/4 partition of each disk (`volume`). `vioboot.source` picks one (a share's tag, a
+//! ext2/3/4 and FAT partition of each disk (`volume`). `vioboot.source` picks one (a share's tag, a
 //! disk and partition number, `label=`, `uuid=`), `vioboot.fs-tag` a share by its tag; by
 //! default the first, in adapter order, that holds `/loader/entries` or `/boot/loader/entries`.
 //!
@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::firmware::{Firmware, FirmwareError, Regions};
 use crate::hcall::UnitAddress;
 use crate::loader::{entries, load, measure, menu, EventLog, Loaded};
-use crate::volume::{self, ext4::Ext4Fs, partition::Partition};
+use crate::volume::{self, ext4::Ext4Fs, fat::FatFs, partition::Partition};
 use crate::{cprintln, report};
 use alloc::boxed::Box;
 use alloc::format;
@@ -330,7 +330,7 @@ fn candidates(fw: &dyn Firmware, inv: &Inventory, opts: &Options) -> (Sources, V
     (src, unreadable)
 }
 
-/// A disk's partition table as a `boot disk` line; its ext partitions become candidates, the
+/// A disk's partition table as a `boot disk` line; its ext and FAT partitions become candidates, the
 /// others are kept to be named. A disk with no candidate is shut down.
 fn scan_disk(
     b: Box<dyn crate::dev::BlockDevice>,
@@ -370,6 +370,17 @@ fn scan_disk(
                 fs: Box::new(Ext4Fs::new(Box::new(p), sb.clone())),
                 mounted: None,
             }),
+            FsKind::Fat { label, uuid, .. } => cands.push(Candidate {
+                place: Place::Partition {
+                    disk: name.clone(),
+                    number: v.part.number,
+                    name: v.part.name.clone(),
+                    part_uuid: v.part.uuid.clone(),
+                    fs_uuid: uuid.clone(),
+                },
+                fs: Box::new(FatFs::new(Box::new(p), label)),
+                mounted: None,
+            }),
             other => unreadable.push(Unreadable {
                 name: format!("{name}:{}", v.part.number),
                 what: v.describe(),
@@ -401,7 +412,7 @@ fn choose(
                     Source::Tag(_) => false,
                 })
                 .map_or(String::from("no share or readable partition matches"), |u| {
-                    format!("{} holds {}, which vioboot does not read (ext2/3/4 and virtio-fs only)", u.name, u.what)
+                    format!("{} holds {}, which vioboot does not read (ext2/3/4, FAT and virtio-fs only)", u.name, u.what)
                 });
             report::fail("boot source", &format!("vioboot.source={src}: {why}"), &[]);
             return None;

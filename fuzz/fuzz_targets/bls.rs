@@ -1,6 +1,6 @@
 //! Boot Loader Specification entries and loader.conf from a share or disk: parsing, version
-//! comparison, ordering and the default glob. The input is split into a loader.conf and
-//! several entries at NUL bytes.
+//! comparison, ordering, hiding, menu titles and the default glob (fnmatch classes included).
+//! The input is split into a loader.conf and several entries at NUL bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(i, t)| bls::parse_entry(&format!("e{i}.conf"), t))
         .collect();
+    for e in &entries {
+        let _ = (e.hidden(), e.unused(), e.is_bad());
+    }
     bls::sort(&mut entries);
+    let _ = bls::menu_titles(&entries);
     let _ = bls::default_index(&entries, conf.default.as_deref());
     if let [a, b, ..] = entries.as_slice() {
         let _ = bls::vercmp(

@@ -66,10 +66,12 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
         };
     }
     let entries_dir = format!("{}/loader/entries", want.root);
+    let conf_path = format!("{}/loader/loader.conf", want.root);
     let conf = fs
-        .read_file(&format!("{}/loader/loader.conf", want.root))
+        .read_file(&conf_path)
         .map(|b| bls::parse_loader_conf(&String::from_utf8_lossy(&b)))
         .unwrap_or_default();
+    notes.extend(conf.ignored.iter().map(|i| format!("{conf_path}: {i}")));
     let mut list = Vec::new();
     match fs.list_dir(&entries_dir) {
         Ok(names) => {
@@ -79,6 +81,11 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
                     Ok(b) => {
                         let e = bls::parse_entry(&n.name, &String::from_utf8_lossy(&b));
                         notes.extend(e.ignored.iter().map(|i| format!("{path}: {i}")));
+                        if let Some(why) = e.hidden() {
+                            notes.push(format!("{path}: not offered: {why}"));
+                            continue;
+                        }
+                        notes.extend(e.unused().iter().map(|u| format!("{path}: {u}")));
                         list.push(e);
                     }
                     Err(e) => notes.push(format!("{e}")),
@@ -151,6 +158,59 @@ mod tests {
             e.list[e.default].id, "linux-6.10",
             "vioboot.default overrides"
         );
+    }
+
+    #[test]
+    fn hidden_entries_are_left_out_with_the_reason_and_unused_keys_noted() {
+        let mut fs = MemFs::new(&[
+            (
+                "/loader/loader.conf",
+                b"default fedora-*\ntimeout menu-hidden\nbeep on\n",
+            ),
+            (
+                "/loader/entries/fedora-6.9.conf",
+                b"title Fedora\nversion 6.9.1\nsort-key fedora\nlinux /v69\ninitrd /a\ninitrd /b\n",
+            ),
+            (
+                "/loader/entries/fedora-6.10.conf",
+                b"title Fedora\nversion 6.10.2\nsort-key fedora\nlinux /v610\ndevicetree /x.dtb\n",
+            ),
+            (
+                "/loader/entries/aarch64.conf",
+                b"title Other\narchitecture aa64\nlinux /v\n",
+            ),
+            (
+                "/loader/entries/shim.conf",
+                b"title Shim\nefi /EFI/shim.efi\n",
+            ),
+            ("/loader/entries/empty.conf", b"title Nothing\n"),
+        ]);
+        let e = read(&mut fs, &wanted(None));
+        assert_eq!(
+            ids(&e),
+            ["fedora-6.10", "fedora-6.9"],
+            "newest version first"
+        );
+        assert_eq!(e.list[e.default].id, "fedora-6.10");
+        assert_eq!(e.timeout, Some(0));
+        assert_eq!(e.list[1].initrd, ["/a", "/b"]);
+        for (file, why) in [
+            ("aarch64.conf", "architecture aa64"),
+            ("shim.conf", "no EFI system"),
+            ("empty.conf", "neither linux nor efi"),
+            ("fedora-6.10.conf", "devicetree /x.dtb ignored"),
+            ("loader.conf", "`beep` not used"),
+        ] {
+            assert!(
+                e.notes.iter().any(|n| n.contains(file) && n.contains(why)),
+                "{file}: {why}: {:?}",
+                e.notes
+            );
+        }
+    }
+
+    fn ids(e: &Entries) -> Vec<&str> {
+        e.list.iter().map(|e| e.id.as_str()).collect()
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::dev::fs::{FileSystem, FsError};
 use crate::{cprintln, mem, time};
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use vioboot_core::bls::Entry;
 use vioboot_core::elf::{self, ElfError};
@@ -194,12 +195,11 @@ pub fn load_measured(
         }
     }
     let load_us = (time::now_us() - start).max(1);
-    let (initrd, initrd_sha256) = match e.initrd.first() {
-        None => (None, None),
-        Some(path) => {
-            let (r, d) = load_initrd(fs, path, e.initrd_sha256, measure, dest, h)?;
-            (Some(r), d.map(|d| (path.clone(), d)))
-        }
+    let (initrd, initrd_sha256) = if e.initrd.is_empty() {
+        (None, None)
+    } else {
+        let (r, d) = load_initrds(fs, &e.initrd, e.initrd_sha256, measure, dest, h)?;
+        (Some(r), d)
     };
     Ok(Loaded {
         kernel: dest,
@@ -215,56 +215,97 @@ pub fn load_measured(
     })
 }
 
-/// The initrd, well above the kernel at `kernel`, and its SHA-256 if it was hashed.
-fn load_initrd(
+/// What was hashed and its SHA-256.
+type Digest = (String, [u8; 32]);
+
+/// The initrds, one after the other in the order listed (each but the last padded with zeros
+/// to 4 bytes, where Linux looks for the next cpio archive), well above the kernel at `kernel`.
+/// With one initrd, its SHA-256 if it was hashed; with several, the hash of everything placed,
+/// under the paths joined with ` + `. `want` pins the first initrd's SHA-256.
+fn load_initrds(
     fs: &mut dyn FileSystem,
-    path: &str,
+    paths: &[String],
     want: Option<[u8; 32]>,
     measure: bool,
     kernel: Range,
     h: &mut dyn Handoff,
-) -> Result<(Range, Option<[u8; 32]>), LoadError> {
-    let a = fs.stat(path)?;
-    if a.size == 0 {
-        return Err(LoadError::EmptyInitrd { path: path.into() });
+) -> Result<(Range, Option<Digest>), LoadError> {
+    let mut sizes = Vec::with_capacity(paths.len());
+    let mut total = 0u64;
+    for (i, path) in paths.iter().enumerate() {
+        let size = fs.stat(path)?.size;
+        if size == 0 {
+            return Err(LoadError::EmptyInitrd { path: path.clone() });
+        }
+        let padded = if i + 1 < paths.len() {
+            size.next_multiple_of(4)
+        } else {
+            size
+        };
+        total = total.saturating_add(padded);
+        sizes.push((size, padded));
     }
-    let r = h.take_initrd(a.size, kernel.end)?;
+    let r = h.take_initrd(total, kernel.end)?;
     // SAFETY: as for the kernel image.
     let buf = unsafe { mem::region_mut(r) };
-    let mut sha = (want.is_some() || measure).then(Sha256::new);
-    let mut n = 0usize;
-    fs.read_stream(path, None, &mut |piece| {
-        if let Some(sha) = sha.as_mut() {
-            sha.update(piece);
-        }
-        if n + piece.len() <= buf.len() {
-            buf[n..n + piece.len()].copy_from_slice(piece);
-        }
-        n += piece.len();
-    })?;
-    if n as u64 != a.size {
-        return Err(LoadError::ShortRead {
-            path: path.into(),
-            read: n as u64,
-            size: a.size,
-        });
-    }
-    let got = sha.map(Sha256::finish);
-    if let (Some(want), Some(got)) = (want, got) {
-        if got != want {
-            return Err(LoadError::Digest {
-                path: path.into(),
-                want,
-                got,
-                initrd: true,
+    let several = paths.len() > 1;
+    let mut whole = (measure && several).then(Sha256::new);
+    let mut at = 0usize;
+    let mut first_digest = None;
+    for (i, (path, &(size, padded))) in paths.iter().zip(&sizes).enumerate() {
+        let mut sha = (i == 0 && (want.is_some() || (measure && !several))).then(Sha256::new);
+        let start = at;
+        let mut n = 0u64;
+        fs.read_stream(path, None, &mut |piece| {
+            if let Some(sha) = sha.as_mut() {
+                sha.update(piece);
+            }
+            if let Some(w) = whole.as_mut() {
+                w.update(piece);
+            }
+            let to = start as u64 + n;
+            if to + piece.len() as u64 <= start as u64 + size {
+                buf[to as usize..to as usize + piece.len()].copy_from_slice(piece);
+            }
+            n += piece.len() as u64;
+        })?;
+        if n != size {
+            return Err(LoadError::ShortRead {
+                path: path.clone(),
+                read: n,
+                size,
             });
+        }
+        let pad = &mut buf[start + size as usize..start + padded as usize];
+        pad.fill(0);
+        if let Some(w) = whole.as_mut() {
+            w.update(pad);
+        }
+        at = start + padded as usize;
+        let got = sha.map(Sha256::finish);
+        if let (Some(want), Some(got)) = (want.filter(|_| i == 0), got) {
+            if got != want {
+                return Err(LoadError::Digest {
+                    path: path.clone(),
+                    want,
+                    got,
+                    initrd: true,
+                });
+            }
+        }
+        if i == 0 {
+            first_digest = got;
         }
     }
     let range = Range {
         start: r.start,
-        end: r.start + a.size,
+        end: r.start + total,
     };
-    Ok((range, got))
+    let digest = match whole {
+        Some(w) => Some((paths.join(" + "), w.finish())),
+        None => first_digest.map(|d| (paths[0].clone(), d)),
+    };
+    Ok((range, digest))
 }
 
 #[cfg(test)]
@@ -381,6 +422,45 @@ mod tests {
         let err = load(&mut fs, &e, &mut Arena::new()).unwrap_err();
         assert!(matches!(err, LoadError::Digest { initrd: true, .. }));
         assert!(err.to_string().contains("truncated or replaced"), "{err}");
+    }
+
+    #[test]
+    fn several_initrds_are_placed_one_after_the_other_in_order() {
+        let k = kernel();
+        let (a, b, c) = (vec![1u8; 4097], vec![2u8; 10], vec![3u8; 5]);
+        let mut fs = MemFs::new(&[("/vmlinux", &k), ("/a", &a), ("/b", &b), ("/c", &c)]);
+        let mut e = entry("/vmlinux", None);
+        e.initrd = vec!["/a".into(), "/b".into(), "/c".into()];
+        let mut sha = Sha256::new();
+        sha.update(&a);
+        e.initrd_sha256 = Some(sha.finish());
+        let mut h = Arena::new();
+        let l = load_measured(&mut fs, &e, &mut h, true).expect("loads");
+        let r = l.initrd.expect("initrd");
+        // Each but the last padded with zeros to 4 bytes, where Linux looks for the next archive.
+        let mut want = a.clone();
+        want.extend([0, 0, 0]);
+        want.extend(&b);
+        want.extend([0, 0]);
+        want.extend(&c);
+        assert_eq!(h.at(r), &want[..]);
+        let (path, digest) = l.initrd_sha256.expect("measured");
+        assert_eq!(path, "/a + /b + /c");
+        let mut sha = Sha256::new();
+        sha.update(&want);
+        assert_eq!(digest, sha.finish(), "the whole of what Linux gets");
+        // The pin is on the first initrd.
+        e.initrd_sha256 = Some([9; 32]);
+        assert!(matches!(
+            load(&mut fs, &e, &mut Arena::new()),
+            Err(LoadError::Digest { initrd: true, ref path, .. }) if path == "/a"
+        ));
+        e.initrd_sha256 = None;
+        e.initrd.push("/missing".into());
+        assert!(matches!(
+            load(&mut fs, &e, &mut Arena::new()),
+            Err(LoadError::Fs(ref f)) if f.path == "/missing"
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::hcall::{self, UnitAddress};
 use crate::{cprint, cprintln, time};
 use alloc::string::String;
-use vioboot_core::bls::Entry;
+use vioboot_core::bls::{self, Entry};
 
 /// Shows the menu (and `from`, where the entries live) and waits up to `timeout` seconds on the vty: a number picks an entry,
 /// Enter boots it (or the default), `e` edits the chosen entry's options line. Returns the
@@ -18,14 +18,18 @@ pub fn menu(
 ) -> (usize, Option<String>) {
     cprintln!("# ---- boot menu ----");
     cprintln!("#   entries on {from}");
+    let titles = bls::menu_titles(list);
     for (i, e) in list.iter().enumerate() {
         cprintln!(
             "# {} {:>2}) {} [{}]",
             if i == default { '*' } else { ' ' },
             i + 1,
-            e.display_title(),
+            titles[i],
             e.id
         );
+        for u in e.unused() {
+            cprintln!("#        ({u})");
+        }
     }
     let Some(vty) = vty.filter(|_| timeout > 0) else {
         return (default, None);

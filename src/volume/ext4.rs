@@ -301,7 +301,7 @@ impl FileSystem for Ext4Fs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! An ext4 image made by Debian's `mkfs.ext4 -d` from a directory built here, read through
     //! a block device in memory.
     extern crate std;
@@ -311,9 +311,18 @@ mod tests {
     use std::process::Command;
 
     /// A disk in memory; `fail_from` makes reads at or past that block fail.
-    struct MemBlock {
+    pub(crate) struct MemBlock {
         bytes: Vec<u8>,
         fail_from: Option<u64>,
+    }
+
+    impl MemBlock {
+        pub(crate) fn new(bytes: Vec<u8>) -> MemBlock {
+            MemBlock {
+                bytes,
+                fail_from: None,
+            }
+        }
     }
 
     impl Device for MemBlock {

@@ -4,6 +4,7 @@
 //! `dev` traits: it knows no bus, transport or virtio.
 
 pub mod ext4;
+pub mod fat;
 pub mod partition;
 
 use crate::dev::{BlockDevice, DeviceError};

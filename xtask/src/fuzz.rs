@@ -19,6 +19,7 @@ pub const TARGETS: &[&str] = &[
     "srp",
     "partitions",
     "ext4",
+    "fat",
     "tpm",
 ];
 

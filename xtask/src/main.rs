@@ -295,8 +295,8 @@ const FUZZ_SECONDS_IN_TEST: u64 = 8;
 fn test() -> Result {
     ensure_tools()?;
     ensure_apt(
-        &["e2fsprogs", "gdisk", "fdisk"],
-        "the disk boot tests (tests/disk.rs)",
+        &["e2fsprogs", "gdisk", "fdisk", "dosfstools", "mtools"],
+        "the disk boot tests (tests/disk.rs) and the FAT reader's tests",
     )?;
     ensure_apt(&["swtpm"], "the vTPM tests (tests/vtpm.rs)")?;
     ensure_apt(

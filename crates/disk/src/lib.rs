@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod fat;
 pub mod gpt;
 pub mod mbr;
 pub mod probe;

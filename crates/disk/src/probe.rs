@@ -35,9 +35,18 @@ pub struct ExtSuper {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FsKind {
     Ext(ExtSuper),
-    Xfs { label: String },
-    Btrfs { label: String },
-    Fat { fat32: bool, label: String },
+    Xfs {
+        label: String,
+    },
+    Btrfs {
+        label: String,
+    },
+    /// `uuid`: the volume serial as Linux names it (`UUID=ABCD-1234`).
+    Fat {
+        fat32: bool,
+        label: String,
+        uuid: String,
+    },
     Swap,
     Unknown,
 }
@@ -141,6 +150,12 @@ pub fn ext_super(first: &[u8]) -> Option<ExtSuper> {
     })
 }
 
+/// A FAT volume serial as Linux's `UUID=` shows it.
+fn fat_serial(b: &[u8]) -> String {
+    let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    format!("{:04X}-{:04X}", v >> 16, v & 0xffff)
+}
+
 /// Names what `first` (the first [`PROBE_BYTES`] of a partition, or fewer) holds.
 pub fn probe(first: &[u8]) -> FsKind {
     if let Some(s) = ext_super(first) {
@@ -162,12 +177,14 @@ pub fn probe(first: &[u8]) -> FsKind {
             return FsKind::Fat {
                 fat32: true,
                 label: text(&first[71..82]).trim_end().into(),
+                uuid: fat_serial(&first[67..71]),
             };
         }
         if &first[54..57] == b"FAT" {
             return FsKind::Fat {
                 fat32: false,
                 label: text(&first[43..54]).trim_end().into(),
+                uuid: fat_serial(&first[39..43]),
             };
         }
     }
@@ -238,7 +255,8 @@ mod tests {
             probe(&f),
             FsKind::Fat {
                 fat32: true,
-                label: "EFI".into()
+                label: "EFI".into(),
+                uuid: "0000-0000".into()
             }
         );
 
