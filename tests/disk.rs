@@ -517,3 +517,476 @@ fn gpt_boot_partition_on_a_vscsi_disk() {
     assert!(cmdline(&run).contains("from=boot"), "{}", run.output);
     assert_eq!(run.exit_code(), Some(0), "{}", run.output);
 }
+
+// ---- FAT, a Fedora-style /boot, damaged FAT volumes, virtio-blk-pci ----
+//
+// `gpt-fat.img`: GPT with a PReP boot partition (1), a FAT32 EFI system partition "ESP" (2)
+// holding `/loader/entries` (its entry loads two initrds and names a devicetree; entries for
+// another architecture and an EFI program are there too), and an ext4 XBOOTLDR partition
+// "fedora" (3) laid out as Fedora's kernel-install does: several kernel versions and a rescue
+// entry, named `<machine-id>-<version>.conf`, with GRUB's own keys.
+// `gpt-fat-damaged.img`: the same disk whose FAT holds entries that must each fail by name (a
+// path climbing out of the file system, a directory naming its parent, a looping cluster
+// chain) before the last one boots.
+
+/// FAT partition size in MiB (the kernel is 43 MiB): 512-byte clusters, FAT32.
+const FAT_MIB: u64 = 96;
+const MACHINE_ID: &str = "4098b3f648d74c13b1f04ccfba7798e8";
+/// Fedora-style kernel versions, in the order the menu must show them.
+const FEDORA: [&str; 3] = [
+    "6.10.3-200.fc40.ppc64le",
+    "6.9.12-200.fc40.ppc64le",
+    "6.8.5-301.fc40.ppc64le",
+];
+
+struct FatImages {
+    gpt: PathBuf,
+    damaged: PathBuf,
+}
+
+fn mtools(cmd: &str) -> Command {
+    let mut c = Command::new(cmd);
+    c.env("MTOOLS_SKIP_CHECK", "1");
+    c
+}
+
+/// A second initrd: a newc cpio archive holding `/extra.txt`.
+fn extra_cpio() -> Vec<u8> {
+    let mut a = Vec::new();
+    let mut add = |name: &str, mode: u32, data: &[u8]| {
+        let head = format!(
+            "070701{:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            900,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        a.extend_from_slice(head.as_bytes());
+        a.extend_from_slice(name.as_bytes());
+        a.push(0);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+        a.extend_from_slice(data);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+    };
+    add("extra.txt", 0o100644, b"second-initrd-ok\n");
+    add("TRAILER!!!", 0, &[]);
+    a
+}
+
+/// A FAT32 volume of `FAT_MIB` labelled ESP holding `dirs` and `files` (path, bytes).
+fn fat_volume(name: &str, dirs: &[&str], files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let d = dir().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    let img = d.join("fat.img");
+    sh(Command::new("mkfs.vfat")
+        .args(["-C", "-F", "32", "-s", "1", "-n", "ESP"])
+        .arg(&img)
+        .arg((FAT_MIB * 1024).to_string()));
+    let i = img.display().to_string();
+    for dir in dirs {
+        sh(mtools("mmd").args(["-i", &i, &format!("::{dir}")]));
+    }
+    for (n, (path, bytes)) in files.iter().enumerate() {
+        let f = d.join(format!("file{n}"));
+        std::fs::write(&f, bytes).expect("file");
+        sh(mtools("mcopy")
+            .args(["-i", &i])
+            .arg(&f)
+            .arg(format!("::{path}")));
+    }
+    img
+}
+
+/// The clusters (first, last) mtools says `path` occupies on `img` (contiguous on a new volume).
+fn clusters(img: &Path, path: &str) -> (u32, u32) {
+    let out = mtools("mshowfat")
+        .args(["-i", &img.display().to_string(), &format!("::{path}")])
+        .output()
+        .expect("mshowfat (mtools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let runs = text.split_once('<').expect("clusters").1;
+    let nums: Vec<u32> = runs
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (nums[0], *nums.last().unwrap())
+}
+
+/// FAT32 geometry from a boot sector: (FAT offset, FAT bytes, FATs, data offset, cluster bytes).
+fn fat32_geometry(b: &[u8]) -> (usize, usize, usize, usize, usize) {
+    let bps = u16::from_le_bytes([b[11], b[12]]) as usize;
+    let spc = b[13] as usize;
+    let reserved = u16::from_le_bytes([b[14], b[15]]) as usize;
+    let nfats = b[16] as usize;
+    let fat_sectors = u32::from_le_bytes([b[36], b[37], b[38], b[39]]) as usize;
+    (
+        reserved * bps,
+        fat_sectors * bps,
+        nfats,
+        (reserved + nfats * fat_sectors) * bps,
+        spc * bps,
+    )
+}
+
+/// A GPT disk: PReP, `fat` copied into a FAT partition, and the Fedora-style ext4 /boot.
+fn fat_disk(name: &str, fat: &Path, fedora: &Path) -> PathBuf {
+    let mib = (1 << 20) / SECTOR;
+    let p1 = mib;
+    let p2 = p1 + PREP_MIB * mib;
+    let p3 = p2 + FAT_MIB * mib;
+    let img = dir().join(name);
+    let f = std::fs::File::create(&img).expect("image");
+    f.set_len((p3 + FS_MIB * mib + mib) * SECTOR).expect("size");
+    drop(f);
+    sh(Command::new("sgdisk")
+        .args(["-o"])
+        .args(["-n", &format!("1:{p1}:{}", p2 - 1), "-c", "1:PReP"])
+        .args(["-t", "1:9E1A2D38-C612-4316-AA26-8B49521E5A8B"])
+        .args(["-n", &format!("2:{p2}:{}", p3 - 1), "-c", "2:EFI System"])
+        .args(["-t", "2:C12A7328-F81F-11D2-BA4B-00A0C93EC93B"])
+        .args([
+            "-n",
+            &format!("3:{p3}:{}", p3 + FS_MIB * mib - 1),
+            "-c",
+            "3:fedora-boot",
+        ])
+        .args(["-t", "3:BC13C2FF-59E6-4262-A352-B275FD6F7172"])
+        .arg(&img));
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let bytes = std::fs::read(fat).expect("FAT volume");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .expect("open");
+        f.seek(SeekFrom::Start(p2 * SECTOR)).expect("seek");
+        f.write_all(&bytes).expect("write");
+    }
+    mkfs(&img, p3 * SECTOR, "fedora", BOOT_UUID, fedora);
+    img
+}
+
+/// The Fedora-style /boot: a kernel and initramfs per version (hard links to Debian's, which
+/// `mkfs.ext4 -d` keeps as one inode), entries as kernel-install writes them, and a rescue one.
+fn fedora_boot() -> PathBuf {
+    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel and busybox");
+    let d = dir().join("fedora-fs");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("loader/entries")).expect("mkdir");
+    std::fs::copy(&l.vmlinux, d.join("vmlinux.base")).expect("kernel");
+    let initrd = vioboot_harness::initramfs(&std::fs::read(&l.busybox).expect("busybox"));
+    std::fs::write(d.join("initrd.base"), initrd).expect("initrd");
+    let rescue = format!("0-rescue-{MACHINE_ID}");
+    for ver in FEDORA.iter().copied().chain([rescue.as_str()]) {
+        std::fs::hard_link(d.join("vmlinux.base"), d.join(format!("vmlinuz-{ver}"))).unwrap();
+        std::fs::hard_link(
+            d.join("initrd.base"),
+            d.join(format!("initramfs-{ver}.img")),
+        )
+        .unwrap();
+        let title = if ver.starts_with("0-rescue") {
+            format!("Fedora Linux ({ver}) 40 (Forty) rescue")
+        } else {
+            format!("Fedora Linux ({ver}) 40 (Forty)")
+        };
+        let id = if ver.starts_with("0-rescue") {
+            format!("{MACHINE_ID}-0-rescue")
+        } else {
+            format!("{MACHINE_ID}-{ver}")
+        };
+        std::fs::write(
+            d.join(format!("loader/entries/{id}.conf")),
+            format!(
+                "title {title}\nversion {ver}\nlinux /vmlinuz-{ver}\ninitrd /initramfs-{ver}.img\n\
+                 options root=UUID={ROOT_FS_UUID} ro console=hvc0 ver={ver}\n\
+                 grub_users $grub_users\ngrub_arg --unrestricted\ngrub_class fedora\n"
+            ),
+        )
+        .expect("entry");
+    }
+    std::fs::remove_file(d.join("vmlinux.base")).unwrap();
+    std::fs::remove_file(d.join("initrd.base")).unwrap();
+    std::fs::write(
+        d.join("loader/loader.conf"),
+        "# loader.conf as systemd-boot reads it\ntimeout 0\ndefault *-6.9.12-*\neditor no\n",
+    )
+    .expect("loader.conf");
+    d
+}
+
+fn build_fat() -> FatImages {
+    std::fs::create_dir_all(dir()).expect("dir");
+    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel and busybox");
+    let kernel = std::fs::read(&l.vmlinux).expect("kernel");
+    let busybox = std::fs::read(&l.busybox).expect("busybox");
+    let initrd = vioboot_harness::initramfs_running(
+        &busybox,
+        "echo \"EXTRA=$(/bin/busybox cat /extra.txt)\"\n",
+    );
+    let fedora = fedora_boot();
+    let esp = fat_volume(
+        "esp",
+        &["/loader", "/loader/entries", "/EFI", "/EFI/BOOT"],
+        &[
+            ("/vmlinux", kernel.clone()),
+            ("/initrd.img", initrd.clone()),
+            ("/extra.cpio", extra_cpio()),
+            ("/EFI/BOOT/BOOTAA64.EFI", b"MZ".to_vec()),
+            (
+                "/loader/loader.conf",
+                b"# the ESP\ntimeout 0\ndefault fat-*\n".to_vec(),
+            ),
+            (
+                "/loader/entries/fat-debian-6.1.conf",
+                b"title Debian (FAT)\nversion 6.1\narchitecture ppc64le\nlinux /vmlinux\n\
+                  initrd /initrd.img\ninitrd extra.cpio\noptions console=hvc0\noptions from=fat\n\
+                  devicetree /board.dtb\n"
+                    .to_vec(),
+            ),
+            (
+                "/loader/entries/other-architecture.conf",
+                b"title Other\narchitecture aa64\nlinux /vmlinux\n".to_vec(),
+            ),
+            (
+                "/loader/entries/shim.conf",
+                b"title Shim\nefi /EFI/BOOT/BOOTAA64.EFI\n".to_vec(),
+            ),
+        ],
+    );
+    let gpt = fat_disk("gpt-fat.img", &esp, &fedora);
+
+    let good = |title: &str, key: &str, linux: &str, initrd: &str, from: &str| {
+        format!(
+            "title {title}\nsort-key {key}\nlinux {linux}\ninitrd {initrd}\noptions console=hvc0 from={from}\n"
+        )
+        .into_bytes()
+    };
+    let bad = fat_volume(
+        "esp-damaged",
+        &["/loader", "/loader/entries", "/deep", "/deep/sub"],
+        &[
+            ("/vmlinux", kernel),
+            ("/initrd.img", vioboot_harness::initramfs(&busybox)),
+            ("/loopy.img", vec![7u8; 8000]),
+            ("/deep/sub/note", b"x".to_vec()),
+            ("/loader/loader.conf", b"timeout 0\n".to_vec()),
+            (
+                "/loader/entries/1-outside.conf",
+                good("Outside", "1", "/../vmlinux", "/initrd.img", "outside"),
+            ),
+            (
+                "/loader/entries/2-dirloop.conf",
+                good(
+                    "Directory loop",
+                    "2",
+                    "/deep/sub/sub/vmlinux",
+                    "/initrd.img",
+                    "dirloop",
+                ),
+            ),
+            (
+                "/loader/entries/3-badchain.conf",
+                good("Bad chain", "3", "/vmlinux", "/loopy.img", "badchain"),
+            ),
+            (
+                "/loader/entries/4-good.conf",
+                good("Good", "4", "/vmlinux", "/initrd.img", "fat-fallback"),
+            ),
+        ],
+    );
+    // Damage: /loopy.img's last cluster points back at its first; /deep/sub points at /deep.
+    let (first, last) = clusters(&bad, "/loopy.img");
+    assert!(last > first, "/loopy.img spans several clusters");
+    let (deep, _) = clusters(&bad, "/deep");
+    let mut b = std::fs::read(&bad).expect("FAT volume");
+    let (fat_at, fat_bytes, nfats, data_at, cluster) = fat32_geometry(&b);
+    for n in 0..nfats {
+        let at = fat_at + n * fat_bytes + 4 * last as usize;
+        b[at..at + 4].copy_from_slice(&first.to_le_bytes());
+    }
+    let deep_at = data_at + (deep as usize - 2) * cluster;
+    let sub = (deep_at..deep_at + cluster)
+        .step_by(32)
+        .find(|&at| &b[at..at + 11] == b"SUB        ")
+        .expect("the entry of /deep/sub");
+    b[sub + 20..sub + 22].copy_from_slice(&((deep >> 16) as u16).to_le_bytes());
+    b[sub + 26..sub + 28].copy_from_slice(&(deep as u16).to_le_bytes());
+    std::fs::write(&bad, &b).expect("damaged FAT");
+    let damaged = fat_disk("gpt-fat-damaged.img", &bad, &fedora);
+    FatImages { gpt, damaged }
+}
+
+fn fat_images() -> &'static FatImages {
+    static IMAGES: OnceLock<FatImages> = OnceLock::new();
+    IMAGES.get_or_init(build_fat)
+}
+
+#[test]
+fn fat_esp_boots_with_two_initrds_under_slof_and_without_firmware() {
+    for (name, boot) in [("fat-slof", Boot::Slof), ("fat-bios", Boot::Bios)] {
+        let (run, log) = run(name, boot, &fat_images().gpt, "vioboot.mode=boot");
+        assert_eq!(run.report().verdict, Some(true), "{}\n{log}", run.output);
+        let (ok, disk) = line(&run, "boot disk");
+        assert!(ok, "{disk}");
+        for part in [
+            "GPT (",
+            "3 partitions",
+            "1: 1 MiB PReP boot",
+            "2: 96 MiB EFI system, vfat (FAT32) \"ESP\", name \"EFI System\"",
+            "3: 52 MiB Linux /boot (XBOOTLDR), ext4 \"fedora\"",
+        ] {
+            assert!(disk.contains(part), "{part:?} in {disk}");
+        }
+        let (_, src) = line(&run, "boot source");
+        assert!(
+            src.starts_with("boot source: virtio@71000010:2: FAT32 \"ESP\""),
+            "{src}"
+        );
+        let out = &run.output;
+        // The entries a loader must hide say why; the devicetree is named as unused.
+        for said in [
+            "other-architecture.conf: not offered: architecture aa64",
+            "shim.conf: not offered: efi /EFI/BOOT/BOOTAA64.EFI",
+            "devicetree /board.dtb ignored: on pseries the device tree comes from the platform",
+        ] {
+            assert!(out.contains(said), "{said:?} in\n{out}");
+        }
+        let (_, entries) = line(&run, "boot entries");
+        assert!(
+            entries.contains("1 entries, default fat-debian-6.1"),
+            "{entries}"
+        );
+        // Both initrds reached Linux, in order: /init (first) read /extra.txt (second).
+        assert!(out.contains("EXTRA=second-initrd-ok"), "{out}");
+        assert!(cmdline(&run).contains("console=hvc0 from=fat"), "{out}");
+        assert_eq!(run.exit_code(), Some(0), "{out}");
+    }
+}
+
+#[test]
+fn fedora_style_boot_partition_sorted_by_version_with_the_loader_conf_default() {
+    for (name, boot) in [("fedora-bios", Boot::Bios), ("fedora-slof", Boot::Slof)] {
+        let (run, log) = run(
+            name,
+            boot,
+            &fat_images().gpt,
+            "vioboot.mode=boot vioboot.source=label=fedora",
+        );
+        assert_eq!(run.report().verdict, Some(true), "{}\n{log}", run.output);
+        let (_, src) = line(&run, "boot source");
+        assert!(
+            src.starts_with("boot source: virtio@71000010:3: ext4 \"fedora\""),
+            "{src}"
+        );
+        // Newest first by the file names' version order (6.10 after 6.9 would be strcmp's),
+        // the rescue entry last; loader.conf's `default *-6.9.12-*` marks the second.
+        let menu: Vec<&str> = run
+            .output
+            .lines()
+            .filter(|l| l.contains(") Fedora Linux ("))
+            .collect();
+        assert_eq!(menu.len(), 4, "{}", run.output);
+        for (i, ver) in FEDORA.iter().enumerate() {
+            let mark = if i == 1 { '*' } else { ' ' };
+            let want = format!(
+                "# {mark}  {}) Fedora Linux ({ver}) 40 (Forty) [{MACHINE_ID}-{ver}]",
+                i + 1
+            );
+            assert_eq!(menu[i], want);
+        }
+        assert!(menu[3].contains("0-rescue"), "{}", menu[3]);
+        let (_, entries) = line(&run, "boot entries");
+        assert!(
+            entries.contains(&format!("4 entries, default {MACHINE_ID}-6.9.12")),
+            "{entries}"
+        );
+        // GRUB's own keys are tolerated and named.
+        assert!(
+            run.output.contains("unknown key `grub_users`"),
+            "{}",
+            run.output
+        );
+        assert!(
+            cmdline(&run).contains("ver=6.9.12-200.fc40.ppc64le"),
+            "{}",
+            run.output
+        );
+    }
+}
+
+#[test]
+fn damaged_fat_entries_fail_by_name_and_fall_back() {
+    let (run, log) = run(
+        "fat-damaged",
+        Boot::Bios,
+        &fat_images().damaged,
+        "vioboot.mode=boot",
+    );
+    for (entry, why) in [
+        (
+            "1-outside",
+            "linux /../vmlinux: points outside the file system",
+        ),
+        ("2-dirloop", "FAT directory loop: \"sub\" points at cluster"),
+        ("3-badchain", "/loopy.img: "),
+        ("3-badchain", "it loops"),
+    ] {
+        let (ok, said) = line(&run, &format!("boot entry {entry}"));
+        assert!(!ok && said.contains(why), "{entry}: {why:?} in {said}");
+    }
+    assert!(
+        cmdline(&run).contains("from=fat-fallback"),
+        "{}\n{log}",
+        run.output
+    );
+    assert_eq!(run.report().verdict, Some(false), "a fallback says FAIL");
+}
+
+/// The FAT disk on virtio-blk-pci (Debian's QEMU, no firmware): the same block-device path as
+/// virtio-vio and v-scsi, so the ESP boots unchanged.
+#[test]
+fn fat_esp_on_a_virtio_blk_pci_disk() {
+    let d = dir().join("blk-pci");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    let mut q =
+        Qemu::new(Boot::Bios, vioboot_harness::image_dir(&root())).append("vioboot.mode=boot");
+    q.extra = [
+        "-drive",
+        &format!(
+            "file={},if=none,id=d7,format=raw,readonly=on",
+            fat_images().gpt.display()
+        ),
+        "-device",
+        "virtio-blk-pci,drive=d7,addr=5",
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    let _ = std::fs::write(d.join("console.log"), &run.output);
+    assert_eq!(run.report().verdict, Some(true), "{}", run.output);
+    let (ok, disk) = line(&run, "boot disk");
+    assert!(ok && disk.contains("vfat (FAT32)"), "{disk}");
+    let (_, src) = line(&run, "boot source");
+    assert!(src.contains(":2: FAT32 \"ESP\""), "{src}");
+    assert!(
+        run.output.contains("EXTRA=second-initrd-ok"),
+        "{}",
+        run.output
+    );
+    assert!(cmdline(&run).contains("from=fat"), "{}", run.output);
+}

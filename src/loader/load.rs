@@ -12,7 +12,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use vioboot_core::bls::Entry;
+use vioboot_core::bls::{self, Entry};
 use vioboot_core::elf::{self, ElfError};
 use vioboot_core::ranges::Range;
 use vioboot_core::sha256::{self, Sha256};
@@ -46,6 +46,11 @@ pub enum LoadError {
     EmptyInitrd {
         path: String,
     },
+    /// The entry's `key` names `path`, which climbs above the root of the file system.
+    Outside {
+        key: &'static str,
+        path: String,
+    },
     NoRoom(PlaceError),
 }
 
@@ -75,6 +80,10 @@ impl fmt::Display for LoadError {
                 write!(f, "{path}: read {read} bytes, the file has {size}")
             }
             LoadError::EmptyInitrd { path } => write!(f, "{path}: the initrd is empty"),
+            LoadError::Outside { key, path } => write!(
+                f,
+                "{key} {path}: points outside the file system that holds the entry"
+            ),
             LoadError::NoRoom(e) => write!(f, "{e}"),
         }
     }
@@ -130,7 +139,21 @@ pub fn load_measured(
     h: &mut dyn Handoff,
     measure: bool,
 ) -> Result<Loaded, LoadError> {
-    let linux = e.linux.as_deref().ok_or(LoadError::NoLinux)?;
+    let raw = e.linux.as_deref().ok_or(LoadError::NoLinux)?;
+    let linux = &bls::resolve(raw).ok_or_else(|| LoadError::Outside {
+        key: "linux",
+        path: raw.into(),
+    })?;
+    let initrds = e
+        .initrd
+        .iter()
+        .map(|p| {
+            bls::resolve(p).ok_or_else(|| LoadError::Outside {
+                key: "initrd",
+                path: p.clone(),
+            })
+        })
+        .collect::<Result<Vec<String>, LoadError>>()?;
     // The ELF and program headers, and the file's size, in one walk of the path.
     let mut head = alloc::vec::Vec::new();
     let (size, _) = fs.read_stream(linux, Some((0, elf::HEAD_BYTES as u64)), &mut |piece| {
@@ -195,10 +218,10 @@ pub fn load_measured(
         }
     }
     let load_us = (time::now_us() - start).max(1);
-    let (initrd, initrd_sha256) = if e.initrd.is_empty() {
+    let (initrd, initrd_sha256) = if initrds.is_empty() {
         (None, None)
     } else {
-        let (r, d) = load_initrds(fs, &e.initrd, e.initrd_sha256, measure, dest, h)?;
+        let (r, d) = load_initrds(fs, &initrds, e.initrd_sha256, measure, dest, h)?;
         (Some(r), d)
     };
     Ok(Loaded {
@@ -456,6 +479,18 @@ mod tests {
             Err(LoadError::Digest { initrd: true, ref path, .. }) if path == "/a"
         ));
         e.initrd_sha256 = None;
+        e.initrd.push("../../escape".into());
+        assert_eq!(
+            load(&mut fs, &e, &mut Arena::new()).err(),
+            Some(LoadError::Outside {
+                key: "initrd",
+                path: "../../escape".into()
+            })
+        );
+        e.initrd.pop();
+        e.linux = Some("vmlinux".into());
+        load(&mut fs, &e, &mut Arena::new())
+            .expect("a path without its leading / is from the root");
         e.initrd.push("/missing".into());
         assert!(matches!(
             load(&mut fs, &e, &mut Arena::new()),

@@ -113,6 +113,32 @@ impl Entry {
     }
 }
 
+/// An entry's path (`linux`, `initrd`) as an absolute path from the root of the file system
+/// that holds the entry: the specification makes the leading `/` optional and asks for no `.`,
+/// `..` or `//`; vioboot resolves `.` and `//`, and `..` inside the file system. `None` when
+/// `..` would climb above the root: the path points outside the file system.
+pub fn resolve(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    for c in &parts {
+        out.push('/');
+        out.push_str(c);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
 /// Sets a key that should appear once; a second one wins and is noted.
 fn set_once(slot: &mut Option<String>, key: &str, v: &str, ignored: &mut Vec<String>) {
     if slot.is_some() {

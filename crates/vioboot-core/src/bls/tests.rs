@@ -282,3 +282,16 @@ fn globs_match_as_fnmatch() {
     let s = "a".repeat(4000);
     assert!(!glob(&p, &s));
 }
+
+#[test]
+fn paths_resolve_from_the_root_and_never_climb_out() {
+    assert_eq!(
+        resolve("vmlinuz").as_deref(),
+        Some("/vmlinuz"),
+        "the / is optional"
+    );
+    assert_eq!(resolve("/a//b/./c").as_deref(), Some("/a/b/c"));
+    assert_eq!(resolve("/a/../b").as_deref(), Some("/b"));
+    assert_eq!(resolve("/../vmlinuz"), None);
+    assert_eq!(resolve("a/../../etc/passwd"), None);
+}
