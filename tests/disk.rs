@@ -527,7 +527,7 @@ fn gpt_boot_partition_on_a_vscsi_disk() {
 // entry, named `<machine-id>-<version>.conf`, with GRUB's own keys.
 // `gpt-fat-damaged.img`: the same disk whose FAT holds entries that must each fail by name (a
 // path climbing out of the file system, a directory naming its parent, a looping cluster
-// chain) before the last one boots.
+// chain) before the last one boots. Both FAT volumes have the serial 5EED-0FA7.
 
 /// FAT partition size in MiB (the kernel is 43 MiB): 512-byte clusters, FAT32.
 const FAT_MIB: u64 = 96;
@@ -592,7 +592,7 @@ fn fat_volume(name: &str, dirs: &[&str], files: &[(&str, Vec<u8>)]) -> PathBuf {
     std::fs::create_dir_all(&d).expect("dir");
     let img = d.join("fat.img");
     sh(Command::new("mkfs.vfat")
-        .args(["-C", "-F", "32", "-s", "1", "-n", "ESP"])
+        .args(["-C", "-F", "32", "-s", "1", "-n", "ESP", "-i", "5EED0FA7"])
         .arg(&img)
         .arg((FAT_MIB * 1024).to_string()));
     let i = img.display().to_string();
@@ -930,11 +930,17 @@ fn fedora_style_boot_partition_sorted_by_version_with_the_loader_conf_default() 
 
 #[test]
 fn damaged_fat_entries_fail_by_name_and_fall_back() {
+    // The FAT volume chosen by its serial, as Linux's UUID= names it.
     let (run, log) = run(
         "fat-damaged",
         Boot::Bios,
         &fat_images().damaged,
-        "vioboot.mode=boot",
+        "vioboot.mode=boot vioboot.source=uuid=5eed-0fa7",
+    );
+    let (_, src) = line(&run, "boot source");
+    assert!(
+        src.starts_with("boot source: virtio@71000010:2: FAT32 \"ESP\" 5EED-0FA7"),
+        "{src}"
     );
     for (entry, why) in [
         (
