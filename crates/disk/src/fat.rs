@@ -710,9 +710,11 @@ pub fn read_node<R: ReadAt + ?Sized>(
     if node.dir {
         return Err(FatError::IsADirectory);
     }
+    // The extents first: they prove the volume holds the size before it is allocated.
+    let runs = fat.extents(r, node)?;
     let mut out = alloc::vec![0u8; node.size as usize];
     let mut at = 0usize;
-    for (off, len) in fat.extents(r, node)? {
+    for (off, len) in runs {
         let len = len as usize;
         r.read_at(off, &mut out[at..at + len])
             .map_err(FatError::Io)?;
