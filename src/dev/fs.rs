@@ -1,4 +1,4 @@
-//! The file system interface: paths from the root, read-only. A share, or later a partition's
+//! The file system interface: paths from the root, read-only. A share, or a partition's
 //! ext4 or FAT, looks the same to the loader and the checks.
 
 use super::Device;

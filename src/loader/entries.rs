@@ -1,7 +1,9 @@
 //! The boot entries to offer: Boot Loader Specification Type #1 entries from
 //! `/loader/entries/*.conf` and `/loader/loader.conf` on a file system (or under `/boot` on a
 //! root file system), or the one kernel `vioboot.boot` names. Paths in an entry are from the
-//! root of the file system that holds it, wherever its entries directory is.
+//! root of the file system that holds it, wherever its entries directory is. Entries the
+//! specification hides (`efi`, another `architecture`) are left out, and what is unused or
+//! unknown (`devicetree`, GRUB's keys, `loader.conf` keys) is noted, never silently dropped.
 
 use crate::dev::FileSystem;
 use alloc::format;
