@@ -6,7 +6,7 @@
 //! Needs the image (`cargo xtask image`) and the QEMU built by `host/qemu/build.sh` (it has
 //! spapr-vscsi, as Debian's does); `cargo xtask test` prepares both.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vioboot_harness::{Boot, Qemu, ScsiAddress};
 
@@ -180,4 +180,60 @@ fn vscsi_disk_without_firmware() {
         // QEMU's tree has ibm,set-tce-bypass without SLOF too; turning it off is harmless.
         ("v-scsi@71000020", "TCE bypass off"),
     ]);
+}
+
+/// A `scsi-hd` with device id `id` on `adapter` at `a`, backed by `file` without QEMU's image
+/// lock (two adapters reach one image), naming the disk by `wwn`.
+fn shared_disk(adapter: &str, id: &str, file: &Path, wwn: &str, a: ScsiAddress) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,id={id}d,format=raw,file.locking=off,cache=writethrough",
+            file.display()
+        ),
+        "-device".into(),
+        format!(
+            "scsi-hd,id={id},drive={id}d,bus={adapter}.0,channel={},scsi-id={},lun={},wwn={wwn}",
+            a.channel, a.target, a.lun
+        ),
+    ]
+}
+
+#[test]
+fn one_disk_on_two_adapters_is_one_disk() {
+    let dir = scratch("multipath");
+    let img = dir.join("d.img");
+    vioboot_harness::pattern_disk(&img, 24).expect("disk");
+    let other = dir.join("other.img");
+    vioboot_harness::pattern_disk(&other, 24).expect("disk");
+    // Both adapters reach d.img under one WWN: one disk of two paths, checked once (a 16 MiB
+    // write/read/verify). A third LUN with its own WWN stays a disk of its own.
+    let mut q = qemu(Boot::Bios).append("vioboot.blk-verify=16");
+    q.extra = [
+        vioboot_harness::vscsi_adapter("s0", 0x7100_0020),
+        shared_disk("s0", "hd0", &img, "0x5000c50015ea71ac", at(0, 0, 0)),
+        shared_disk("s0", "hd2", &other, "0x5000c50015ea71ad", at(0, 1, 0)),
+        vioboot_harness::vscsi_adapter("s1", 0x7100_0030),
+        shared_disk("s1", "hd1", &img, "0x5000c50015ea71ac", at(0, 0, 0)),
+    ]
+    .concat();
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    run.assert_pass();
+    let disk = "disk naa:5000c50015ea71ac";
+    run.assert_lines(&[
+        (&format!("{disk} verify"), "intact"),
+        (
+            &format!("{disk} paths"),
+            "2 paths: v-scsi@71000020 0:0:0 (active), v-scsi@71000030 0:0:0; 0 failover(s)",
+        ),
+        (&format!("{disk} unmapped"), "no buffer left"),
+        ("v-scsi@71000020 0:1:0 verify", "intact"),
+    ]);
+    // No path of the joined disk was checked on its own.
+    for path in [
+        "v-scsi@71000020 0:0:0 verify",
+        "v-scsi@71000030 0:0:0 verify",
+    ] {
+        assert!(!run.output.contains(path), "{path}:\n{}", run.output);
+    }
 }

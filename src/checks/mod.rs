@@ -12,10 +12,12 @@ pub mod services;
 pub mod tpm;
 
 use crate::bus;
-use crate::dev::{AnyDevice, Device};
+use crate::dev::{multipath, AnyDevice, Device};
 use crate::report::{self, Scope};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use vioboot_core::inventory::Inventory;
 use vioboot_core::options::Options;
 
@@ -30,6 +32,9 @@ pub fn devices(inv: &Inventory, opts: &Options) {
         report::skip("virtio-vio", "no virtio-vio adapter under /vdevice");
     }
     let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
+    // Every adapter first, so that one disk reached through several (multipath) is found.
+    let mut adapters: Vec<(String, Option<Box<dyn Device>>)> = Vec::new();
+    let mut units: Vec<Opened> = Vec::new();
     for a in &found.adapters {
         let s = Scope::new(a.name());
         let bound = match bus::bind(a, timeout_us) {
@@ -48,43 +53,96 @@ pub fn devices(inv: &Inventory, opts: &Options) {
         for unit in bound.units {
             let name = unit.name.unwrap_or_else(|| a.name().into());
             let us = Scope::new(&name);
-            let mut dev = match unit.device {
-                Ok(d) => d,
-                Err((kind, e)) if e.unusable_device() => {
-                    us.skip(kind, &format!("{e}"));
-                    continue;
-                }
-                Err((kind, e)) => {
-                    us.fail(kind, &e);
-                    continue;
-                }
-            };
-            match &mut dev {
-                AnyDevice::Block(b) => {
-                    block::run(&us, b.as_mut(), opts);
-                    partitions(&us, b.as_mut());
-                    unmapped(&us, b.as_device());
-                }
-                AnyDevice::FileSystem(f) => fs::run(&us, f.as_mut(), opts),
-                AnyDevice::Tpm(t) => {
-                    tpm::run(&us, t.as_mut());
-                    unmapped(&us, t.as_device());
-                }
-            }
-            let r = dev.device().shut_down();
-            let detail = dev.device().shutdown_detail();
-            match r {
-                Ok(()) if owned => us.pass("shutdown", format_args!("{detail}")),
-                Ok(()) => {}
-                Err(e) => us.fail("shutdown", &e),
+            match unit.device {
+                Ok(device) => units.push(Opened {
+                    name,
+                    owned,
+                    device,
+                }),
+                Err((kind, e)) if e.unusable_device() => us.skip(kind, &format!("{e}")),
+                Err((kind, e)) => us.fail(kind, &e),
             }
         }
-        if let Some(mut shared) = bound.shared {
+        adapters.push((a.name().into(), bound.shared));
+    }
+    let joined = multipath::join(
+        units,
+        |u| match &mut u.device {
+            AnyDevice::Block(b) => Some(b),
+            _ => None,
+        },
+        |u| match u.device {
+            AnyDevice::Block(b) => Some(b),
+            _ => None,
+        },
+    );
+    for c in &joined.conflicts {
+        report::fail("multipath", c, &[]);
+    }
+    let mut disks = joined.disks.into_iter().peekable();
+    for (i, u) in joined.rest {
+        while let Some((_, mut m)) = disks.next_if(|(first, _)| *first < i) {
+            check_multipath(&mut m, opts);
+        }
+        check_unit(u, opts);
+    }
+    for (_, mut m) in disks {
+        check_multipath(&mut m, opts);
+    }
+    for (name, shared) in adapters {
+        if let Some(mut shared) = shared {
+            let s = Scope::new(&name);
             match shared.shut_down() {
                 Ok(()) => s.pass("shutdown", format_args!("CRQ freed, every TCE cleared")),
                 Err(e) => s.fail("shutdown", &e),
             }
         }
+    }
+}
+
+/// A device opened on an adapter, waiting for its checks.
+struct Opened {
+    name: String,
+    /// Its adapter has no part of its own to shut down after it.
+    owned: bool,
+    device: AnyDevice,
+}
+
+/// Runs a device's checks and shuts it down.
+fn check_unit(u: Opened, opts: &Options) {
+    let us = Scope::new(&u.name);
+    let mut dev = u.device;
+    match &mut dev {
+        AnyDevice::Block(b) => {
+            block::run(&us, b.as_mut(), opts);
+            partitions(&us, b.as_mut());
+            unmapped(&us, b.as_device());
+        }
+        AnyDevice::FileSystem(f) => fs::run(&us, f.as_mut(), opts),
+        AnyDevice::Tpm(t) => {
+            tpm::run(&us, t.as_mut());
+            unmapped(&us, t.as_device());
+        }
+    }
+    let r = dev.device().shut_down();
+    let detail = dev.device().shutdown_detail();
+    match r {
+        Ok(()) if u.owned => us.pass("shutdown", format_args!("{detail}")),
+        Ok(()) => {}
+        Err(e) => us.fail("shutdown", &e),
+    }
+}
+
+/// A disk of several paths: the block checks once, then its paths and failovers.
+fn check_multipath(m: &mut multipath::Multipath, opts: &Options) {
+    let name = String::from(m.name());
+    let s = Scope::new(&name);
+    block::run(&s, m, opts);
+    partitions(&s, m);
+    unmapped(&s, m);
+    s.pass("paths", format_args!("{}", m.summary()));
+    if let Err(e) = m.shut_down() {
+        s.fail("shutdown", &e);
     }
 }
 

@@ -21,5 +21,11 @@ pub trait BlockDevice: Device {
     }
     /// What the device says it is (a serial number).
     fn identity(&mut self) -> Result<String, Error>;
+    /// A name of the disk that is the same on every path to it and belongs to no other disk
+    /// (a SCSI logical unit's NAA or EUI-64 designator, a virtio-blk serial), or `None`: only
+    /// devices that have one are joined as paths of one disk (`dev::multipath`).
+    fn unique_id(&mut self) -> Option<String> {
+        None
+    }
     fn as_device(&mut self) -> &mut dyn Device;
 }

@@ -6,6 +6,7 @@ pub mod block;
 pub mod fs;
 #[cfg(test)]
 pub mod memfs;
+pub mod multipath;
 pub mod tpm;
 
 pub use block::BlockDevice;

@@ -249,6 +249,16 @@ fn probe(
     } else {
         None
     };
+    // The logical unit's own designator, if the LUN offers VPD page 0x83: what names the
+    // disk on every path.
+    let unique = if pages.contains(&cdb::VPD_DEVICE_ID) {
+        s.data_in(name, lun, cdb::inquiry(Some(cdb::VPD_DEVICE_ID), 255), 255)
+            .ok()
+            .and_then(|b| data::designators(&b).ok())
+            .and_then(|d| data::unique_id(&d))
+    } else {
+        None
+    };
     let read_only = inq.device_type == TYPE_CDROM
         || match s.data_in(name, lun, cdb::mode_sense_6(192), 192) {
             Ok(b) => data::write_protected(&b).map_err(malformed(name, "MODE SENSE(6)"))?,
@@ -269,6 +279,7 @@ fn probe(
         blocks: cap.blocks,
         block_len: cap.block_len,
         blocks_per_command: per,
+        unique,
         read_only,
         closed: false,
     }))
@@ -323,6 +334,8 @@ pub struct VscsiDisk {
     blocks: u64,
     block_len: u32,
     blocks_per_command: u32,
+    /// The logical unit's NAA, EUI-64 or SCSI name designator (VPD page 0x83).
+    unique: Option<String>,
     read_only: bool,
     closed: bool,
 }
@@ -451,6 +464,10 @@ impl BlockDevice for VscsiDisk {
     /// INQUIRY vendor and product, and the VPD serial where offered.
     fn identity(&mut self) -> Result<String, Error> {
         Ok(self.identity.clone())
+    }
+
+    fn unique_id(&mut self) -> Option<String> {
+        self.unique.clone()
     }
 
     fn as_device(&mut self) -> &mut dyn Device {

@@ -116,7 +116,37 @@ pub struct Designator {
     pub code_set: u8,
     /// 0 vendor, 1 T10 vendor id, 2 EUI-64, 3 NAA, ...
     pub kind: u8,
+    /// 0 the logical unit, 1 the target port, 2 the target device (SPC-4 7.8.6.1): only a
+    /// logical unit's designator names the same disk on every path.
+    pub association: u8,
     pub id: Vec<u8>,
+}
+
+/// Designator kinds that name a logical unit uniquely (SPC-4 table 462): EUI-64, NAA, SCSI
+/// name string.
+pub const UNIQUE_KINDS: [u8; 3] = [2, 3, 8];
+
+/// The logical unit's unique designator (EUI-64, NAA or SCSI name string, associated with the
+/// logical unit), as hex, or `None` when the page names none.
+pub fn unique_id(ds: &[Designator]) -> Option<String> {
+    let d = UNIQUE_KINDS
+        .iter()
+        .find_map(|k| ds.iter().find(|d| d.kind == *k && d.association == 0))?;
+    if d.id.is_empty() {
+        return None;
+    }
+    let mut s = String::new();
+    for b in &d.id {
+        s.push_str(&alloc::format!("{b:02x}"));
+    }
+    Some(alloc::format!(
+        "{}:{s}",
+        match d.kind {
+            2 => "eui",
+            3 => "naa",
+            _ => "name",
+        }
+    ))
 }
 
 /// The designators of page 0x83, each header and length checked against the page.
@@ -130,6 +160,7 @@ pub fn designators(b: &[u8]) -> Result<Vec<Designator>, SrpError> {
         out.push(Designator {
             code_set: body[0] & 0x0F,
             kind: body[1] & 0x0F,
+            association: (body[1] >> 4) & 0x03,
             id: body[4..4 + len].to_vec(),
         });
         body = &body[4 + len..];
@@ -284,6 +315,14 @@ mod tests {
         let ids = [0, 0x83, 0, 12, 1, 3, 0, 8, 0x60, 1, 2, 3, 4, 5, 6, 7];
         let d = designators(&ids).unwrap();
         assert_eq!((d.len(), d[0].kind, d[0].id.len()), (1, 3, 8));
+        assert_eq!(unique_id(&d).as_deref(), Some("naa:6001020304050607"));
+        // A target port's designator names a path, not the disk.
+        let port = [0, 0x83, 0, 12, 1, 0x13, 0, 8, 0x60, 1, 2, 3, 4, 5, 6, 7];
+        let p = designators(&port).unwrap();
+        assert_eq!((p[0].association, unique_id(&p)), (1, None));
+        // A vendor-specific one names nothing unique.
+        let vendor = [0, 0x83, 0, 6, 2, 0, 0, 2, b'a', b'b'];
+        assert_eq!(unique_id(&designators(&vendor).unwrap()), None);
         let mut bad = ids;
         bad[7] = 9;
         assert!(designators(&bad).is_err(), "designator beyond the page");

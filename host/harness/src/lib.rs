@@ -1030,6 +1030,47 @@ pub fn vscsi_adapter(id: &str, unit: u32) -> Vec<String> {
     ]
 }
 
+/// QEMU arguments for a QMP monitor listening on the Unix socket `path` (for [`qmp`]).
+pub fn qmp_socket(path: &Path) -> Vec<String> {
+    vec![
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", path.display()),
+    ]
+}
+
+/// Sends QMP commands (JSON texts such as `{"execute":"device_del","arguments":{"id":"hd0"}}`)
+/// to a running QEMU's monitor at `path`, after the capabilities handshake; returns each
+/// command's answer (`{"return": ...}` or `{"error": ...}`), events skipped.
+pub fn qmp(path: &Path, commands: &[&str]) -> std::io::Result<Vec<String>> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut answers = Vec::new();
+    for c in std::iter::once(r#"{"execute":"qmp_capabilities"}"#).chain(commands.iter().copied()) {
+        writer.write_all(c.as_bytes())?;
+        writer.write_all(b"\n")?;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "QMP closed before answering",
+                ));
+            }
+            if line.contains("\"return\"") || line.contains("\"error\"") {
+                answers.push(line.trim().to_string());
+                break;
+            }
+        }
+    }
+    answers.remove(0);
+    Ok(answers)
+}
+
 /// Where a SCSI device sits on a v-scsi adapter's bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScsiAddress {
