@@ -69,7 +69,13 @@ fuzz_target!(|data: &[u8]| {
     if fs.mount().is_err() {
         return;
     }
-    for dir in ["/", "/loader/entries", "/boot/loader/entries", "/boot", "/EFI/BOOT"] {
+    for dir in [
+        "/",
+        "/loader/entries",
+        "/boot/loader/entries",
+        "/boot",
+        "/EFI/BOOT",
+    ] {
         if let Ok(list) = fs.list_dir(dir) {
             for e in list.iter().take(8) {
                 let path = format!("{}/{}", dir.trim_end_matches('/'), e.name);
