@@ -238,13 +238,22 @@ fn from_source(
         log::info!("boot: options of {} edited to \"{o}\"", list[chosen].id);
         list[chosen].options = o;
     }
+    // What to hash the files with while they load: the firmware that keeps the log wants
+    // the SHA-256 to check its copy; a TPM of vioboot's own, every active bank (if asking
+    // fails, SHA-256, and the measurement then fails by name).
+    let algs: Vec<u16> = match (&src.tpm_left, src.tpm.as_mut()) {
+        (Some(_), _) => alloc::vec![tpm::ALG_SHA256],
+        (None, Some(t)) => {
+            measure::algorithms(t.as_mut()).unwrap_or_else(|_| alloc::vec![tpm::ALG_SHA256])
+        }
+        (None, None) => Vec::new(),
+    };
     let mut handoff = fw.handoff(tree, inv, regions);
     let order = core::iter::once(chosen).chain((0..list.len()).filter(|&k| k != chosen));
     for k in order {
         let e = &list[k];
         handoff.rewind();
-        let measuring = src.tpm.is_some() || src.tpm_left.is_some();
-        match load::load_measured(src.cands[i].fs.as_mut(), e, handoff.as_mut(), measuring) {
+        match load::load_measured(src.cands[i].fs.as_mut(), e, handoff.as_mut(), &algs) {
             Ok(mut loaded) => {
                 report_load(e.display_title(), e.sha256.is_some(), &loaded);
                 measure_into(fw, src, i, &mut loaded);

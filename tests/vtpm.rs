@@ -52,11 +52,14 @@ const LINUX_SHOWS_TPM: &str = "/bin/busybox mount -t sysfs sysfs /sys
 echo TPM-LOG-BEGIN
 /bin/busybox od -An -tx1 -v /sys/kernel/security/tpm0/binary_bios_measurements
 echo TPM-LOG-END
-for p in 8 9; do echo \"TPM-PCR $p $(/bin/busybox cat /sys/class/tpm/tpm0/pcr-sha256/$p)\"; done
+for b in sha1 sha256 sha384 sha512; do for p in 8 9; do echo \"TPM-PCR $b $p $(/bin/busybox cat /sys/class/tpm/tpm0/pcr-$b/$p)\"; done; done
 ";
 
-/// The log's bytes and the PCRs (8, 9) the initramfs printed.
-fn linux_tpm(run: &Run) -> (Vec<u8>, Vec<(u32, Vec<u8>)>) {
+/// A PCR value Linux read: the bank's algorithm, the PCR, its value.
+type PcrValue = (u16, u32, Vec<u8>);
+
+/// The log's bytes and the PCRs (8, 9 of each bank) the initramfs printed.
+fn linux_tpm(run: &Run) -> (Vec<u8>, Vec<PcrValue>) {
     let out = &run.output;
     let begin = out
         .find("TPM-LOG-BEGIN\n")
@@ -80,22 +83,34 @@ fn linux_tpm(run: &Run) -> (Vec<u8>, Vec<(u32, Vec<u8>)>) {
         .flat_map(str::split_whitespace)
         .flat_map(&hex)
         .collect();
+    let alg = |name: &str| match name {
+        "sha1" => tpm::ALG_SHA1,
+        "sha256" => tpm::ALG_SHA256,
+        "sha384" => tpm::ALG_SHA384,
+        "sha512" => tpm::ALG_SHA512,
+        n => panic!("bank {n}"),
+    };
     let pcrs = out
         .lines()
         .filter_map(|l| l.trim().strip_prefix("TPM-PCR "))
         .map(|l| {
-            let (n, v) = l.split_once(' ').expect("pcr line");
-            (n.parse().expect("pcr"), hex(v.trim()))
+            let mut w = l.split_whitespace();
+            let (b, n, v) = (w.next(), w.next(), w.next());
+            let (Some(b), Some(n), Some(v)) = (b, n, v) else {
+                panic!("pcr line {l}")
+            };
+            (alg(b), n.parse().expect("pcr"), hex(v))
         })
         .collect();
     (log, pcrs)
 }
 
-fn extend(old: &[u8], d: &[u8]) -> Vec<u8> {
-    let mut h = vioboot_core::sha256::Sha256::new();
-    h.update(old);
-    h.update(d);
-    h.finish().to_vec()
+/// Replays PCR `n` of bank `alg` from the log, as the TPM computed it.
+fn replayed(log: &tpm::log::Parsed, n: u32, alg: u16) -> Vec<u8> {
+    tpm::log::replay(log, n, alg, |old, d| {
+        vioboot::loader::digest::extended(alg, old, d).expect("an algorithm vioboot hashes")
+    })
+    .unwrap_or_else(|| panic!("bank {alg:#x} missing from the log"))
 }
 
 /// Boots vioboot (mode boot) from a virtio-fs share holding Debian's kernel, an initramfs
@@ -150,10 +165,13 @@ fn assert_tpm(run: &Run) {
     assert!(a.contains("TPM 2.0, 4096-byte command buffer"), "{a}");
     let t = run.line("vtpm@71000004 tpm");
     assert!(t.contains("manufacturer \"IBM\", family \"2.0\""), "{t}");
-    assert!(t.contains("sha256 active"), "{t}");
+    assert!(
+        t.contains("banks: sha1 active, sha256 active, sha384 active, sha512 active"),
+        "{t}"
+    );
     let e = run.line("vtpm@71000004 extend");
     assert!(
-        e.contains("PCR 16 sha256") && e.ends_with("as computed"),
+        e.contains("PCR 16 sha256") && e.ends_with("as computed; sha1, sha384, sha512 likewise"),
         "{e}"
     );
     let u = run.line("vtpm@71000004 unmapped");
@@ -196,7 +214,7 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
     );
     let m = run.line("boot measure");
     assert!(
-        m.contains("vtpm@71000004: 3 events (kernel and initrd into PCR 9, command line into PCR 8) extended into sha256"),
+        m.contains("vtpm@71000004: 3 events (kernel and initrd into PCR 9, command line into PCR 8) extended into sha1, sha256, sha384, sha512; event log"),
         "{m}"
     );
     let h = run.line("boot handoff");
@@ -211,7 +229,15 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
     // line's, and replayed it gives the PCRs Linux reads from the TPM.
     let (bytes, pcrs) = linux_tpm(&run);
     let log = tpm::log::parse(&bytes).unwrap_or_else(|e| panic!("{e}:\n{}", run.output));
-    assert_eq!(log.banks, [(tpm::ALG_SHA256, 32)]);
+    assert_eq!(
+        log.banks,
+        [
+            (tpm::ALG_SHA1, 20),
+            (tpm::ALG_SHA256, 32),
+            (tpm::ALG_SHA384, 48),
+            (tpm::ALG_SHA512, 64)
+        ]
+    );
     let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel");
     let kernel = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
     let initrd = vioboot_harness::sha256_file(&share.join("initrd.img")).expect("sha");
@@ -219,15 +245,15 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
     let e = &log.events;
     assert_eq!(e.len(), 3, "{e:?}");
     assert_eq!((e[0].pcr, e[0].data), (9, &b"/vmlinux"[..]));
-    assert_eq!(hexd(e[0].digests[0].1), kernel);
+    let sha256 = |e: &tpm::log::Event| hexd(e.digests[1].1);
+    assert_eq!(sha256(&e[0]), kernel);
     assert_eq!((e[1].pcr, e[1].data), (9, &b"/initrd.img"[..]));
-    assert_eq!(hexd(e[1].digests[0].1), initrd);
+    assert_eq!(sha256(&e[1]), initrd);
     assert_eq!(e[2].pcr, 8);
     assert_eq!(e[2].data, b"kernel_cmdline: console=hvc0 measured=yes");
-    assert_eq!(pcrs.len(), 2, "PCRs not printed:\n{}", run.output);
-    for (n, value) in pcrs {
-        let replayed = tpm::log::replay(&log, n, tpm::ALG_SHA256, extend).expect("bank");
-        assert_eq!(replayed, value, "PCR {n}");
+    assert_eq!(pcrs.len(), 8, "PCRs not printed:\n{}", run.output);
+    for (alg, n, value) in pcrs {
+        assert_eq!(replayed(&log, n, alg), value, "PCR {n} of bank {alg:#x}");
     }
 }
 
@@ -293,10 +319,9 @@ fn under_slof_measurements_go_through_its_vtpm_driver_into_its_log() {
             b"kernel_cmdline: console=hvc0 measured=yes"
         ))
     );
-    assert_eq!(pcrs.len(), 2, "PCRs not printed:\n{}", run.output);
-    for (n, value) in pcrs {
-        let replayed = tpm::log::replay(&log, n, tpm::ALG_SHA256, extend).expect("bank");
-        assert_eq!(replayed, value, "PCR {n}");
+    assert_eq!(pcrs.len(), 8, "PCRs not printed:\n{}", run.output);
+    for (alg, n, value) in pcrs {
+        assert_eq!(replayed(&log, n, alg), value, "PCR {n} of bank {alg:#x}");
     }
 }
 

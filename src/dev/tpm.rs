@@ -6,7 +6,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use tpm::cmd::{self, Bank, Digest};
 use tpm::TpmError;
-use vioboot_core::sha256;
 
 /// A TPM 2.0: commands in, responses out (their TPM header unchecked: the functions below
 /// check it).
@@ -79,11 +78,11 @@ pub fn identity(t: &mut dyn Tpm) -> Result<Identity, DeviceError> {
     })
 }
 
-/// The banks vioboot can hash (SHA-256 only) among the active ones.
+/// The banks vioboot can hash (SHA-1, SHA-256, SHA-384, SHA-512) among the active ones.
 pub fn hashable(banks: &[Bank]) -> Vec<u16> {
     banks
         .iter()
-        .filter(|b| b.active && b.alg == tpm::ALG_SHA256)
+        .filter(|b| b.active && crate::loader::digest::ALGORITHMS.contains(&b.alg))
         .map(|b| b.alg)
         .collect()
 }
@@ -100,12 +99,4 @@ pub fn read(t: &mut dyn Tpm, pcr: u32, alg: u16) -> Result<Vec<u8>, DeviceError>
     run(t, "TPM2_PCR_Read", &c, |b, n| {
         cmd::parse_pcr_read(b, n, pcr, alg)
     })
-}
-
-/// SHA-256(old || digest): what an extend makes of a PCR.
-pub fn sha256_extended(old: &[u8], digest: &[u8]) -> [u8; 32] {
-    let mut h = sha256::Sha256::new();
-    h.update(old);
-    h.update(digest);
-    h.finish()
 }

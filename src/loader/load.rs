@@ -4,6 +4,7 @@
 //! TPM to measure into ([`load_measured`]) both files are hashed as they stream in, pinned or
 //! not, and their digests kept for the measurements.
 
+use super::digest::Hashes;
 use super::handoff::Handoff;
 use super::place::PlaceError;
 use crate::dev::fs::{FileSystem, FsError};
@@ -116,6 +117,10 @@ pub struct Loaded {
     pub kernel_sha256: Option<[u8; 32]>,
     /// The initrd's path and SHA-256, when it was hashed.
     pub initrd_sha256: Option<(String, [u8; 32])>,
+    /// The kernel file's digest in each algorithm a TPM measures with (empty when none).
+    pub kernel_digests: Vec<tpm::cmd::Digest>,
+    /// The initrd's (everything placed, when there are several) likewise.
+    pub initrd_digests: Vec<tpm::cmd::Digest>,
     /// A TPM event log for the kernel (`crate::loader::measure`), which the handoff passes on.
     pub event_log: Option<EventLog>,
 }
@@ -129,16 +134,18 @@ pub struct EventLog {
 
 /// Loads `e`'s kernel and initrd, checking everything on the way.
 pub fn load(fs: &mut dyn FileSystem, e: &Entry, h: &mut dyn Handoff) -> Result<Loaded, LoadError> {
-    load_measured(fs, e, h, false)
+    load_measured(fs, e, h, &[])
 }
 
-/// As [`load`]; with `measure`, both files are hashed (SHA-256) whether pinned or not.
+/// As [`load`]; with `measure` (the TPM algorithms to measure with, SHA-256 among them),
+/// both files are hashed in each as they stream in, whether pinned or not.
 pub fn load_measured(
     fs: &mut dyn FileSystem,
     e: &Entry,
     h: &mut dyn Handoff,
-    measure: bool,
+    algs: &[u16],
 ) -> Result<Loaded, LoadError> {
+    let measure = !algs.is_empty();
     let raw = e.linux.as_deref().ok_or(LoadError::NoLinux)?;
     let linux = &bls::resolve(raw).ok_or_else(|| LoadError::Outside {
         key: "linux",
@@ -171,11 +178,21 @@ pub fn load_measured(
     // Hashed only when the entry pins a digest or a TPM measures it: SHA-256 costs more than
     // the read itself.
     let mut sha = (e.sha256.is_some() || measure).then(Sha256::new);
+    // The other banks' algorithms (SHA-256 is `sha`, needed for the pin as well).
+    let others: Vec<u16> = algs
+        .iter()
+        .copied()
+        .filter(|&a| a != tpm::ALG_SHA256)
+        .collect();
+    let mut more = measure.then(|| Hashes::new(&others));
     let mut at = 0u64;
     let mut last_shown = 0u64;
     fs.read_stream(linux, None, &mut |piece| {
         if let Some(sha) = sha.as_mut() {
             sha.update(piece);
+        }
+        if let Some(m) = more.as_mut() {
+            m.update(piece);
         }
         let (p0, p1) = (at, at + piece.len() as u64);
         for s in &k.segments {
@@ -207,6 +224,7 @@ pub fn load_measured(
         });
     }
     let kernel_sha256 = sha.map(Sha256::finish);
+    let kernel_digests = in_order(algs, kernel_sha256, more.map(Hashes::finish));
     if let (Some(want), Some(got)) = (e.sha256, kernel_sha256) {
         if got != want {
             return Err(LoadError::Digest {
@@ -218,11 +236,11 @@ pub fn load_measured(
         }
     }
     let load_us = (time::now_us() - start).max(1);
-    let (initrd, initrd_sha256) = if initrds.is_empty() {
-        (None, None)
+    let (initrd, initrd_sha256, initrd_digests) = if initrds.is_empty() {
+        (None, None, Vec::new())
     } else {
-        let (r, d) = load_initrds(fs, &initrds, e.initrd_sha256, measure, dest, h)?;
-        (Some(r), d)
+        let (r, d, all) = load_initrds(fs, &initrds, e.initrd_sha256, algs, dest, h)?;
+        (Some(r), d, all)
     };
     Ok(Loaded {
         kernel: dest,
@@ -234,8 +252,31 @@ pub fn load_measured(
         load_us,
         kernel_sha256,
         initrd_sha256,
+        kernel_digests,
+        initrd_digests,
         event_log: None,
     })
+}
+
+/// The digests in the order of `algs`: SHA-256 from `sha256`, the others from `more`.
+fn in_order(
+    algs: &[u16],
+    sha256: Option<[u8; 32]>,
+    more: Option<Vec<tpm::cmd::Digest>>,
+) -> Vec<tpm::cmd::Digest> {
+    let more = more.unwrap_or_default();
+    algs.iter()
+        .filter_map(|&a| {
+            if a == tpm::ALG_SHA256 {
+                sha256.map(|d| tpm::cmd::Digest {
+                    alg: a,
+                    bytes: d.to_vec(),
+                })
+            } else {
+                more.iter().find(|d| d.alg == a).cloned()
+            }
+        })
+        .collect()
 }
 
 /// What was hashed and its SHA-256.
@@ -249,10 +290,11 @@ fn load_initrds(
     fs: &mut dyn FileSystem,
     paths: &[String],
     want: Option<[u8; 32]>,
-    measure: bool,
+    algs: &[u16],
     kernel: Range,
     h: &mut dyn Handoff,
-) -> Result<(Range, Option<Digest>), LoadError> {
+) -> Result<(Range, Option<Digest>, Vec<tpm::cmd::Digest>), LoadError> {
+    let measure = !algs.is_empty();
     let mut sizes = Vec::with_capacity(paths.len());
     let mut total = 0u64;
     for (i, path) in paths.iter().enumerate() {
@@ -273,6 +315,8 @@ fn load_initrds(
     let buf = unsafe { mem::region_mut(r) };
     let several = paths.len() > 1;
     let mut whole = (measure && several).then(Sha256::new);
+    // Every bank's hash of everything placed (one initrd: the file itself).
+    let mut banks = measure.then(|| Hashes::new(algs));
     let mut at = 0usize;
     let mut first_digest = None;
     for (i, (path, &(size, padded))) in paths.iter().zip(&sizes).enumerate() {
@@ -285,6 +329,9 @@ fn load_initrds(
             }
             if let Some(w) = whole.as_mut() {
                 w.update(piece);
+            }
+            if let Some(b) = banks.as_mut() {
+                b.update(piece);
             }
             let to = start as u64 + n;
             if to + piece.len() as u64 <= start as u64 + size {
@@ -303,6 +350,9 @@ fn load_initrds(
         pad.fill(0);
         if let Some(w) = whole.as_mut() {
             w.update(pad);
+        }
+        if let Some(b) = banks.as_mut() {
+            b.update(pad);
         }
         at = start + padded as usize;
         let got = sha.map(Sha256::finish);
@@ -328,7 +378,7 @@ fn load_initrds(
         Some(w) => Some((paths.join(" + "), w.finish())),
         None => first_digest.map(|d| (paths[0].clone(), d)),
     };
-    Ok((range, digest))
+    Ok((range, digest, banks.map(Hashes::finish).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -458,7 +508,7 @@ mod tests {
         sha.update(&a);
         e.initrd_sha256 = Some(sha.finish());
         let mut h = Arena::new();
-        let l = load_measured(&mut fs, &e, &mut h, true).expect("loads");
+        let l = load_measured(&mut fs, &e, &mut h, &[tpm::ALG_SHA256]).expect("loads");
         let r = l.initrd.expect("initrd");
         // Each but the last padded with zeros to 4 bytes, where Linux looks for the next archive.
         let mut want = a.clone();

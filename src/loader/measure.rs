@@ -1,9 +1,9 @@
 //! Measured boot: what vioboot measures before the jump, as GRUB on POWER does (its
 //! `2hash-ext-log` calls) and the TCG PC Client profile names it: the kernel and the initrd
-//! file (their SHA-256 as loaded) into PCR 9, the command line (`kernel_cmdline: ...`, hashed
+//! file (their digests as loaded) into PCR 9, the command line (`kernel_cmdline: ...`, hashed
 //! as that string) into PCR 8, each an EV_IPL event whose data is the path or the string. Each
-//! is extended into every active bank vioboot can hash (SHA-256) and appended to a TCG2
-//! crypto-agile event log for the kernel (`tpm::log`).
+//! is extended into every active bank (SHA-1, SHA-256, SHA-384, SHA-512: [`super::digest`])
+//! and appended to a TCG2 crypto-agile event log for the kernel (`tpm::log`) naming them all.
 
 use super::load::Loaded;
 use crate::dev::fs::FsError;
@@ -25,12 +25,12 @@ pub const PCR_STRINGS: u32 = 8;
 /// The PCR GRUB measures the files it loads into.
 pub const PCR_FILES: u32 = 9;
 
-/// One measurement.
+/// One measurement: its digest in each bank measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub pcr: u32,
     pub event_type: u32,
-    pub sha256: [u8; 32],
+    pub digests: Vec<Digest>,
     pub data: Vec<u8>,
 }
 
@@ -39,8 +39,10 @@ pub struct Event {
 pub enum MeasureError {
     /// A file was loaded without its digest (a bug: `load_measured` hashes both).
     NotHashed(&'static str),
-    /// The TPM has no active SHA-256 bank: vioboot cannot extend any bank.
+    /// The TPM has no active bank vioboot can hash (SHA-256 must be one).
     NoSha256Bank,
+    /// A bank the files were hashed for is not active any more.
+    BankGone(u16),
     Device(DeviceError),
     Log(TpmError),
     /// The firmware that keeps the log could not measure.
@@ -67,6 +69,11 @@ impl fmt::Display for MeasureError {
         match self {
             MeasureError::NotHashed(what) => write!(f, "the {what} was not hashed"),
             MeasureError::NoSha256Bank => write!(f, "the TPM has no active SHA-256 bank"),
+            MeasureError::BankGone(a) => write!(
+                f,
+                "the TPM's {} bank, hashed for at load, is no longer active",
+                tpm::alg_name(*a)
+            ),
             MeasureError::Device(e) => e.fmt(f),
             MeasureError::Log(e) => write!(f, "event log: {e}"),
             MeasureError::Firmware(e) => e.fmt(f),
@@ -87,30 +94,46 @@ impl From<DeviceError> for MeasureError {
     }
 }
 
-/// The events for a loaded kernel, in the order they are extended.
+/// Starts the TPM if it is not and names the banks to measure with: every active one vioboot
+/// can hash; SHA-256 must be among them.
+pub fn algorithms(t: &mut dyn Tpm) -> Result<Vec<u16>, MeasureError> {
+    ops::startup(t)?;
+    let banks = ops::banks(t)?;
+    let algs = ops::hashable(&banks);
+    if !algs.contains(&ALG_SHA256) {
+        return Err(MeasureError::NoSha256Bank);
+    }
+    Ok(algs)
+}
+
+/// The events for a loaded kernel, in the order they are extended, with the digests the
+/// loader computed (one per bank it was asked for).
 pub fn events(l: &Loaded) -> Result<Vec<Event>, MeasureError> {
-    let kernel = l.kernel_sha256.ok_or(MeasureError::NotHashed("kernel"))?;
+    if l.kernel_digests.is_empty() {
+        return Err(MeasureError::NotHashed("kernel"));
+    }
+    let algs: Vec<u16> = l.kernel_digests.iter().map(|d| d.alg).collect();
     let mut v = alloc::vec![Event {
         pcr: PCR_FILES,
         event_type: EV_IPL,
-        sha256: kernel,
+        digests: l.kernel_digests.clone(),
         data: l.path.as_bytes().to_vec(),
     }];
     match (&l.initrd, &l.initrd_sha256) {
         (None, _) => {}
-        (Some(_), None) => return Err(MeasureError::NotHashed("initrd")),
-        (Some(_), Some((path, d))) => v.push(Event {
+        (Some(_), Some((path, _))) if l.initrd_digests.len() == algs.len() => v.push(Event {
             pcr: PCR_FILES,
             event_type: EV_IPL,
-            sha256: *d,
+            digests: l.initrd_digests.clone(),
             data: path.as_bytes().to_vec(),
         }),
+        (Some(_), _) => return Err(MeasureError::NotHashed("initrd")),
     }
     let cmdline = format!("kernel_cmdline: {}", l.cmdline);
     v.push(Event {
         pcr: PCR_STRINGS,
         event_type: EV_IPL,
-        sha256: sha256::digest(cmdline.as_bytes()),
+        digests: super::digest::digests(&algs, cmdline.as_bytes()),
         data: cmdline.into_bytes(),
     });
     Ok(v)
@@ -193,36 +216,29 @@ pub struct Measured {
     pub summary: String,
 }
 
-/// Starts the TPM if it is not, extends each event into the SHA-256 bank and logs it.
+/// Extends each event into every bank it carries a digest for (one PCR_Extend each) and logs
+/// it in a log naming those banks; the TPM must have each of them active.
 pub fn measure(t: &mut dyn Tpm, events: &[Event]) -> Result<Measured, MeasureError> {
-    ops::startup(t)?;
-    let banks = ops::banks(t)?;
-    if ops::hashable(&banks).is_empty() {
-        return Err(MeasureError::NoSha256Bank);
+    let algs = algorithms(t)?;
+    let banks: Vec<u16> = events
+        .first()
+        .map(|e| e.digests.iter().map(|d| d.alg).collect())
+        .unwrap_or_default();
+    if let Some(missing) = banks.iter().find(|a| !algs.contains(a)) {
+        return Err(MeasureError::BankGone(*missing));
     }
-    let mut log = Log::new(&[ALG_SHA256]).map_err(MeasureError::Log)?;
+    let mut log = Log::new(&banks).map_err(MeasureError::Log)?;
     for e in events {
-        let d = Digest {
-            alg: ALG_SHA256,
-            bytes: e.sha256.to_vec(),
-        };
-        ops::extend(t, e.pcr, &[d])?;
-        log.push(e.pcr, e.event_type, &[&e.sha256], &e.data)
+        ops::extend(t, e.pcr, &e.digests)?;
+        let d: Vec<&[u8]> = e.digests.iter().map(|d| &d.bytes[..]).collect();
+        log.push(e.pcr, e.event_type, &d, &e.data)
             .map_err(MeasureError::Log)?;
     }
-    let skipped: Vec<&str> = banks
-        .iter()
-        .filter(|b| b.active && b.alg != ALG_SHA256)
-        .map(|b| tpm::alg_name(b.alg))
-        .collect();
+    let names: Vec<&str> = banks.iter().map(|&a| tpm::alg_name(a)).collect();
     let summary = format!(
-        "{} events (kernel and initrd into PCR {PCR_FILES}, command line into PCR {PCR_STRINGS}) extended into sha256{}; event log {} bytes",
+        "{} events (kernel and initrd into PCR {PCR_FILES}, command line into PCR {PCR_STRINGS}) extended into {}; event log {} bytes",
         events.len(),
-        if skipped.is_empty() {
-            String::new()
-        } else {
-            format!(" (not into {}: vioboot hashes SHA-256 only)", skipped.join(", "))
-        },
+        names.join(", "),
         log.bytes().len()
     );
     Ok(Measured {
@@ -235,6 +251,13 @@ pub fn measure(t: &mut dyn Tpm, events: &[Event]) -> Result<Measured, MeasureErr
 mod tests {
     use super::*;
 
+    fn d(alg: u16, b: u8, n: usize) -> Digest {
+        Digest {
+            alg,
+            bytes: alloc::vec![b; n],
+        }
+    }
+
     fn loaded(initrd: bool) -> Loaded {
         Loaded {
             kernel: Range { start: 0, end: 1 },
@@ -246,6 +269,12 @@ mod tests {
             load_us: 1,
             kernel_sha256: Some([1; 32]),
             initrd_sha256: initrd.then(|| ("/initrd.img".into(), [2; 32])),
+            kernel_digests: alloc::vec![d(tpm::ALG_SHA1, 3, 20), d(ALG_SHA256, 1, 32)],
+            initrd_digests: if initrd {
+                alloc::vec![d(tpm::ALG_SHA1, 4, 20), d(ALG_SHA256, 2, 32)]
+            } else {
+                alloc::vec![]
+            },
             event_log: None,
         }
     }
@@ -255,20 +284,27 @@ mod tests {
         let e = events(&loaded(true)).unwrap();
         assert_eq!(e.len(), 3);
         assert_eq!(
-            (e[0].pcr, e[0].sha256, &e[0].data[..]),
-            (9, [1; 32], &b"/vmlinux"[..])
+            (e[0].pcr, &e[0].digests[1].bytes[..], &e[0].data[..]),
+            (9, &[1u8; 32][..], &b"/vmlinux"[..])
         );
+        assert_eq!(e[1].digests[0], d(tpm::ALG_SHA1, 4, 20));
         assert_eq!((e[1].pcr, &e[1].data[..]), (9, &b"/initrd.img"[..]));
         assert_eq!(e[2].pcr, 8);
         assert_eq!(e[2].data, b"kernel_cmdline: console=hvc0 quiet");
         assert_eq!(
-            e[2].sha256,
+            e[2].digests[1].bytes,
             sha256::digest(b"kernel_cmdline: console=hvc0 quiet")
+        );
+        assert_eq!(
+            e[2].digests[0].bytes,
+            super::super::digest::digests(&[tpm::ALG_SHA1], b"kernel_cmdline: console=hvc0 quiet")
+                [0]
+            .bytes
         );
         assert!(e.iter().all(|e| e.event_type == EV_IPL));
         assert_eq!(events(&loaded(false)).unwrap().len(), 2);
         let mut l = loaded(true);
-        l.initrd_sha256 = None;
+        l.initrd_digests.clear();
         assert_eq!(events(&l), Err(MeasureError::NotHashed("initrd")));
     }
 }
