@@ -16,6 +16,35 @@ pub fn count() -> u64 {
     HCALLS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// The hcalls the benchmark counts by kind (those a request can make); every other opcode
+/// counts as "other".
+pub const COUNTED: [(u64, &str); 8] = [
+    (H_PUT_TCE, "H_PUT_TCE"),
+    (H_PUT_TCE_INDIRECT, "H_PUT_TCE_INDIRECT"),
+    (H_STUFF_TCE, "H_STUFF_TCE"),
+    (H_GET_TCE, "H_GET_TCE"),
+    (H_SEND_CRQ, "H_SEND_CRQ"),
+    (H_VIO_SIGNAL, "H_VIO_SIGNAL"),
+    (H_LOGICAL_CI_LOAD, "H_LOGICAL_CI_LOAD"),
+    (H_LOGICAL_CI_STORE, "H_LOGICAL_CI_STORE"),
+];
+
+/// Hcalls made since boot per entry of [`COUNTED`], then "other" (each try counts).
+static BY_KIND: [core::sync::atomic::AtomicU64; COUNTED.len() + 1] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; COUNTED.len() + 1];
+
+/// Hcalls made so far by kind: entry `i` for `COUNTED[i]`, the last for every other opcode.
+pub fn count_by_kind() -> [u64; COUNTED.len() + 1] {
+    core::array::from_fn(|i| BY_KIND[i].load(core::sync::atomic::Ordering::Relaxed))
+}
+
+fn kind_index(opcode: u64) -> usize {
+    COUNTED
+        .iter()
+        .position(|&(op, _)| op == opcode)
+        .unwrap_or(COUNTED.len())
+}
+
 /// Most time [`call`] keeps retrying a busy hypervisor.
 const BUSY_BUDGET_US: u64 = 10_000_000;
 
@@ -65,6 +94,7 @@ pub unsafe fn call(name: &'static str, opcode: u64, args: &[u64]) -> Result<[u64
     let start = time::now_us();
     loop {
         HCALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        BY_KIND[kind_index(opcode)].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         // SAFETY: forwarded contract.
         let regs = unsafe { arch::hcall(opcode, args) };
         if regs.status == status::H_SUCCESS {

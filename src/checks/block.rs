@@ -230,19 +230,16 @@ fn requests(total: u64, chunk: usize) -> impl Iterator<Item = (u64, usize)> {
     })
 }
 
-/// Sequential write and read MB/s (256 KiB requests over 32 MiB), 4 KiB random-read IOPS and
-/// hcalls per request, by the timebase. Prints `# bench ...` lines that `cargo xtask bench`
-/// collects.
+/// The benchmark: sequential writes and reads of 32 MiB in 256 KiB and in 1 MiB requests, then
+/// 2,000 random 4 KiB reads one at a time, each timed by the timebase with the hcalls it made
+/// counted by kind. Prints one `# bench blk <phase> requests=N bytes=B us=T hcalls=H <KIND>=n ...`
+/// line per phase (raw counts; only kinds that occurred) that `cargo xtask bench` collects.
 fn bench(dev: &mut dyn BlockDevice) -> Result<String, RunError> {
     const TOTAL: u64 = 32 << 20;
     const RANDOM: u64 = 2000;
     fits(dev, TOTAL)?;
     let bs = dev.block_size() as u64;
     let first = AREA_START * pattern::SECTOR as u64 / bs;
-    let mut buf = vec![0x5au8; CHUNK];
-    let per = CHUNK as u64 / bs;
-    let n = TOTAL / CHUNK as u64;
-    let mbps = |us: u64| (TOTAL as f64 / (1 << 20) as f64) / (us.max(1) as f64 / 1e6);
     let failed = |what, block: u64| {
         move |error| RunError::Request {
             what,
@@ -250,51 +247,70 @@ fn bench(dev: &mut dyn BlockDevice) -> Result<String, RunError> {
             error,
         }
     };
+    let mut summary = String::new();
+    let mut phase = |name: &str,
+                     requests: u64,
+                     bytes: u64,
+                     run: &mut dyn FnMut() -> Result<(), RunError>|
+     -> Result<(), RunError> {
+        let (h0, k0, t0) = (hcall::count(), hcall::count_by_kind(), time::now_us());
+        run()?;
+        let (h1, k1, t1) = (hcall::count(), hcall::count_by_kind(), time::now_us());
+        let mut kinds = String::new();
+        for (i, (a, b)) in k0.iter().zip(k1.iter()).enumerate() {
+            if b > a {
+                let kind = hcall::COUNTED.get(i).map_or("other", |k| k.1);
+                kinds.push_str(&format!(" {kind}={}", b - a));
+            }
+        }
+        let us = (t1 - t0).max(1);
+        cprintln!(
+            "# bench blk {name} requests={requests} bytes={bytes} us={us} hcalls={}{kinds}",
+            h1 - h0
+        );
+        if !summary.is_empty() {
+            summary.push_str(", ");
+        }
+        summary.push_str(&format!(
+            "{name} {:.1} MB/s",
+            bytes as f64 / (1 << 20) as f64 / (us as f64 / 1e6)
+        ));
+        Ok(())
+    };
 
-    let (h0, t0) = (hcall::count(), time::now_us());
-    for c in 0..n {
-        let b = first + c * per;
-        dev.write(b, &buf).map_err(failed("write", b))?;
+    for chunk in [256u64 << 10, 1 << 20] {
+        let mut buf = vec![0x5au8; chunk as usize];
+        let per = chunk / bs;
+        let n = TOTAL / chunk;
+        let size = if chunk == 1 << 20 { "1m" } else { "256k" };
+        phase(&format!("write-{size}"), n, TOTAL, &mut || {
+            for c in 0..n {
+                let b = first + c * per;
+                dev.write(b, &buf).map_err(failed("write", b))?;
+            }
+            Ok(())
+        })?;
+        phase(&format!("read-{size}"), n, TOTAL, &mut || {
+            for c in 0..n {
+                let b = first + c * per;
+                dev.read(b, &mut buf).map_err(failed("read", b))?;
+            }
+            Ok(())
+        })?;
     }
-    let (h1, t1) = (hcall::count(), time::now_us());
-    for c in 0..n {
-        let b = first + c * per;
-        dev.read(b, &mut buf).map_err(failed("read", b))?;
-    }
-    let (h2, t2) = (hcall::count(), time::now_us());
     let small_len = (4096u64).max(bs);
     let mut small = vec![0u8; small_len as usize];
     let span = TOTAL / small_len;
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..RANDOM {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = first + (x % span) * (small_len / bs);
-        dev.read(b, &mut small).map_err(failed("random read", b))?;
-    }
-    let (h3, t3) = (hcall::count(), time::now_us());
-    let (w_us, r_us, rr_us) = (t1 - t0, t2 - t1, t3 - t2);
-    let iops = RANDOM as f64 / (rr_us.max(1) as f64 / 1e6);
-    cprintln!("# bench seq-write-MBps {:.1}", mbps(w_us));
-    cprintln!("# bench seq-read-MBps {:.1}", mbps(r_us));
-    cprintln!("# bench rand-read-4k-IOPS {iops:.0}");
-    cprintln!(
-        "# bench hcalls-per-256k-write {:.1}",
-        (h1 - h0) as f64 / n as f64
-    );
-    cprintln!(
-        "# bench hcalls-per-256k-read {:.1}",
-        (h2 - h1) as f64 / n as f64
-    );
-    cprintln!(
-        "# bench hcalls-per-4k-read {:.1}",
-        (h3 - h2) as f64 / RANDOM as f64
-    );
-    cprintln!("# bench requests {}", 2 * n + RANDOM);
-    Ok(format!(
-        "write {:.1} MB/s, read {:.1} MB/s, 4 KiB random read {iops:.0} IOPS",
-        mbps(w_us),
-        mbps(r_us)
-    ))
+    phase("read-4k", RANDOM, RANDOM * small_len, &mut || {
+        for _ in 0..RANDOM {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = first + (x % span) * (small_len / bs);
+            dev.read(b, &mut small).map_err(failed("random read", b))?;
+        }
+        Ok(())
+    })?;
+    Ok(summary)
 }
