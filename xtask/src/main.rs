@@ -3,17 +3,17 @@
 //! - `image`: build the firmware into `target/image/vioboot.{elf,bin}`
 //! - `run`:   build and boot it in QEMU (the main job)
 //! - `test`:  every check and test: fmt, clippy, host tests, QEMU boots
-//! - `bench`: image size and boot time per entry path
+//! - `bench`: vioboot next to its peers, side by side (see `bench.rs`)
 //! - `fuzz`:  the fuzz targets in `fuzz/` (see `fuzz.rs`)
 //!
 //! `run` and `test` install what they need on a fresh machine (qemu-system-ppc with apt,
 //! rust-src with rustup) or say exactly what is missing.
 
+mod bench;
 mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
 use vioboot_core::elf;
 use vioboot_harness::{Boot, Qemu};
 
@@ -31,7 +31,8 @@ const USAGE: &str = "usage: cargo xtask <command>
       --append \"WORDS\"       command line: vioboot options, e.g. \"vioboot.log=debug\"
       --kernel-addr ADDR     load address for slof/vof (64 KiB aligned)
   test                       fmt, clippy, host tests and QEMU boot tests
-  bench [--runs N]           image size and wall time from QEMU start to power-off
+  bench [--runs N] [--json]  vioboot next to its peers (Linux on the same virtio-blk-pci disk),
+                             N interleaved rounds (default 3): medians, spread, ratios
   fuzz [--time S] [TARGET..] run the fuzz targets (default: all, 60 s each)";
 
 fn main() -> ExitCode {
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         Some("image") => image().map(|_| ExitCode::SUCCESS),
         Some("run") => run(&args[1..]),
         Some("test") => test().map(|_| ExitCode::SUCCESS),
-        Some("bench") => bench(&args[1..]).map(|_| ExitCode::SUCCESS),
+        Some("bench") => bench::command(&args[1..]).map(|_| ExitCode::SUCCESS),
         Some("fuzz") => fuzz::command(&args[1..]).map(|_| ExitCode::SUCCESS),
         _ => Err(USAGE.to_string()),
     };
@@ -385,146 +386,6 @@ fn cargo_test_counting(c: &mut Command) -> Result<(usize, usize)> {
     Ok((passed, failed))
 }
 
-fn bench(args: &[String]) -> Result {
-    let runs = match args {
-        [] => 5,
-        [flag, n] if flag == "--runs" => {
-            n.parse().map_err(|_| format!("--runs {n}: not a number"))?
-        }
-        _ => return Err(USAGE.into()),
-    };
-    ensure_tools()?;
-    let dir = image()?;
-    let elf_len = std::fs::metadata(dir.join("vioboot.elf"))
-        .map_err(|e| e.to_string())?
-        .len();
-    let bin_len = std::fs::metadata(dir.join("vioboot.bin"))
-        .map_err(|e| e.to_string())?
-        .len();
-    println!("image: vioboot.elf {elf_len} bytes, vioboot.bin {bin_len} bytes");
-    println!(
-        "wall time from QEMU start to power-off, median of {runs} runs (min..max), and vioboot's"
-    );
-    println!(
-        "own share (entry to verdict, guest timebase): the rest is QEMU and the firmware before it"
-    );
-    println!(
-        "{:<28} {:>10} {:>14} {:>14}",
-        "entry path", "median ms", "range ms", "in vioboot ms"
-    );
-    let paths: [(&str, Qemu); 4] = [
-        ("SLOF (-kernel)", Qemu::new(Boot::Slof, &dir)),
-        ("VOF (x-vof=on)", Qemu::new(Boot::Vof, &dir)),
-        ("no firmware (-bios)", Qemu::new(Boot::Bios, &dir)),
-        (
-            "SLOF, kernel-addr=0x2000000",
-            Qemu::new(Boot::Slof, &dir).kernel_addr(0x200_0000),
-        ),
-    ];
-    for (name, q) in paths {
-        let (mut times, mut inside) = (Vec::new(), Vec::new());
-        for _ in 0..runs {
-            let r =
-                vioboot_harness::run(&q, Duration::from_secs(120)).map_err(|e| e.to_string())?;
-            if r.exit_code() != Some(0) || r.report().verdict != Some(true) {
-                return Err(format!("{name}: run did not pass:\n{}", r.output));
-            }
-            times.push(r.wall.as_secs_f64() * 1000.0);
-            // vioboot's own time, entry to verdict, by the guest's timebase.
-            let us = r.output.lines().find_map(|l| {
-                l.strip_prefix("# phase total: ")?
-                    .strip_suffix(" us")?
-                    .parse::<f64>()
-                    .ok()
-            });
-            inside.push(us.unwrap_or(f64::NAN) / 1000.0);
-        }
-        times.sort_by(f64::total_cmp);
-        inside.sort_by(f64::total_cmp);
-        println!(
-            "{name:<28} {:>10.0} {:>14} {:>14.1}",
-            times[times.len() / 2],
-            format!("{:.0}..{:.0}", times[0], times[times.len() - 1]),
-            inside[inside.len() / 2]
-        );
-    }
-    bench_vio(&dir)?;
-    Ok(())
-}
-
-/// The virtio-vio block benchmark: vioboot measures in the guest by the timebase
-/// (`vioboot.bench=on`), the server counts its remote DMA; a host read of the same disk file is
-/// the baseline.
-fn bench_vio(dir: &Path) -> Result {
-    let vio = VioSetup::prepare()?;
-    let mut server = vio.start_server(&[])?;
-    let q = Qemu {
-        binary: vio.qemu.clone(),
-        extra: vioboot_harness::virtio_vio_device("v0", &vio.socket, 0x7100_0010),
-        ..Qemu::new(Boot::Bios, dir).append("vioboot.bench=on")
-    };
-    let r = vioboot_harness::run(&q, Duration::from_secs(300)).map_err(|e| e.to_string())?;
-    server.stop();
-    if r.exit_code() != Some(0) || r.report().verdict != Some(true) {
-        return Err(format!(
-            "virtio-vio benchmark run did not pass:\n{}",
-            r.output
-        ));
-    }
-    println!();
-    println!("virtio-vio block, measured in the guest (SLOF-less boot, 1 virtio-vio adapter, 32 MiB area):");
-    for l in r.output.lines().filter_map(|l| l.strip_prefix("# bench ")) {
-        let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-        println!("  {k:<26} {v}");
-    }
-    let log = server.log();
-    if let Some(stats) = log
-        .lines()
-        .rev()
-        .find_map(|l| l.split_once("stats: ").map(|(_, s)| s.to_string()))
-    {
-        let num = |key: &str| -> f64 {
-            stats
-                .split(key)
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(f64::NAN)
-        };
-        let (reads, writes, requests) = (num("rdma reads "), num("writes "), num("requests "));
-        println!(
-            "  {:<26} {:.1}  (server: {} reads + {} writes over {} requests, whole run)",
-            "rdma-ops-per-request",
-            (reads + writes) / requests,
-            reads,
-            writes,
-            requests
-        );
-    }
-    bench_fs(dir, &vio)?;
-    bench_boot(dir, &vio)?;
-    // Baseline: the host reading the disk file in the same 256 KiB pieces.
-    let data = std::fs::read(&vio.disk).map_err(|e| e.to_string())?;
-    let start = std::time::Instant::now();
-    let mut f = std::fs::File::open(&vio.disk).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 256 << 10];
-    let mut total = 0usize;
-    while let Ok(n) = std::io::Read::read(&mut f, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "  {:<26} {:.0}  (baseline: host reads the {} MiB disk file, page cache warm)",
-        "host-read-MBps",
-        total as f64 / (1 << 20) as f64 / secs,
-        data.len() >> 20
-    );
-    Ok(())
-}
-
 /// What a virtio-vio boot needs: the QEMU with the device model, the VIO server, a disk.
 struct VioSetup {
     qemu: PathBuf,
@@ -610,92 +471,4 @@ impl VioSetup {
         vioboot_harness::VioServer::start(&self.server, &self.socket, &args, &log)
             .map_err(|e| e.to_string())
     }
-}
-
-/// The virtio-fs benchmark: a 64 MiB file and 1,000 files of 4 KiB, read in the guest.
-fn bench_fs(dir: &Path, vio: &VioSetup) -> Result {
-    let share = root().join("target/run/share");
-    vioboot_harness::test_share(&share, 64).map_err(|e| format!("{}: {e}", share.display()))?;
-    let (mut server, socket) = vio.start_fs_server(&share, "fs", "bench")?;
-    let q = Qemu {
-        binary: vio.qemu.clone(),
-        extra: vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010),
-        ..Qemu::new(Boot::Bios, dir).append("vioboot.bench=on")
-    };
-    let r = vioboot_harness::run(&q, Duration::from_secs(300)).map_err(|e| e.to_string())?;
-    server.stop();
-    if r.exit_code() != Some(0) || r.report().verdict != Some(true) {
-        return Err(format!(
-            "virtio-fs benchmark run did not pass:\n{}",
-            r.output
-        ));
-    }
-    println!("virtio-fs, measured in the guest (256 KiB READs, up to 8 in flight):");
-    for l in r
-        .output
-        .lines()
-        .filter_map(|l| l.strip_prefix("# bench fs-"))
-    {
-        let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-        println!("  fs-{k:<23} {v}");
-    }
-    Ok(())
-}
-
-/// The bootloader: wall time from QEMU start to the kernel's first console line (the first line
-/// after vioboot's "entering the kernel"), and kernel load MB/s measured in the guest.
-fn bench_boot(dir: &Path, vio: &VioSetup) -> Result {
-    let share = vio.demo_share()?;
-    println!(
-        "bootloader, Debian's 6.1 ppc64le kernel (43 MiB) and a busybox initramfs from virtio-fs:"
-    );
-    println!(
-        "  {:<22} {:>16} {:>16} {:>16}",
-        "handoff", "first kernel line", "to initramfs", "kernel load"
-    );
-    for (name, boot) in [
-        ("Open Firmware (SLOF)", Boot::Slof),
-        ("flattened tree (-bios)", Boot::Bios),
-    ] {
-        let (mut server, socket) = vio.start_fs_server(&share, "boot", "boot")?;
-        let q = Qemu {
-            binary: vio.qemu.clone(),
-            extra: vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010),
-            ..Qemu::new(boot, dir).append("vioboot.mode=boot vioboot.timeout=0")
-        };
-        let start = std::time::Instant::now();
-        let (mut entered, mut first, mut marker) = (false, None, None);
-        let r = vioboot_harness::run_watch(&q, Duration::from_secs(300), |l| {
-            if entered && first.is_none() && !l.trim().is_empty() {
-                first = Some(start.elapsed());
-            }
-            if l.contains("# vioboot: entering the kernel") {
-                entered = true;
-            }
-            if l.contains(vioboot_harness::INITRAMFS_MARKER) && marker.is_none() {
-                marker = Some(start.elapsed());
-            }
-        })
-        .map_err(|e| e.to_string())?;
-        server.stop();
-        let (Some(first), Some(marker)) = (first, marker) else {
-            return Err(format!(
-                "{name}: the kernel did not reach the initramfs:\n{}",
-                r.output
-            ));
-        };
-        let mbps = r
-            .output
-            .lines()
-            .find_map(|l| l.strip_prefix("# bench kernel-load-MBps "))
-            .unwrap_or("?")
-            .to_string();
-        println!(
-            "  {name:<22} {:>13.0} ms {:>13.0} ms {:>11} MB/s",
-            first.as_secs_f64() * 1000.0,
-            marker.as_secs_f64() * 1000.0,
-            mbps
-        );
-    }
-    Ok(())
 }

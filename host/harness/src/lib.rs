@@ -4,6 +4,8 @@
 //! a hard timeout and kills it (and only it) when dropped or timed out ([`run`]), and parses the
 //! TAP report and verdict line from the console ([`Report`]). `cargo xtask` and `tests/` share it.
 
+pub mod bench;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -62,6 +64,9 @@ pub struct Qemu {
     /// Guest memory as a shared memfd (`memory-backend-memfd,share=on`), which a vhost-user
     /// daemon such as virtiofsd needs to reach the rings.
     pub shared_memory: bool,
+    /// Another program for `-kernel` under SLOF or VOF instead of `vioboot.elf` (the
+    /// benchmark's Linux peer).
+    pub kernel: Option<PathBuf>,
 }
 
 impl Qemu {
@@ -76,6 +81,7 @@ impl Qemu {
             extra: Vec::new(),
             input: None,
             shared_memory: false,
+            kernel: None,
         }
     }
 
@@ -130,7 +136,8 @@ impl Qemu {
         match self.boot {
             Boot::Slof | Boot::Vof => {
                 a.push("-kernel".into());
-                a.push(self.image_dir.join("vioboot.elf").display().to_string());
+                let elf = self.image_dir.join("vioboot.elf");
+                a.push(self.kernel.as_ref().unwrap_or(&elf).display().to_string());
             }
             Boot::Bios => {
                 a.push("-bios".into());
@@ -729,6 +736,13 @@ pub fn initramfs_running(busybox: &[u8], before: &str) -> Vec<u8> {
     let init = format!(
         "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\n{before}echo \"{INITRAMFS_MARKER} cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"
     );
+    initramfs_with(busybox, &init, &[])
+}
+
+/// A newc cpio archive with `init` as /init, busybox as /bin/busybox and /bin/sh, /proc, /sys,
+/// /dev/console, and each `(path, mode, bytes)` of `files` (a regular file; its folders made as
+/// needed).
+pub fn initramfs_with(busybox: &[u8], init: &str, files: &[(String, u32, Vec<u8>)]) -> Vec<u8> {
     let mut a = Vec::new();
     let mut ino = 1;
     let mut add = |a: &mut Vec<u8>, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)| {
@@ -756,6 +770,18 @@ pub fn initramfs_running(busybox: &[u8], before: &str) -> Vec<u8> {
     add(&mut a, "bin/busybox", 0o100755, busybox, (0, 0));
     add(&mut a, "bin/sh", 0o120777, b"busybox", (0, 0));
     add(&mut a, "init", 0o100755, init.as_bytes(), (0, 0));
+    let mut made = vec!["bin".to_string(), "dev".into(), "proc".into(), "sys".into()];
+    for (path, mode, data) in files {
+        let parts: Vec<&str> = path.split('/').collect();
+        for k in 1..parts.len() {
+            let d = parts[..k].join("/");
+            if !made.contains(&d) {
+                add(&mut a, &d, 0o040755, &[], (0, 0));
+                made.push(d);
+            }
+        }
+        add(&mut a, path, 0o100000 | (mode & 0o7777), data, (0, 0));
+    }
     add(&mut a, "TRAILER!!!", 0, &[], (0, 0));
     a
 }
