@@ -67,6 +67,8 @@ pub struct Qemu {
     /// Another program for `-kernel` under SLOF or VOF instead of `vioboot.elf` (the
     /// benchmark's Linux peer).
     pub kernel: Option<PathBuf>,
+    /// Under SLOF: no `-kernel` at all, SLOF boots from the disks (the benchmark's GRUB peer).
+    pub firmware_boots_disk: bool,
 }
 
 impl Qemu {
@@ -82,6 +84,7 @@ impl Qemu {
             input: None,
             shared_memory: false,
             kernel: None,
+            firmware_boots_disk: false,
         }
     }
 
@@ -134,6 +137,7 @@ impl Qemu {
             ));
         }
         match self.boot {
+            Boot::Slof if self.firmware_boots_disk => {}
             Boot::Slof | Boot::Vof => {
                 a.push("-kernel".into());
                 let elf = self.image_dir.join("vioboot.elf");
