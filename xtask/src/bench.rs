@@ -245,15 +245,41 @@ pub fn command(args: &[String]) -> Result {
             Some(ours_mbps),
             Some(grub_mbps),
         );
-        let (slof_ms, own_ms) = vioboot_under_slof(&dir)?;
-        t.add(
-            "slof-own",
-            "own time under SLOF, no devices (vioboot: entry to verdict; SLOF: QEMU start to the client's first line)",
-            "ms",
-            "SLOF",
-            own_ms,
-            slof_ms,
-        );
+        for boot in [Boot::Slof, Boot::Vof, Boot::Bios] {
+            let e = vioboot_entry(&dir, &vio, boot)?;
+            let how = match boot {
+                Boot::Slof => "under SLOF (-kernel)",
+                Boot::Vof => "under VOF (x-vof=on)",
+                Boot::Bios => "as -bios (no firmware)",
+            };
+            t.add(
+                &format!("wall-{}", boot.name()),
+                &format!("vioboot {how}, no devices: QEMU start to power-off"),
+                "ms",
+                "",
+                Some(e.wall_ms),
+                None,
+            );
+            if boot == Boot::Slof {
+                t.add(
+                    "slof-own",
+                    "own time under SLOF, no devices (vioboot: entry to verdict; SLOF: QEMU start to the client's first line)",
+                    "ms",
+                    "SLOF",
+                    e.own_ms,
+                    e.first_line_ms,
+                );
+            } else {
+                t.add(
+                    &format!("own-{}", boot.name()),
+                    &format!("vioboot's own time {how}, no devices: entry to verdict"),
+                    "ms",
+                    "",
+                    e.own_ms,
+                    None,
+                );
+            }
+        }
     }
     if json {
         print_json(&t, &kinds, runs);
@@ -864,10 +890,21 @@ fn vioboot_ext4_load(dir: &Path, vio: &VioSetup, g: &GrubDisk) -> Result<f64> {
     }
 }
 
-/// vioboot alone under SLOF: (SLOF's time, QEMU start to vioboot's first line; vioboot's own
-/// time, entry to verdict by the guest's timebase).
-fn vioboot_under_slof(dir: &Path) -> Result<(Option<f64>, Option<f64>)> {
-    let q = Qemu::new(Boot::Slof, dir);
+/// vioboot alone, no devices, entered by `boot`.
+struct EntryRun {
+    /// QEMU start to power-off.
+    wall_ms: f64,
+    /// QEMU start to vioboot's first line: the firmware's (and QEMU's) time before vioboot.
+    first_line_ms: Option<f64>,
+    /// vioboot's own time, entry to verdict by the guest's timebase (`# phase total`).
+    own_ms: Option<f64>,
+}
+
+fn vioboot_entry(dir: &Path, vio: &VioSetup, boot: Boot) -> Result<EntryRun> {
+    let q = Qemu {
+        binary: vio.qemu.clone(),
+        ..Qemu::new(boot, dir)
+    };
     let start = Instant::now();
     let mut first = None;
     let r = vioboot_harness::run_watch(&q, Duration::from_secs(120), |l| {
@@ -876,14 +913,18 @@ fn vioboot_under_slof(dir: &Path) -> Result<(Option<f64>, Option<f64>)> {
         }
     })
     .map_err(|e| e.to_string())?;
-    passed("vioboot under SLOF", &r)?;
+    passed(&format!("vioboot, {}", boot.name()), &r)?;
     let own = r.output.lines().find_map(|l| {
         l.strip_prefix("# phase total: ")?
             .strip_suffix(" us")?
             .parse::<f64>()
             .ok()
     });
-    Ok((first, own.map(|us| us / 1000.0)))
+    Ok(EntryRun {
+        wall_ms: r.wall.as_secs_f64() * 1000.0,
+        first_line_ms: first,
+        own_ms: own.map(|us| us / 1000.0),
+    })
 }
 
 fn print_table(
