@@ -462,7 +462,9 @@ fn trace_args(log: &Path) -> Vec<String> {
     ]
 }
 
-/// vioboot's block benchmark on virtio-blk-pci (the same disk image as the peer's).
+/// vioboot's block benchmark on virtio-blk-pci (the same disk image as the peer's). QEMU
+/// traces its TCE hcalls as in the peer's runs, so that both pay the trace's cost; vioboot's own
+/// counts (by opcode, in the guest) are the exact ones.
 fn vioboot_pci_blk(dir: &Path, vio: &VioSetup, work: &Path, iommu: bool) -> Result<Vec<BlkPhase>> {
     let log = work.join("vioboot-pci-trace.log");
     let _ = std::fs::remove_file(&log);
