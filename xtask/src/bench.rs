@@ -1055,3 +1055,36 @@ fn print_json(
         kinds.join(",")
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_collect_rounds_and_give_ratios_of_medians() {
+        let mut t = Table::default();
+        for (v, p) in [(10.0, 5.0), (30.0, 5.0), (20.0, 10.0)] {
+            t.add("k", "figure", "MB/s", "peer", Some(v), Some(p));
+        }
+        t.add("only", "vioboot only", "ms", "", Some(1.0), None);
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[0].vioboot, [10.0, 30.0, 20.0]);
+        assert_eq!(ratio(&t.rows[0]), Some(4.0));
+        assert_eq!(ratio(&t.rows[1]), None);
+        assert_eq!(cell(&t.rows[0].vioboot), "20.0 (10.0..30.0)");
+        assert_eq!(cell(&t.rows[1].vioboot), "1.00");
+        assert_eq!(cell(&[]), "-");
+    }
+
+    #[test]
+    fn json_strings_and_numbers_are_escaped() {
+        assert_eq!(json_str("a \"b\" \\ c\n"), "\"a \\\"b\\\" \\\\ c\\u000a\"");
+        assert_eq!(json_num(f64::NAN), "null");
+        assert_eq!(json_num(1.5), "1.5");
+        assert_eq!(json_series(&[]), "null");
+        assert_eq!(
+            json_series(&[2.0, 1.0, 3.0]),
+            "{\"median\":2,\"min\":1,\"max\":3,\"values\":[2,1,3]}"
+        );
+    }
+}
