@@ -432,3 +432,58 @@ fn fs_survives_a_server_restart_with_a_new_fuse_session() {
         run.output
     );
 }
+
+/// Two VIO servers export one disk under one serial: one disk of two paths. The first server
+/// is killed for good in the middle of a 64 MiB write/read/verify: its request fails within the
+/// bound, the request is sent again on the other path, and every block reads back intact.
+#[test]
+fn a_disk_on_two_servers_survives_losing_one_for_good() {
+    let dir = scratch("multipath");
+    let disk = dir.join("shared.img");
+    vioboot_harness::pattern_disk(&disk, 80).expect("disk image");
+    let bin = vioboot_harness::vio_server_binary(&root());
+    let disk_arg = disk.display().to_string();
+    let mut servers = Vec::new();
+    let mut q = qemu(Boot::Bios).append("vioboot.blk-verify=64 vioboot.vio-timeout=3000");
+    for n in 0..2u32 {
+        let socket = dir.join(format!("v{n}.sock"));
+        let s = VioServer::start(
+            &bin,
+            &socket,
+            &["--blk", &disk_arg, "--serial", "mp-disk"],
+            &dir.join(format!("server{n}.log")),
+        )
+        .expect("server starts");
+        servers.push(s);
+        q.extra.extend(vioboot_harness::virtio_vio_device(
+            &format!("v{n}"),
+            &socket,
+            0x7100_0010 + n,
+        ));
+    }
+    let mut killed = false;
+    let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
+        if !killed && l.contains("wrote 16 of 64 MiB") {
+            servers[0].kill();
+            killed = true;
+        }
+    })
+    .expect("QEMU runs");
+    assert!(killed, "the verify never reached 16 MiB:\n{}", run.output);
+    run.assert_pass();
+    let disk = "disk serial:mp-disk";
+    run.assert_lines(&[
+        (&format!("{disk} verify"), "64 MiB written"),
+        (&format!("{disk} verify"), "intact"),
+        (
+            &format!("{disk} paths"),
+            "2 paths: virtio@71000010 (failed: ",
+        ),
+        (
+            &format!("{disk} paths"),
+            "virtio@71000011 (active); 1 failover(s)",
+        ),
+        (&format!("{disk} paths"), "I/O continues on virtio@71000011"),
+        (&format!("{disk} unmapped"), "no buffer left"),
+    ]);
+}

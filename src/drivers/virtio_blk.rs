@@ -10,7 +10,7 @@ use crate::dev::{BlockDevice, Device, DeviceError as Error, TransportStats};
 use crate::vio::Patience;
 use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
 use alloc::string::String;
-use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::Transport;
 use virtio_drivers::Hal;
 use virtio_vio::device_id;
@@ -44,6 +44,14 @@ pub trait Attach {
     fn stop(&self) -> Result<(), Error> {
         Ok(())
     }
+    /// Runs `f`, a request its caller completes itself (it looks for the used entry), with
+    /// this device's DMA mapping active; and the transport's failure meanwhile, if it
+    /// recorded one instead of stopping vioboot (virtio-vio: a server that does not answer).
+    fn completing<R>(&self, f: impl FnOnce() -> R) -> (R, Option<Error>) {
+        (self.run(f), None)
+    }
+    /// How long a notified request's used entry may take to appear.
+    fn used_patience(&self) -> Patience;
     /// After a request failed half way: unmaps what it left shared.
     fn revoke_shared(&self);
     /// Takes what is mapped now (the rings) as what stays mapped between requests.
@@ -59,12 +67,21 @@ pub trait Attach {
     }
 }
 
+/// The data buffer of a request in flight.
+enum Side<'b> {
+    Read(&'b mut [u8]),
+    Write(&'b [u8]),
+}
+
 /// One virtio block device (on virtio-vio unless named otherwise).
 pub struct VirtioBlk<H: Hal = VioHal, T: Transport = VioTransport, A: Attach = Attachment> {
     at: A,
     dev: Option<VirtIOBlk<H, T>>,
     /// Bytes per block: `blk_size`, or 512.
     block_size: usize,
+    /// The transport failure that left a request unfinished in the queue: the device takes
+    /// no further request.
+    broken: Option<Error>,
 }
 
 /// virtio-blk feature bit: `blk_size` in the config space is valid (virtio 1.2, 5.2.3).
@@ -129,6 +146,7 @@ impl<H: Hal, T: Transport, A: Attach> VirtioBlk<H, T, A> {
             at,
             dev: Some(dev),
             block_size,
+            broken: None,
         })
     }
 
@@ -145,6 +163,69 @@ impl<H: Hal, T: Transport, A: Attach> VirtioBlk<H, T, A> {
     /// 512-byte sectors in one block.
     fn sectors_per_block(&self) -> u64 {
         (self.block_size / SECTOR_SIZE) as u64
+    }
+
+    /// One read or write through virtio-drivers' non-blocking calls, completed here: when the
+    /// transport failed the request (no used entry, and the failure recorded), the device's
+    /// mappings are revoked and it takes no further request, and the failure is returned (a
+    /// path's failure, which a multipath disk moves to another path).
+    fn request<'b>(
+        &mut self,
+        submit: impl FnOnce(
+            &mut VirtIOBlk<H, T>,
+            &mut BlkReq,
+            &mut BlkResp,
+        ) -> Result<(u16, Side<'b>), virtio_drivers::Error>,
+    ) -> Result<(), Error> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let Some(dev) = self.dev.as_mut() else {
+            return Err(self.at.gone());
+        };
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        let (r, recorded) = self.at.completing(|| submit(dev, &mut req, &mut resp));
+        let done = match (r, recorded) {
+            (_, Some(e)) => Err(Some(e)),
+            (Err(e), None) => Err(Some(self.at.failed(e))),
+            (Ok((token, side)), None) => {
+                // Normally there once notify returns; a late used ring (a server that
+                // answered a stale notice first) is waited for within the bound.
+                let mut p = self.at.used_patience();
+                let what = alloc::format!("{}: a used entry", self.at.name());
+                loop {
+                    match dev.peek_used() {
+                        Some(t) if t == token => break Ok((token, side)),
+                        Some(_) => break Err(None),
+                        None if p.expired(&what) => break Err(None),
+                        None => core::hint::spin_loop(),
+                    }
+                }
+            }
+        };
+        let (token, side) = match done {
+            Ok(x) => x,
+            Err(e) => {
+                self.at.revoke_shared();
+                let e = e.unwrap_or_else(|| {
+                    self.at
+                        .queue_failed(0, QueueError::TooFewCompleted { missing: 1 })
+                });
+                self.broken = Some(e.clone());
+                return Err(e);
+            }
+        };
+        let r = self.at.run(|| match side {
+            // SAFETY: the same buffers that were submitted with this token.
+            Side::Read(buf) => unsafe { dev.complete_read_blocks(token, &req, buf, &mut resp) },
+            // SAFETY: as above.
+            Side::Write(buf) => unsafe { dev.complete_write_blocks(token, &req, buf, &mut resp) },
+        });
+        if r.is_err() {
+            self.at.revoke_shared();
+        }
+        r.map_err(|e| self.at.failed(e))
     }
 
     /// Runs `op` on the driver with this device's DMA mapping active.
@@ -202,12 +283,22 @@ impl<H: Hal, T: Transport, A: Attach> BlockDevice for VirtioBlk<H, T, A> {
 
     fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), Error> {
         let sector = block * self.sectors_per_block();
-        self.with_dev(|d| d.read_blocks(sector as usize, buf))
+        self.request(|d, req, resp| {
+            // SAFETY: `req`, `buf` and `resp` stay borrowed in `request` until the used entry
+            // is popped, or, when it never comes, until every mapping of the device is
+            // revoked (it can then reach none of them).
+            let token = unsafe { d.read_blocks_nb(sector as usize, req, buf, resp) }?;
+            Ok((token, Side::Read(buf)))
+        })
     }
 
     fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Error> {
         let sector = block * self.sectors_per_block();
-        self.with_dev(|d| d.write_blocks(sector as usize, buf))
+        self.request(|d, req, resp| {
+            // SAFETY: as for `read`.
+            let token = unsafe { d.write_blocks_nb(sector as usize, req, buf, resp) }?;
+            Ok((token, Side::Write(buf)))
+        })
     }
 
     fn flush(&mut self) -> Result<(), Error> {
@@ -219,6 +310,15 @@ impl<H: Hal, T: Transport, A: Attach> BlockDevice for VirtioBlk<H, T, A> {
         let mut id = [0u8; 20];
         let n = self.with_dev(|d| d.device_id(&mut id))?;
         Ok(String::from_utf8_lossy(&id[..n.min(20)]).into())
+    }
+
+    /// The serial (GET_ID), when the device has one: two adapters whose devices give the
+    /// same serial, size and block 0 are taken as paths to one disk, so a serial must name one
+    /// disk (as a WWID does; the VIO server's `--serial`).
+    fn unique_id(&mut self) -> Option<String> {
+        let s = self.identity().ok()?;
+        let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        (!s.is_empty()).then(|| alloc::format!("serial:{s}"))
     }
 
     fn as_device(&mut self) -> &mut dyn Device {

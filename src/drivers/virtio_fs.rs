@@ -517,6 +517,9 @@ mod tests {
         fn name(&self) -> &str {
             "fake"
         }
+        fn used_patience(&self) -> crate::vio::Patience {
+            crate::vio::Patience::new(1000)
+        }
         fn run<R>(&self, f: impl FnOnce() -> R) -> R {
             f()
         }

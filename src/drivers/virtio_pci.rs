@@ -144,6 +144,10 @@ impl Attach for PciAttachment {
         Some(Patience::new(self.timeout_us))
     }
 
+    fn used_patience(&self) -> Patience {
+        Patience::new(self.timeout_us)
+    }
+
     /// Resets the device (status 0) and waits, within the bound, until it reads back 0
     /// (virtio 1.2, 4.1.4.3.2): afterwards it uses none of its rings.
     fn stop(&self) -> Result<(), DeviceError> {

@@ -194,6 +194,15 @@ impl super::virtio_blk::Attach for Attachment {
         .into()
     }
 
+    fn used_patience(&self) -> crate::vio::Patience {
+        crate::vio::Patience::new(self.handle.timeout_us())
+    }
+
+    fn completing<R>(&self, f: impl FnOnce() -> R) -> (R, Option<DeviceError>) {
+        let r = self.run(|| self.handle.completing_itself(f));
+        (r, self.handle.take_error().map(Into::into))
+    }
+
     fn revoke_shared(&self) {
         Attachment::revoke_shared(self)
     }

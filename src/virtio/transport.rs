@@ -196,6 +196,9 @@ struct Inner {
     queues: Vec<Option<QueueSetup>>,
     /// The first failure of a `Transport` method that cannot return one.
     error: Option<VioError>,
+    /// A request is in flight that its driver completes itself (virtio-drivers' non-blocking
+    /// calls): a notify that fails is recorded for it instead of stopping vioboot.
+    notify_may_fail: bool,
 }
 
 /// One virtio-vio adapter as a virtio transport.
@@ -453,6 +456,7 @@ impl VioTransport {
                 features: None,
                 queues,
                 error: None,
+                notify_may_fail: false,
             })),
         })
     }
@@ -482,6 +486,21 @@ impl VioHandle {
     /// The first failure of a transport method that could not report it, taken out.
     pub fn take_error(&self) -> Option<VioError> {
         self.inner.borrow_mut().error.take()
+    }
+
+    /// How long the link waits for the server.
+    pub fn timeout_us(&self) -> u64 {
+        self.inner.borrow().link.timeout_us
+    }
+
+    /// Runs `f`, a request whose caller completes it itself (it looks for the used entry
+    /// and takes [`take_error`](Self::take_error) when there is none): a notify that fails
+    /// meanwhile is recorded rather than stopping vioboot.
+    pub fn completing_itself<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.inner.borrow_mut().notify_may_fail = true;
+        let r = f();
+        self.inner.borrow_mut().notify_may_fail = false;
+        r
     }
 
     /// The link's and the CRQ's own counters.
@@ -569,6 +588,12 @@ impl Transport for VioTransport {
     fn notify(&mut self, queue: u16) {
         let r = self.inner.borrow_mut().notify(queue);
         if let Err(e) = r {
+            if self.inner.borrow().notify_may_fail {
+                // The caller finds no used entry and takes this error.
+                let mut i = self.inner.borrow_mut();
+                i.error.get_or_insert(e);
+                return;
+            }
             // virtio-drivers now spins on the used ring; without a server it never fills.
             panic!("{e}: queue {queue} cannot complete");
         }
