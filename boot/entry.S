@@ -8,7 +8,8 @@
 # relocations for the address it runs at, clears BSS, sets the stack and TOC and calls
 # vioboot_entry(r3, r4, r5, load_base, msr_at_entry) in Rust.
 #
-# Constants from Rust (global_asm! operands): MSR_SF_BIT, MSR_FPVEC_HI, MSR_FP, R_PPC64_RELATIVE.
+# Constants from Rust (global_asm! operands): MSR_SF_BIT, MSR_FPVEC_HI, MSR_FP, R_PPC64_RELATIVE,
+# VECTOR_TARGET and DEC_COUNT (two 8-byte slots at the end of the vector block).
 
 # Big-endian entry into little-endian code, in either endianness (Linux's FIXUP_ENDIAN idea).
 # Read big-endian, the first word is `b .+8` into a byte-swapped trampoline that flips MSR[LE]
@@ -82,8 +83,21 @@ entry_0x100:
     li 3, 0x800
     b vector_far
     .org 0x900
-    li 3, 0x900
-    b vector_far
+    # The decrementer: counted at DEC_COUNT and dismissed (DEC set to its largest positive
+    # value), then back to the interrupted code with every register as it was (r11 and r12
+    # wait in SPRG1 and SPRG2, which are per processor). Entered only where vioboot opens
+    # MSR[EE] on purpose: the decrementer check, and H_CEDE, which returns with it set.
+    mtspr 273, 12
+    mtspr 274, 11
+    lis 12, 0x7fff
+    ori 12, 12, 0xffff
+    mtspr 22, 12
+    ld 11, {DEC_COUNT}(0)
+    addi 11, 11, 1
+    std 11, {DEC_COUNT}(0)
+    mfspr 11, 274
+    mfspr 12, 273
+    rfid
     .org 0x980
     li 3, 0x980
     b vector_far
@@ -168,7 +182,8 @@ vector_far:
     mtctr 12
     bctr
 
-    .org {VECTOR_TARGET}
+    .org {DEC_COUNT}
+    .quad 0
     .quad 0
 
 # An unexpected interrupt: on a stack of its own, call vioboot_exception(vector, SRR0, SRR1, DAR),
@@ -253,6 +268,47 @@ entry_le:
     bl vioboot_entry
     nop
     # vioboot_entry never returns; a relocation the build did not expect also ends here.
+9:  b 9b
+
+# A secondary thread's first instruction, as RTAS start-cpu leaves it (PAPR; QEMU's
+# rtas_start_cpu): real mode, 64-bit, big-endian (MSR = SF | ME), r3 = the value the boot
+# processor passed: the address of the thread's slot, whose first two doublewords are the top
+# of its stack and the Rust function to run (src/smp.rs). Switches to little-endian, enables
+# FP/VMX/VSX, sets the TOC and the stack, and calls that function with r3, which never returns.
+    .section .text.vioboot_secondary_start, "ax"
+    .globl vioboot_secondary_start
+    .p2align 2
+vioboot_secondary_start:
+    FIXUP_ENDIAN
+    mfmsr 11
+    li 12, 1
+    rldicr 12, 12, {MSR_SF_BIT}, 0
+    or 11, 11, 12
+    oris 11, 11, {MSR_FPVEC_HI}
+    ori 11, 11, {MSR_FP}
+    mtmsrd 11
+    isync
+    bcl 20, 31, 1f
+1:  mflr 31
+    ADDR 2, 31, .TOC.
+    ld 1, 0(3)
+    li 0, 0
+    stdu 0, -64(1)
+    std 0, 8(1)
+    lfd 0, 8(1)
+    mtfsf 0xff, 0
+    ld 12, 8(3)
+    mtctr 12
+    bctrl
+    nop
+8:  b 8b
+
+# Where vioboot.inject=lost-cpu starts a secondary: little-endian, then a loop that never
+# reports in (a thread that never comes up, as the boot processor sees it).
+    .globl vioboot_secondary_lost
+    .p2align 2
+vioboot_secondary_lost:
+    FIXUP_ENDIAN
 9:  b 9b
 
 # i64 vioboot_call_be32(u64 r3, u64 entry, u64 r4)

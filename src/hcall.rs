@@ -283,3 +283,16 @@ pub fn random() -> Result<u64, HcallError> {
     // SAFETY: registers only.
     unsafe { call("H_RANDOM", H_RANDOM, &[]) }.map(|r| r[0])
 }
+
+/// H_CEDE: gives up this processor until an interrupt arrives or another processor prods it.
+/// PAPR: it returns with MSR[EE] set; the caller turns it off again.
+pub fn cede() -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_CEDE", H_CEDE, &[]) }.map(|_| ())
+}
+
+/// H_PROD: wakes the processor with interrupt server number `cpu` from H_CEDE.
+pub fn prod(cpu: u32) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_PROD", H_PROD, &[u64::from(cpu)]) }.map(|_| ())
+}

@@ -21,6 +21,7 @@ pub mod of;
 pub mod pci;
 pub mod report;
 pub mod rtas;
+pub mod smp;
 pub mod time;
 
 // Buses, transports and devices.

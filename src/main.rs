@@ -74,6 +74,9 @@ fn run(fw: &mut dyn Firmware, base: u64, msr: u64) -> bool {
     check_entry(fw, base, &regions);
     check_options(&opts, &option_errors, &bootargs);
     checks::platform::run(fw, &tree, &summary, &inv, &regions, &opts);
+    checks::cpus::run(&inv, summary.boot_cpuid_phys, opts.inject);
+    checks::interrupts::run();
+    checks::memtest::run(fw, &inv, &regions, &opts);
     if opts.mode == Mode::Smoke {
         checks::devices(&inv, &opts);
     }
@@ -182,7 +185,8 @@ fn inject(what: Option<Inject>) {
         }
         Some(Inject::Panic) => panic!("panic injected by vioboot.inject=panic"),
         Some(Inject::Exception) => arch::illegal_instruction(),
-        None => {}
+        // Taken by the vCPU checks.
+        Some(Inject::LostCpu) | None => {}
     }
 }
 

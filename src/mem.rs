@@ -137,6 +137,44 @@ pub unsafe fn region_mut(r: Range) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(r.start as *mut u8, r.size() as usize) }
 }
 
+/// Free memory lent for the pattern test, reached word by word with volatile accesses (so
+/// that every write and read really goes to memory).
+pub struct Lent {
+    range: Range,
+}
+
+impl Lent {
+    /// # Safety
+    /// `range` must be RAM that nothing uses while the `Lent` lives: not vioboot's image,
+    /// heap, pool or stacks, not the tree, and claimed from Open Firmware when it is alive.
+    pub unsafe fn new(range: Range) -> Lent {
+        Lent { range }
+    }
+
+    fn check(&self, addr: u64) {
+        assert!(
+            addr.is_multiple_of(8) && addr >= self.range.start && addr + 8 <= self.range.end,
+            "memory test word {addr:#x} outside the lent {}",
+            self.range
+        );
+    }
+}
+
+impl vioboot_core::memtest::Memory for Lent {
+    fn write(&mut self, addr: u64, value: u64) {
+        self.check(addr);
+        // SAFETY: an aligned word inside the lent range (checked), which `new`'s caller
+        // vouched nothing else uses.
+        unsafe { core::ptr::write_volatile(addr as *mut u64, value) };
+    }
+
+    fn read(&mut self, addr: u64) -> u64 {
+        self.check(addr);
+        // SAFETY: as `write`.
+        unsafe { core::ptr::read_volatile(addr as *const u64) }
+    }
+}
+
 /// Pages from the pool, owned: freed when dropped. The device may see them only through a TCE
 /// mapping its user makes; reads of what a device wrote go through [`DmaPages::read_volatile`].
 pub struct DmaPages {

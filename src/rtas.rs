@@ -159,6 +159,35 @@ pub fn call(
     Ok(out)
 }
 
+/// `stop-self` for the calling processor, through its own argument block (`block`, on its
+/// stack below 4 GiB) without the shared block's lock: the call does not come back when it
+/// works, and a lock held by a stopped processor would never be released (Linux calls it
+/// unlocked too). Returns only on failure.
+pub fn stop_self(token: u32, block: &mut [u8; BLOCK_BYTES]) -> RtasError {
+    if pack::pack(token, &[], 1, block).is_err() {
+        return RtasError::Unavailable;
+    }
+    let at = block.as_ptr() as u64;
+    let method = STATE.lock().method;
+    match method {
+        Method::None => return RtasError::Unavailable,
+        Method::Hcall => {
+            // SAFETY: a valid block with room for the status word, on the caller's stack.
+            if let Err(e) = unsafe { hcall::rtas(RealAddr(at)) } {
+                return RtasError::Hcall(e);
+            }
+        }
+        Method::Instantiated { base, entry } => {
+            // SAFETY: as in `call`: RTAS instantiated by OF, block and stack below 4 GiB.
+            unsafe { arch::call_be32(entry.into(), at, base.into()) };
+        }
+    }
+    RtasError::Status {
+        service: "stop-self",
+        status: pack::ret(block, 0) as i32,
+    }
+}
+
 fn force_lock_if_panicking() -> spin::MutexGuard<'static, State> {
     if let Some(g) = STATE.try_lock() {
         return g;

@@ -37,3 +37,8 @@ pub fn delay_us(us: u64) {
         core::hint::spin_loop();
     }
 }
+
+/// Converts microseconds to timebase ticks.
+pub fn us_to_ticks(us: u64) -> u64 {
+    (u128::from(us) * u128::from(TB_HZ.load(Ordering::Relaxed)) / 1_000_000) as u64
+}

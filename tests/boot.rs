@@ -49,12 +49,29 @@ fn boot_typing(
     extra: impl FnOnce(&Path),
     input: Option<(&str, &[u8])>,
 ) -> (Run, String) {
-    boot_in("1G", name, boot, entries, append, extra, input)
+    boot_in(
+        Guest {
+            memory: "1G",
+            args: &[],
+        },
+        name,
+        boot,
+        entries,
+        append,
+        extra,
+        input,
+    )
 }
 
-/// As `boot_typing`, in a guest of `memory` (QEMU's `-m`).
+/// The guest's memory (QEMU's `-m`) and further QEMU arguments.
+struct Guest<'a> {
+    memory: &'a str,
+    args: &'a [&'a str],
+}
+
+/// As `boot_typing`, in `guest`.
 fn boot_in(
-    memory: &str,
+    guest: Guest,
     name: &str,
     boot: Boot,
     entries: &[(&str, String)],
@@ -79,8 +96,9 @@ fn boot_in(
     let mut q = Qemu::new(boot, vioboot_harness::image_dir(&root()))
         .append(&format!("vioboot.mode=boot {append}"));
     q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU");
-    q.memory = memory.into();
+    q.memory = guest.memory.into();
     q.extra = vioboot_harness::virtio_vio_device("v0", &socket, 0x7100_0010);
+    q.extra.extend(guest.args.iter().map(|a| a.to_string()));
     q.input = input.map(|(t, b)| (t.to_string(), b.to_vec()));
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
     let log = server.log();
@@ -419,7 +437,7 @@ fn big_initrd(name: &str, boot: Boot, memory: &str) -> (Run, String) {
         "",
     );
     boot_in(
-        memory,
+        Guest { memory, args: &[] },
         name,
         boot,
         &[("big", e)],
@@ -484,5 +502,52 @@ fn an_initrd_that_cannot_fit_says_what_memory_it_found() {
             .map(|l| l.description.clone())
             .unwrap_or_else(|| panic!("no failing boot entry line:\n{}", run.output));
         assert!(f.contains(want), "{name}: {f}");
+    }
+}
+
+/// vioboot starts, checks and stops the secondary vCPU before the handoff, and Linux then
+/// brings it up itself (RTAS start-cpu on a stopped thread): the initramfs counts 2 CPUs in
+/// /proc/cpuinfo, through Open Firmware and with a flattened tree.
+#[test]
+fn linux_brings_up_every_vcpu_after_the_checks() {
+    let busybox = std::fs::read(linux().busybox).expect("busybox");
+    for (name, boot_path) in [("smp-of", Boot::Slof), ("smp-fdt", Boot::Bios)] {
+        let (run, log) = boot_in(
+            Guest {
+                memory: "1G",
+                args: &["-smp", "2,cores=2,threads=1"],
+            },
+            name,
+            boot_path,
+            &[("debian", good())],
+            "",
+            |share| {
+                std::fs::write(
+                    share.join("initrd.img"),
+                    vioboot_harness::initramfs_running(
+                        &busybox,
+                        "echo \"VIOBOOT-CPUS $(/bin/busybox grep -c ^processor /proc/cpuinfo)\"\n",
+                    ),
+                )
+                .expect("initramfs");
+            },
+            None,
+        );
+        assert_eq!(run.report().verdict, Some(true), "{}", run.output);
+        let r = run.report();
+        assert!(
+            r.check("cpu 0x1").is_some_and(
+                |l| l.ok && l.description.contains("stopped (query-cpu-stopped-state)")
+            ),
+            "{}",
+            run.output
+        );
+        marker_cmdline(&run);
+        assert!(
+            run.output.lines().any(|l| l.trim_end() == "VIOBOOT-CPUS 2"),
+            "the initramfs does not see 2 CPUs:\n{}",
+            run.output
+        );
+        assert_eq!(run.exit_code(), Some(0), "{}\n{log}", run.output);
     }
 }

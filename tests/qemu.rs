@@ -346,3 +346,129 @@ fn hypervisor_and_rtas_services() {
         run.output
     );
 }
+
+/// QEMU's TCG pseries allows one thread per core: several vCPUs are several cores.
+fn smp(q: Qemu, n: u32) -> Qemu {
+    let mut q = q;
+    q.extra
+        .extend(["-smp".to_string(), format!("{n},cores={n},threads=1")]);
+    q
+}
+
+/// Every vCPU under each entry path: each secondary started through RTAS, reported in (its
+/// words, the shared atomic counter, timebase exchanges) and stopped again, confirmed by
+/// query-cpu-stopped-state; one ceded and was woken by H_PROD; the decrementer fired into
+/// vioboot's vector; the quick memory test ran.
+#[test]
+fn every_vcpu_under_every_entry_path() {
+    for boot_path in [Boot::Bios, Boot::Slof, Boot::Vof] {
+        let run = boot(smp(Qemu::new(boot_path, image_dir()), 4));
+        assert_pass(&run);
+        for cpu in ["cpu 0x1", "cpu 0x2", "cpu 0x3"] {
+            let l = line(&run, cpu);
+            assert!(
+                l.contains("timebase within")
+                    && l.contains("512 words written and read on both sides")
+                    && l.contains("stopped (query-cpu-stopped-state)"),
+                "{cpu} under {}:\n{}",
+                boot_path.name(),
+                run.output
+            );
+        }
+        assert!(
+            line(&run, "cpus").contains(
+                "4 threads: boot 0x0 and 3 secondaries started, reported in and stopped; \
+                 shared counter 20000 after 5000 atomic increments each"
+            ),
+            "{}",
+            run.output
+        );
+        assert!(
+            line(&run, "cede-prod").contains("thread 0x1 ceded and woke"),
+            "{}",
+            run.output
+        );
+        assert!(
+            line(&run, "decrementer").contains("taken at vector 0x900"),
+            "{}",
+            run.output
+        );
+        assert!(
+            line(&run, "memtest").starts_with("memtest: quick: 2048 KiB in 8 blocks"),
+            "{}",
+            run.output
+        );
+    }
+}
+
+/// One vCPU: nothing to start, and H_CEDE/H_PROD is a skip that says why.
+#[test]
+fn a_single_vcpu_has_no_secondaries_to_start() {
+    let run = boot(Qemu::new(Boot::Bios, image_dir()));
+    assert_pass(&run);
+    assert!(
+        line(&run, "cpus").contains("one thread (0x0"),
+        "{}",
+        run.output
+    );
+    let r = run.report();
+    let cede = r.check("cede-prod").expect("a cede-prod line");
+    assert!(
+        cede.ok && cede.description.contains("# SKIP a single vCPU"),
+        "{}",
+        run.output
+    );
+}
+
+/// A secondary that never reports in is a named failure within the arrival timeout, the
+/// others are still checked, and the run ends (os-term, exit 1) instead of hanging.
+#[test]
+fn a_vcpu_that_never_comes_up_is_a_named_failure() {
+    let run = boot(smp(
+        Qemu::new(Boot::Bios, image_dir()).append("vioboot.inject=lost-cpu"),
+        3,
+    ));
+    assert_fail(&run, "cpu 0x1");
+    assert!(
+        line(&run, "cpu 0x1").contains("thread 0x1 did not come up within"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "cpu 0x2").contains("stopped (query-cpu-stopped-state)"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "cpus").contains("1 of 2 secondaries failed: 0x1"),
+        "{}",
+        run.output
+    );
+}
+
+/// vioboot.memtest: a size in MiB, the whole of free memory, or none.
+#[test]
+fn memtest_sizes() {
+    let run = boot(Qemu::new(Boot::Bios, image_dir()).append("vioboot.memtest=8"));
+    assert_pass(&run);
+    assert!(
+        line(&run, "memtest").starts_with("memtest: 8 MiB: 8192 KiB in 32 blocks"),
+        "{}",
+        run.output
+    );
+    let mut q = Qemu::new(Boot::Slof, image_dir()).append("vioboot.memtest=full");
+    q.memory = "256M".into();
+    let run = boot(q);
+    assert_pass(&run);
+    let l = line(&run, "memtest");
+    assert!(l.starts_with("memtest: full: "), "{}", run.output);
+    let run = boot(Qemu::new(Boot::Bios, image_dir()).append("vioboot.memtest=0"));
+    assert_pass(&run);
+    assert!(
+        run.report()
+            .check("memtest")
+            .is_some_and(|l| l.description.contains("# SKIP vioboot.memtest=0")),
+        "{}",
+        run.output
+    );
+}

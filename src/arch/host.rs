@@ -89,3 +89,33 @@ pub fn sprg0() -> u64 {
 
 /// No exceptions are taken on the host.
 pub fn on_exception(_handler: fn(u64, u64, u64, u64) -> !) {}
+
+/// Vectors on the host are never live.
+pub fn owns_vectors() -> bool {
+    false
+}
+
+pub fn decrementer_count() -> u64 {
+    0
+}
+
+pub fn set_decrementer(_ticks: u32) {}
+
+pub fn external_interrupts(_on: bool) {}
+
+pub fn pir() -> u32 {
+    0
+}
+
+pub fn timebase_after() -> u64 {
+    timebase()
+}
+
+/// No secondary threads on the host.
+pub fn secondary_start() -> u64 {
+    0
+}
+
+pub fn secondary_lost() -> u64 {
+    0
+}

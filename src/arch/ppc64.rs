@@ -10,11 +10,14 @@ global_asm!(
     MSR_FP = const 0x2000,
     R_PPC64_RELATIVE = const 22,
     VECTOR_TARGET = const VECTOR_TARGET,
+    DEC_COUNT = const DEC_COUNT,
 );
 
 unsafe extern "C" {
     fn vioboot_call_be32(r3: u64, entry: u64, r4: u64) -> i64;
     static exception_common: u8;
+    static vioboot_secondary_start: u8;
+    static vioboot_secondary_lost: u8;
     static __image_start: u8;
     static __file_end: u8;
     static __image_end: u8;
@@ -125,9 +128,17 @@ const VECTORS_START: usize = 0x200;
 const VECTORS_END: usize = 0x2000;
 /// Where the vectors find the absolute address of `exception_common` (entry.S's `vector_far`).
 const VECTOR_TARGET: usize = 0x1ff8;
+/// MSR[EE]: external and decrementer interrupts enabled.
+const MSR_EE: u64 = 0x8000;
+/// Where the decrementer vector (0x900) counts the interrupts it took.
+const DEC_COUNT: usize = 0x1ff0;
 /// Bytes written to flush from the data cache and drop from the instruction cache at a time
 /// (no POWER processor has a smaller cache line).
 const CACHE_STEP: usize = 32;
+
+/// Whether the hypervisor took little-endian interrupts (H_SET_MODE) when vioboot placed its
+/// vectors: without that, no interrupt may be let in on purpose.
+static LE_INTERRUPTS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Whose vectors are in low memory now, and what was there before vioboot's.
 struct Vectors {
@@ -235,7 +246,78 @@ pub fn own_vectors(base: u64) -> bool {
     v.installed = true;
     v.place(true);
     drop(v);
-    little_endian_interrupts(true)
+    let le = little_endian_interrupts(true);
+    LE_INTERRUPTS.store(le, core::sync::atomic::Ordering::SeqCst);
+    le
+}
+
+/// Whether vioboot's vectors are live with little-endian interrupts, so that a decrementer
+/// interrupt (vector 0x900) is counted and returns instead of ending the run.
+pub fn owns_vectors() -> bool {
+    let v = VECTORS.lock();
+    v.installed && v.ours_live && LE_INTERRUPTS.load(core::sync::atomic::Ordering::SeqCst)
+}
+
+/// Decrementer interrupts vioboot's 0x900 vector has counted since its vectors were last
+/// placed (a volatile read of the counter in low memory).
+pub fn decrementer_count() -> u64 {
+    // SAFETY: an aligned 8-byte slot inside the vector block at physical 0x200..0x2000, which
+    // vioboot placed (or which is the image itself at 0); only the 0x900 vector writes it.
+    unsafe { core::ptr::read_volatile(DEC_COUNT as *const u64) }
+}
+
+/// Sets the decrementer (it counts down at the timebase frequency; an interrupt is pending
+/// once it goes negative).
+pub fn set_decrementer(ticks: u32) {
+    // SAFETY: writes DEC (SPR 22); no memory effect.
+    unsafe { asm!("mtspr 22, {0}", in(reg) u64::from(ticks), options(nomem, nostack)) };
+}
+
+/// Sets (`on`) or clears MSR[EE], letting external and decrementer interrupts in or not.
+/// `mtmsrd` with L=1 touches only EE and RI.
+pub fn external_interrupts(on: bool) {
+    // SAFETY: only MSR[EE] (bit 48, mask 0x8000) changes; interrupts that arrive meanwhile go
+    // to vioboot's vectors (the caller checks `owns_vectors` before turning them on).
+    unsafe {
+        asm!(
+            "mfmsr {t}",
+            "andc {t}, {t}, {ee}",
+            "or {t}, {t}, {on}",
+            "mtmsrd {t}, 1",
+            t = out(reg) _,
+            ee = in(reg) MSR_EE,
+            on = in(reg) if on { MSR_EE } else { 0 },
+            options(nostack),
+        )
+    };
+}
+
+/// The processor's PIR (processor identification register).
+pub fn pir() -> u32 {
+    let v: u64;
+    // SAFETY: reading PIR (SPR 1023) in supervisor state has no side effects.
+    unsafe { asm!("mfspr {0}, 1023", out(reg) v, options(nomem, nostack)) };
+    v as u32
+}
+
+/// The timebase, read only after every earlier instruction has completed (`isync`): after a
+/// load that a branch depends on, the value is taken after that load was satisfied.
+pub fn timebase_after() -> u64 {
+    let tb: u64;
+    // SAFETY: a context barrier and a timebase read; no side effects.
+    unsafe { asm!("isync", "mftb {0}", out(reg) tb, options(nostack)) };
+    tb
+}
+
+/// The real address where a secondary thread started by RTAS `start-cpu` begins
+/// (boot/entry.S `vioboot_secondary_start`; r3 = its slot).
+pub fn secondary_start() -> u64 {
+    &raw const vioboot_secondary_start as u64
+}
+
+/// A start address whose thread spins for ever without reporting in (`vioboot.inject=lost-cpu`).
+pub fn secondary_lost() -> u64 {
+    &raw const vioboot_secondary_lost as u64
 }
 
 /// Runs `f` (a call into Open Firmware) with the firmware's own vectors and big-endian

@@ -6,7 +6,10 @@
 //! several (a v-scsi LUN: `v-scsi@71000020 0:1:0`); what the units share is shut down last.
 
 pub mod block;
+pub mod cpus;
 pub mod fs;
+pub mod interrupts;
+pub mod memtest;
 pub mod platform;
 pub mod services;
 pub mod tpm;

@@ -38,6 +38,14 @@ impl FlatTree {
 }
 
 impl Firmware for FlatTree {
+    fn lend_at(&self, r: Range) -> bool {
+        let tree = Range {
+            start: self.at,
+            end: self.at + self.blob.len() as u64,
+        };
+        !r.overlaps(&tree)
+    }
+
     fn booted_by(&self) -> &'static str {
         "a flattened device tree (no firmware)"
     }

@@ -158,6 +158,11 @@ pub trait Firmware {
     fn console_needs_vty(&self) -> bool;
     /// Makes RTAS callable where H_RTAS is not used (`instantiate-rtas`).
     fn prepare_rtas(&self, info: &RtasInfo, choice: RtasChoice) -> Result<(), FirmwareError>;
+    /// Lends `r` (RAM the tree calls usable, clear of vioboot's own regions) for a moment, for
+    /// the memory test: whether it may be overwritten. Open Firmware: claimed at that address
+    /// (returned with [`Firmware::give_back`]); without firmware: when it is clear of the tree
+    /// vioboot was handed.
+    fn lend_at(&self, r: Range) -> bool;
     /// Leaves the firmware before the end of a smoke run; `None` when there is none to leave.
     fn quiesce(&self) -> Option<Result<(), OfError>>;
     /// How a kernel is handed over: memory for it, and the jump.

@@ -147,6 +147,10 @@ impl Firmware for OpenFirmware {
         })
     }
 
+    fn lend_at(&self, r: Range) -> bool {
+        crate::arch::with_firmware_vectors(|| self.of.claim_at(r.start, r.size()).is_ok())
+    }
+
     fn bootargs(&self) -> String {
         crate::arch::with_firmware_vectors(|| self.read_bootargs())
     }

@@ -12,6 +12,10 @@ pub const H_PAGE_INIT: u64 = 0x2C;
 pub const H_LOGICAL_CI_LOAD: u64 = 0x3C;
 /// Stores 1, 2, 4 or 8 bytes to a cache-inhibited (device) address, as a big-endian store.
 pub const H_LOGICAL_CI_STORE: u64 = 0x40;
+/// Gives up the calling processor until an interrupt or H_PROD (returns with MSR[EE] set).
+pub const H_CEDE: u64 = 0xE0;
+/// Wakes a processor in H_CEDE (or makes its next H_CEDE return at once).
+pub const H_PROD: u64 = 0xE8;
 /// Registers or deregisters a processor's VPA, SLB shadow or dispatch trace log.
 pub const H_REGISTER_VPA: u64 = 0xDC;
 /// A 64-bit random number from the platform (with an RNG device).

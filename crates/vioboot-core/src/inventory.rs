@@ -44,6 +44,9 @@ pub struct Cpu {
     pub reg: u32,
     /// Hardware threads (`ibm,ppc-interrupt-server#s` entries).
     pub threads: usize,
+    /// The threads' interrupt server numbers (`ibm,ppc-interrupt-server#s`, else `reg`): how
+    /// RTAS `start-cpu`, `query-cpu-stopped-state` and H_PROD name a thread.
+    pub servers: Vec<u32>,
 }
 
 /// A child of `/vdevice`.
@@ -341,9 +344,26 @@ fn read_cpus(r: &mut Reader, cpus: &FdtNode) {
             continue;
         }
         let reg = r.get(&path, &cpu, "reg", cells::single_u32).unwrap_or(0);
-        let threads = cpu
-            .property("ibm,ppc-interrupt-server#s")
-            .map_or(1, |p| (p.value.len() / 4).max(1));
+        let servers = match cpu.property("ibm,ppc-interrupt-server#s") {
+            Some(p) if !p.value.is_empty() && p.value.len() % 4 == 0 => p
+                .value
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Some(p) => {
+                r.problem(
+                    &path,
+                    "ibm,ppc-interrupt-server#s",
+                    CellError::Truncated {
+                        need: p.value.len().next_multiple_of(4).max(4),
+                        have: p.value.len(),
+                    },
+                );
+                alloc::vec![reg]
+            }
+            None => alloc::vec![reg],
+        };
+        let threads = servers.len();
         if r.inv.timebase_hz.is_none() {
             r.inv.timebase_hz = r.get(&path, &cpu, "timebase-frequency", |v| {
                 let mut c = Cells::new(v);
@@ -354,6 +374,7 @@ fn read_cpus(r: &mut Reader, cpus: &FdtNode) {
             name: cpu.name.to_string(),
             reg,
             threads,
+            servers,
         });
     }
 }
@@ -551,6 +572,7 @@ mod tests {
         assert_eq!(inv.usable_memory().total(), 0x8000_0000 - 0x10_0000);
         assert_eq!(inv.cpus.len(), 1);
         assert_eq!(inv.cpus[0].threads, 2);
+        assert_eq!(inv.cpus[0].servers, [0, 1]);
         assert_eq!(inv.timebase_hz, Some(512_000_000));
         let vdev = inv.vdevices.as_ref().unwrap();
         assert_eq!(vdev.len(), 2);

@@ -17,6 +17,7 @@ pub mod elf;
 pub mod fdt_write;
 pub mod hvterm;
 pub mod inventory;
+pub mod memtest;
 pub mod options;
 pub mod pages;
 pub mod pattern;

@@ -66,6 +66,8 @@ pub enum Inject {
     Panic,
     /// vioboot executes an illegal instruction (its own vectors catch it when it runs at 0).
     Exception,
+    /// The first secondary thread is started on a loop that never reports in.
+    LostCpu,
 }
 
 /// `vioboot.source=`: which file system to boot from.
@@ -148,6 +150,8 @@ pub struct Options<'a> {
     /// `vioboot.source=`: the share or disk partition to boot from (default: the first holding
     /// boot entries).
     pub source: Option<Source<'a>>,
+    /// `vioboot.memtest=quick|full|<MiB>`: how much free memory the pattern test covers.
+    pub memtest: crate::memtest::Size,
     /// Words not meant for vioboot, in order.
     pub kernel_args: Vec<&'a str>,
     /// Number of `vioboot.` words understood.
@@ -172,6 +176,7 @@ impl Default for Options<'_> {
             fs_tag: None,
             source: None,
             default: None,
+            memtest: crate::memtest::Size::Quick,
             kernel_args: Vec::new(),
             understood: 0,
         }
@@ -235,6 +240,7 @@ pub const KEYS: &[&str] = &[
     "default",
     "fs-tag",
     "source",
+    "memtest",
 ];
 
 fn pick<T: Copy>(value: &str, table: &[(&str, T)]) -> Option<T> {
@@ -308,11 +314,12 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                         ("fail", Some(Inject::Fail)),
                         ("panic", Some(Inject::Panic)),
                         ("exception", Some(Inject::Exception)),
+                        ("lost-cpu", Some(Inject::LostCpu)),
                         ("none", None),
                     ],
                 )
                 .map(|v| opts.inject = v),
-                "fail|panic|exception|none",
+                "fail|panic|exception|lost-cpu|none",
             ),
             "blk-verify" => (
                 value
@@ -362,6 +369,19 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                 Source::parse(value).map(|s| opts.source = Some(s)),
                 "TAG, DISK:N, label=NAME or uuid=UUID",
             ),
+            "memtest" => (
+                match value {
+                    "quick" => Some(crate::memtest::Size::Quick),
+                    "full" => Some(crate::memtest::Size::Full),
+                    v => v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&m| m <= 1 << 20)
+                        .map(crate::memtest::Size::MiB),
+                }
+                .map(|v| opts.memtest = v),
+                "quick, full or a number of MiB (0: none)",
+            ),
             _ => {
                 errors.push(OptionError::UnknownKey { key });
                 continue;
@@ -382,6 +402,18 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memtest_sizes() {
+        use crate::memtest::Size;
+        assert_eq!(parse("").0.memtest, Size::Quick);
+        assert_eq!(parse("vioboot.memtest=full").0.memtest, Size::Full);
+        assert_eq!(parse("vioboot.memtest=64").0.memtest, Size::MiB(64));
+        assert_eq!(parse("vioboot.memtest=0").0.memtest, Size::MiB(0));
+        let (o, e) = parse("vioboot.memtest=lots");
+        assert_eq!(o.memtest, Size::Quick);
+        assert_eq!(e.len(), 1);
+    }
 
     #[test]
     fn empty_line_gives_defaults() {

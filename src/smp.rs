@@ -1,0 +1,560 @@
+//! The other processors: each secondary thread is started through RTAS `start-cpu` on a stack
+//! of its own (boot/entry.S `vioboot_secondary_start`), reports in through its [`Slot`], does
+//! what the boot processor asks through the slot's command word, and stops itself with RTAS
+//! `stop-self`, leaving it in the state Linux expects to find it (PAPR: stopped, to be started
+//! again with `start-cpu`).
+//!
+//! Secondaries never print: the boot processor reads their slots and reports. Every wait on
+//! either side is bounded by the timebase; a secondary the boot processor gave up on keeps its
+//! slot and stack for ever (they are leaked, never freed under a running processor), and stops
+//! itself when no command comes for [`IDLE_LIMIT_US`].
+
+use crate::rtas::{self, RtasError};
+use crate::{arch, hcall, time};
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use vioboot_core::rtas::BLOCK_BYTES;
+
+/// Bytes of stack for each secondary.
+const STACK_BYTES: usize = 64 << 10;
+/// Words of the per-processor memory check.
+pub const WORDS: usize = 512;
+/// Increments each processor adds to the shared counter.
+pub const INCREMENTS: u64 = 5_000;
+/// A secondary with no new command for this long stops itself.
+const IDLE_LIMIT_US: u64 = 20_000_000;
+/// H_CEDE returns a secondary accepts before giving up on a prod.
+const CEDE_LIMIT: u64 = 1_000;
+
+/// The counter every processor increments with atomic read-modify-write.
+pub static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Where a secondary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum State {
+    /// `start-cpu` made, the thread not seen yet.
+    Starting = 0,
+    /// It ran its own checks and waits for commands.
+    Arrived = 1,
+    /// It is about to call H_CEDE (and calls it again after each early return).
+    Ceding = 2,
+    /// It is calling `stop-self`.
+    Stopping = 3,
+    /// `stop-self` came back: it spins, and its slot says why.
+    StopFailed = 4,
+}
+
+/// What the boot processor asks of a secondary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+enum Command {
+    /// Read the timebase at once and put it in `value`.
+    Timebase = 1,
+    /// H_CEDE until prodded (`prodded` set): `value` = H_CEDE returns, `value2` = the
+    /// timebase at the wake, or `value` = the hcall's status with `failed`.
+    Cede = 2,
+    /// `stop-self`.
+    Stop = 3,
+}
+
+/// One secondary's mailbox. boot/entry.S reads `stack_top` and `entry` (the first two
+/// doublewords); everything else is atomics, shared by the two processors.
+#[repr(C, align(128))]
+pub struct Slot {
+    stack_top: u64,
+    entry: u64,
+    /// The thread's interrupt server number, as it was started.
+    server: u32,
+    stop_token: u32,
+    state: AtomicU32,
+    /// `(sequence << 8) | command`.
+    command: AtomicU64,
+    /// The sequence number of the last command done.
+    done: AtomicU64,
+    value: AtomicU64,
+    value2: AtomicU64,
+    failed: AtomicBool,
+    prodded: AtomicBool,
+    /// H_CEDE returns so far in the current cede.
+    cede_returns: AtomicU64,
+    pir: AtomicU32,
+    /// Its timebase when it arrived.
+    arrived_tb: AtomicU64,
+    /// Words it wrote with its own pattern and read back.
+    words: [AtomicU64; WORDS],
+    words_ok: AtomicBool,
+}
+
+/// The value a secondary with interrupt server `server` writes into word `i` of its slot.
+pub fn word_pattern(server: u32, i: usize) -> u64 {
+    (u64::from(server) << 40) ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Why a secondary could not be started, commanded or stopped.
+#[derive(Debug)]
+pub enum SmpError {
+    /// RTAS `start-cpu` (or another RTAS call) failed.
+    Rtas { server: u32, error: RtasError },
+    /// The thread did not do `what` within `waited_us`.
+    Timeout {
+        server: u32,
+        what: &'static str,
+        waited_us: u64,
+    },
+    /// `stop-self` came back with this status.
+    StopFailed { server: u32, status: i32 },
+    /// `query-cpu-stopped-state` still says "running" (2) or "stopping" (1).
+    NotStopped { server: u32, state: u32 },
+}
+
+impl fmt::Display for SmpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SmpError::Rtas { server, error } => write!(f, "thread {server:#x}: {error}"),
+            SmpError::Timeout {
+                server,
+                what,
+                waited_us,
+            } => write!(
+                f,
+                "thread {server:#x} did not {what} within {} ms",
+                waited_us / 1000
+            ),
+            SmpError::StopFailed { server, status } => {
+                write!(f, "thread {server:#x}: stop-self returned status {status}")
+            }
+            SmpError::NotStopped { server, state } => write!(
+                f,
+                "thread {server:#x}: query-cpu-stopped-state says {state} (not stopped) after stop-self"
+            ),
+        }
+    }
+}
+
+/// The RTAS tokens this module needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens {
+    pub start_cpu: u32,
+    pub stop_self: u32,
+    pub query_stopped: Option<u32>,
+}
+
+/// What `query-cpu-stopped-state` says about a thread (PAPR: 0 stopped, 1 stop in progress,
+/// 2 not stopped).
+pub fn query_stopped(token: u32, server: u32) -> Result<u32, RtasError> {
+    rtas::call("query-cpu-stopped-state", token, &[server], 2).map(|r| r[0])
+}
+
+/// A secondary thread vioboot started. Dropping it without [`Secondary::stop`] leaks its slot
+/// and stack on purpose: the thread may still run on them.
+pub struct Secondary {
+    pub server: u32,
+    slot: Option<Box<Slot>>,
+    stack: Option<Vec<u128>>,
+    seq: u64,
+}
+
+impl Drop for Secondary {
+    fn drop(&mut self) {
+        // A thread that was not seen to stop may still use both.
+        core::mem::forget(self.slot.take());
+        core::mem::forget(self.stack.take());
+    }
+}
+
+/// Starts the thread with interrupt server number `server` on a stack of its own (`lost`:
+/// on a loop that never reports in, for `vioboot.inject=lost-cpu`).
+pub fn start(server: u32, tokens: Tokens, lost: bool) -> Result<Secondary, SmpError> {
+    let mut stack = vec![0u128; STACK_BYTES / 16];
+    let stack_top = stack.as_mut_ptr_range().end as u64;
+    let slot = Box::new(Slot {
+        stack_top,
+        entry: secondary_main as *const () as u64,
+        server,
+        stop_token: tokens.stop_self,
+        state: AtomicU32::new(State::Starting as u32),
+        command: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        value: AtomicU64::new(0),
+        value2: AtomicU64::new(0),
+        failed: AtomicBool::new(false),
+        prodded: AtomicBool::new(false),
+        cede_returns: AtomicU64::new(0),
+        pir: AtomicU32::new(u32::MAX),
+        arrived_tb: AtomicU64::new(0),
+        words: [const { AtomicU64::new(0) }; WORDS],
+        words_ok: AtomicBool::new(false),
+    });
+    let at = &*slot as *const Slot as u64;
+    let mut s = Secondary {
+        server,
+        slot: Some(slot),
+        stack: Some(stack),
+        seq: 0,
+    };
+    arch::sync();
+    // PAPR start-cpu: the thread's interrupt server number, its start address (real), r3.
+    // Both addresses fit in 32 bits: the image and the heap lie below 4 GiB.
+    let (Ok(entry), Ok(r3)) = (
+        u32::try_from(if lost {
+            arch::secondary_lost()
+        } else {
+            arch::secondary_start()
+        }),
+        u32::try_from(at),
+    ) else {
+        return Err(SmpError::Rtas {
+            server,
+            error: RtasError::Unavailable,
+        });
+    };
+    rtas::call("start-cpu", tokens.start_cpu, &[server, entry, r3], 1).map_err(|error| {
+        // Never started: nothing runs on the slot or the stack.
+        drop(s.slot.take());
+        drop(s.stack.take());
+        SmpError::Rtas { server, error }
+    })?;
+    Ok(s)
+}
+
+/// What a secondary found when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub pir: u32,
+    pub tb: u64,
+    /// Its own words held their values.
+    pub words_ok: bool,
+    /// The boot processor reads the same values from its slot.
+    pub words_seen: bool,
+}
+
+impl Secondary {
+    fn slot(&self) -> &Slot {
+        self.slot.as_ref().expect("a live secondary has its slot")
+    }
+
+    /// Waits until the thread has arrived (ran its own checks), for up to `timeout_us`.
+    pub fn arrival(&self, timeout_us: u64) -> Result<Arrival, SmpError> {
+        let s = self.slot();
+        wait(timeout_us, || {
+            s.state.load(Ordering::Acquire) != State::Starting as u32
+        })
+        .map_err(|waited_us| SmpError::Timeout {
+            server: self.server,
+            what: "come up",
+            waited_us,
+        })?;
+        let words_seen = s
+            .words
+            .iter()
+            .enumerate()
+            .all(|(i, w)| w.load(Ordering::Relaxed) == word_pattern(self.server, i));
+        Ok(Arrival {
+            pir: s.pir.load(Ordering::Relaxed),
+            tb: s.arrived_tb.load(Ordering::Relaxed),
+            words_ok: s.words_ok.load(Ordering::Relaxed),
+            words_seen,
+        })
+    }
+
+    /// Sends `cmd`; returns its sequence number, which the thread puts in `done` when done.
+    fn send(&mut self, cmd: Command) -> u64 {
+        self.seq += 1;
+        arch::sync();
+        self.slot()
+            .command
+            .store(self.seq << 8 | cmd as u64, Ordering::Release);
+        self.seq
+    }
+
+    fn wait_done(&self, seq: u64, what: &'static str, timeout_us: u64) -> Result<(), SmpError> {
+        let s = self.slot();
+        wait(timeout_us, || s.done.load(Ordering::Acquire) == seq).map_err(|waited_us| {
+            SmpError::Timeout {
+                server: self.server,
+                what,
+                waited_us,
+            }
+        })
+    }
+
+    /// One timebase exchange: `(before, theirs, after)`, where `before` is read before the
+    /// request is stored and `after` once the answer is seen. With synchronised timebases
+    /// `before <= theirs <= after`.
+    pub fn timebase_exchange(&mut self, timeout_us: u64) -> Result<(u64, u64, u64), SmpError> {
+        let before = arch::timebase();
+        let seq = self.send(Command::Timebase);
+        self.wait_done(seq, "answer a timebase request", timeout_us)?;
+        let after = arch::timebase_after();
+        Ok((before, self.slot().value.load(Ordering::Acquire), after))
+    }
+
+    /// Asks the thread to H_CEDE, waits until it is about to, lets `settle_us` pass, then
+    /// H_PRODs it and waits for it to come back.
+    pub fn cede_and_prod(&mut self, settle_us: u64, timeout_us: u64) -> Result<Cede, CedeError> {
+        let seq = self.send(Command::Cede);
+        let s = self.slot();
+        let server = self.server;
+        let ceding = || s.state.load(Ordering::Acquire) == State::Ceding as u32;
+        wait(timeout_us, || {
+            ceding() || s.done.load(Ordering::Acquire) == seq
+        })
+        .map_err(|waited_us| {
+            CedeError::Smp(SmpError::Timeout {
+                server,
+                what: "start to cede",
+                waited_us,
+            })
+        })?;
+        time::delay_us(settle_us);
+        let before_prod = s.cede_returns.load(Ordering::Acquire);
+        s.prodded.store(true, Ordering::Release);
+        arch::sync();
+        let prod_tb = arch::timebase();
+        let prod = hcall::prod(server);
+        let done = self.wait_done(seq, "wake from H_CEDE after H_PROD", timeout_us);
+        let s = self.slot();
+        if s.failed.load(Ordering::Acquire) {
+            return Err(CedeError::Cede(s.value.load(Ordering::Acquire) as i64));
+        }
+        prod.map_err(CedeError::Prod)?;
+        done.map_err(CedeError::Smp)?;
+        if s.value2.load(Ordering::Acquire) == 0 {
+            return Err(CedeError::NeverHalted {
+                returns: s.value.load(Ordering::Acquire),
+            });
+        }
+        Ok(Cede {
+            returns_before_prod: before_prod,
+            returns: s.value.load(Ordering::Acquire),
+            wake_us: time::ticks_to_us(s.value2.load(Ordering::Acquire).saturating_sub(prod_tb)),
+        })
+    }
+
+    /// Asks the thread to `stop-self` and confirms through `query-cpu-stopped-state` that it
+    /// stopped; only then are its slot and stack freed.
+    pub fn stop(mut self, query: Option<u32>, timeout_us: u64) -> Result<(), SmpError> {
+        let server = self.server;
+        self.send(Command::Stop);
+        let s = self.slot();
+        wait(timeout_us, || {
+            let st = s.state.load(Ordering::Acquire);
+            st == State::Stopping as u32 || st == State::StopFailed as u32
+        })
+        .map_err(|waited_us| SmpError::Timeout {
+            server,
+            what: "take the stop command",
+            waited_us,
+        })?;
+        let Some(token) = query else {
+            // Nothing can confirm it: give it time, and keep its memory.
+            time::delay_us(10_000);
+            return if s.state.load(Ordering::Acquire) == State::StopFailed as u32 {
+                Err(SmpError::StopFailed {
+                    server,
+                    status: s.value.load(Ordering::Acquire) as i32,
+                })
+            } else {
+                Ok(())
+            };
+        };
+        let mut last = u32::MAX;
+        let stopped = wait(timeout_us, || {
+            if s.state.load(Ordering::Acquire) == State::StopFailed as u32 {
+                return true;
+            }
+            match query_stopped(token, server) {
+                Ok(state) => {
+                    last = state;
+                    state == 0
+                }
+                Err(_) => false,
+            }
+        });
+        if s.state.load(Ordering::Acquire) == State::StopFailed as u32 {
+            return Err(SmpError::StopFailed {
+                server,
+                status: s.value.load(Ordering::Acquire) as i32,
+            });
+        }
+        if stopped.is_err() {
+            return Err(if last == u32::MAX {
+                SmpError::Timeout {
+                    server,
+                    what: "answer query-cpu-stopped-state",
+                    waited_us: timeout_us,
+                }
+            } else {
+                SmpError::NotStopped {
+                    server,
+                    state: last,
+                }
+            });
+        }
+        // Stopped for sure: nothing runs on its slot and stack any more.
+        drop(self.slot.take());
+        drop(self.stack.take());
+        Ok(())
+    }
+}
+
+/// A cede and its prod, as seen from both sides.
+#[derive(Debug, Clone, Copy)]
+pub struct Cede {
+    /// H_CEDE returned this often before the prod (with no interrupt: spurious wakes).
+    pub returns_before_prod: u64,
+    /// H_CEDE returns in all.
+    pub returns: u64,
+    /// From H_PROD to the thread running again.
+    pub wake_us: u64,
+}
+
+/// Why the cede check failed.
+#[derive(Debug)]
+pub enum CedeError {
+    /// H_CEDE itself failed with this status.
+    Cede(i64),
+    Prod(hcall::HcallError),
+    Smp(SmpError),
+    /// H_CEDE kept returning with no prod and no interrupt.
+    NeverHalted {
+        returns: u64,
+    },
+}
+
+impl fmt::Display for CedeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CedeError::Cede(status) => write!(
+                f,
+                "H_CEDE failed: {} ({status})",
+                papr::status::name(*status).unwrap_or("unknown status")
+            ),
+            CedeError::Prod(e) => write!(f, "{e}"),
+            CedeError::Smp(e) => write!(f, "{e}"),
+            CedeError::NeverHalted { returns } => write!(
+                f,
+                "H_CEDE returned {returns} times before any H_PROD: the thread never halted"
+            ),
+        }
+    }
+}
+
+/// Spins until `done` or `timeout_us` passed; the error is the time waited.
+fn wait(timeout_us: u64, mut done: impl FnMut() -> bool) -> Result<(), u64> {
+    let start = time::now_us();
+    loop {
+        if done() {
+            return Ok(());
+        }
+        let waited = time::now_us().saturating_sub(start);
+        if waited > timeout_us {
+            return Err(waited);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// A secondary's life, entered from boot/entry.S with its slot in r3.
+extern "C" fn secondary_main(slot: u64) -> ! {
+    // SAFETY: the boot processor passed the address of a `Slot` it keeps alive (or leaks)
+    // until this thread is seen stopped; all shared fields are atomics.
+    let s = unsafe { &*(slot as *const Slot) };
+    arrive(s);
+    let mut last = 0;
+    let mut idle_since = time::now_us();
+    loop {
+        let c = s.command.load(Ordering::Acquire);
+        let seq = c >> 8;
+        if seq == last {
+            if time::now_us().saturating_sub(idle_since) > IDLE_LIMIT_US {
+                stop(s);
+            }
+            core::hint::spin_loop();
+            continue;
+        }
+        last = seq;
+        match c & 0xff {
+            x if x == Command::Timebase as u64 => {
+                s.value.store(arch::timebase_after(), Ordering::Release);
+            }
+            x if x == Command::Cede as u64 => cede(s),
+            x if x == Command::Stop as u64 => stop(s),
+            _ => {}
+        }
+        s.done.store(seq, Ordering::Release);
+        idle_since = time::now_us();
+    }
+}
+
+/// The thread's own checks: PIR, timebase, its words, the shared counter.
+fn arrive(s: &Slot) {
+    s.arrived_tb.store(arch::timebase(), Ordering::Relaxed);
+    let server = s.server;
+    s.pir.store(arch::pir(), Ordering::Relaxed);
+    for (i, w) in s.words.iter().enumerate() {
+        w.store(word_pattern(server, i), Ordering::Relaxed);
+    }
+    let ok = s
+        .words
+        .iter()
+        .enumerate()
+        .all(|(i, w)| w.load(Ordering::Relaxed) == word_pattern(server, i));
+    s.words_ok.store(ok, Ordering::Relaxed);
+    for _ in 0..INCREMENTS {
+        COUNTER.fetch_add(1, Ordering::Relaxed);
+    }
+    s.state.store(State::Arrived as u32, Ordering::Release);
+}
+
+/// H_CEDE until the boot processor has set `prodded` (and prodded us), at most
+/// [`CEDE_LIMIT`] returns. The decrementer is set as far out as it goes first, so that
+/// H_CEDE's MSR[EE] lets nothing in; a decrementer interrupt would be counted by vioboot's
+/// 0x900 vector and return.
+fn cede(s: &Slot) {
+    arch::set_decrementer(i32::MAX as u32);
+    s.cede_returns.store(0, Ordering::Release);
+    s.state.store(State::Ceding as u32, Ordering::Release);
+    arch::sync();
+    s.value2.store(0, Ordering::Release);
+    let mut returns = 0;
+    while returns < CEDE_LIMIT {
+        let r = hcall::cede();
+        arch::external_interrupts(false);
+        returns += 1;
+        s.cede_returns.store(returns, Ordering::Release);
+        if let Err(e) = r {
+            s.value.store(e.status as u64, Ordering::Release);
+            s.failed.store(true, Ordering::Release);
+            break;
+        }
+        if s.prodded.load(Ordering::Acquire) {
+            s.value2.store(arch::timebase_after(), Ordering::Release);
+            s.value.store(returns, Ordering::Release);
+            break;
+        }
+    }
+    if !s.prodded.load(Ordering::Acquire) {
+        s.value.store(returns, Ordering::Release);
+    }
+    s.state.store(State::Arrived as u32, Ordering::Release);
+}
+
+/// RTAS `stop-self`, which does not come back when it works.
+fn stop(s: &Slot) -> ! {
+    s.state.store(State::Stopping as u32, Ordering::Release);
+    arch::sync();
+    let mut block = [0u8; BLOCK_BYTES];
+    let e = rtas::stop_self(s.stop_token, &mut block);
+    let status = match e {
+        RtasError::Status { status, .. } => status,
+        _ => -1,
+    };
+    s.value.store(status as u32 as u64, Ordering::Release);
+    s.state.store(State::StopFailed as u32, Ordering::Release);
+    arch::halt()
+}
