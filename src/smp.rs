@@ -70,6 +70,9 @@ pub struct Slot {
     /// The thread's interrupt server number, as it was started.
     server: u32,
     stop_token: u32,
+    /// Wait for commands in H_CEDE (woken by H_PROD) instead of spinning, so that idle
+    /// threads leave the processors (on QEMU TCG: the host's cores) to those at work.
+    idle_cede: bool,
     state: AtomicU32,
     /// `(sequence << 8) | command`.
     command: AtomicU64,
@@ -167,8 +170,14 @@ impl Drop for Secondary {
 }
 
 /// Starts the thread with interrupt server number `server` on a stack of its own (`lost`:
-/// on a loop that never reports in, for `vioboot.inject=lost-cpu`).
-pub fn start(server: u32, tokens: Tokens, lost: bool) -> Result<Secondary, SmpError> {
+/// on a loop that never reports in, for `vioboot.inject=lost-cpu`). With `idle_cede` it waits
+/// for commands in H_CEDE, which needs vioboot's vectors live (H_CEDE sets MSR[EE]).
+pub fn start(
+    server: u32,
+    tokens: Tokens,
+    lost: bool,
+    idle_cede: bool,
+) -> Result<Secondary, SmpError> {
     let mut stack = vec![0u128; STACK_BYTES / 16];
     let stack_top = stack.as_mut_ptr_range().end as u64;
     let slot = Box::new(Slot {
@@ -176,6 +185,7 @@ pub fn start(server: u32, tokens: Tokens, lost: bool) -> Result<Secondary, SmpEr
         entry: secondary_main as *const () as u64,
         server,
         stop_token: tokens.stop_self,
+        idle_cede,
         state: AtomicU32::new(State::Starting as u32),
         command: AtomicU64::new(0),
         done: AtomicU64::new(0),
@@ -265,9 +275,14 @@ impl Secondary {
     fn send(&mut self, cmd: Command) -> u64 {
         self.seq += 1;
         arch::sync();
-        self.slot()
-            .command
+        let s = self.slot();
+        s.command
             .store(self.seq << 8 | cmd as u64, Ordering::Release);
+        if s.idle_cede {
+            // It may be in H_CEDE waiting; if not, its next H_CEDE returns at once. A failed
+            // prod shows as a command not done in time.
+            let _ = hcall::prod(self.server);
+        }
         self.seq
     }
 
@@ -467,6 +482,7 @@ extern "C" fn secondary_main(slot: u64) -> ! {
     arrive(s);
     let mut last = 0;
     let mut idle_since = time::now_us();
+    let mut idle_cede = s.idle_cede;
     loop {
         let c = s.command.load(Ordering::Acquire);
         let seq = c >> 8;
@@ -474,7 +490,16 @@ extern "C" fn secondary_main(slot: u64) -> ! {
             if time::now_us().saturating_sub(idle_since) > IDLE_LIMIT_US {
                 stop(s);
             }
-            core::hint::spin_loop();
+            if idle_cede {
+                // Woken by the boot processor's H_PROD, or by the decrementer (set as far out
+                // as it goes: counted at 0x900) so that the idle limit is still seen.
+                arch::set_decrementer(i32::MAX as u32);
+                let r = hcall::cede();
+                arch::external_interrupts(false);
+                idle_cede = r.is_ok();
+            } else {
+                core::hint::spin_loop();
+            }
             continue;
         }
         last = seq;

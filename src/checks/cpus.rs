@@ -116,8 +116,9 @@ pub fn run(inv: &Inventory, boot_cpuid: u32, inject: Option<Inject>) {
     let mut running: Vec<(Secondary, Arrival)> = Vec::new();
     let mut started = Vec::new();
     let mut lost = inject == Some(Inject::LostCpu);
+    let idle_cede = arch::owns_vectors();
     for &server in servers.iter().filter(|&&s| s != boot) {
-        let r = smp::start(server, tokens, lost);
+        let r = smp::start(server, tokens, lost, idle_cede);
         lost = false;
         match r {
             Ok(s) => started.push(s),
@@ -256,13 +257,13 @@ fn cede_check(s: &mut Secondary) -> Result<Result<smp::Cede, smp::CedeError>, Sk
     }
 }
 
-/// The boot thread: the header's `boot_cpuid_phys` when the tree lists it, else the one
-/// thread `query-cpu-stopped-state` says is running.
+/// The boot thread: with `query-cpu-stopped-state`, the thread it says is running, the
+/// header's `boot_cpuid_phys` when several are (a tree flattened from an OF walk may carry 0
+/// there); without it, `boot_cpuid_phys` when the tree lists it.
 fn boot_thread(servers: &[u32], boot_cpuid: u32, query: Option<u32>) -> Option<u32> {
-    if servers.contains(&boot_cpuid) {
-        return Some(boot_cpuid);
-    }
-    let query = query?;
+    let Some(query) = query else {
+        return servers.contains(&boot_cpuid).then_some(boot_cpuid);
+    };
     let running: Vec<u32> = servers
         .iter()
         .copied()
@@ -270,6 +271,7 @@ fn boot_thread(servers: &[u32], boot_cpuid: u32, query: Option<u32>) -> Option<u
         .collect();
     match running[..] {
         [one] => Some(one),
+        _ if running.contains(&boot_cpuid) => Some(boot_cpuid),
         _ => None,
     }
 }
