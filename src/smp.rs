@@ -29,6 +29,11 @@ const IDLE_LIMIT_US: u64 = 20_000_000;
 /// H_CEDE returns a secondary accepts before giving up on a prod.
 const CEDE_LIMIT: u64 = 1_000;
 
+/// How long the boot processor waits for a prodded thread before prodding it again.
+const REPROD_US: u64 = 10_000;
+/// H_PRODs repeated because the first did not wake the thread within [`REPROD_US`].
+pub static REPRODS: AtomicU64 = AtomicU64::new(0);
+
 /// The counter every processor increments with atomic read-modify-write.
 pub static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -84,6 +89,8 @@ pub struct Slot {
     prodded: AtomicBool,
     /// H_CEDE returns so far in the current cede.
     cede_returns: AtomicU64,
+    /// H_CEDE returns while waiting for commands.
+    idle_wakes: AtomicU64,
     pir: AtomicU32,
     /// Its timebase when it arrived.
     arrived_tb: AtomicU64,
@@ -108,6 +115,16 @@ pub enum SmpError {
         what: &'static str,
         waited_us: u64,
     },
+    /// A command was not done in time: what the thread's slot said then.
+    NoAnswer {
+        server: u32,
+        what: &'static str,
+        waited_us: u64,
+        state: u32,
+        idle_wakes: u64,
+        last_done: u64,
+        command: u64,
+    },
     /// `stop-self` came back with this status.
     StopFailed { server: u32, status: i32 },
     /// `query-cpu-stopped-state` still says "running" (2) or "stopping" (1).
@@ -126,6 +143,21 @@ impl fmt::Display for SmpError {
                 f,
                 "thread {server:#x} did not {what} within {} ms",
                 waited_us / 1000
+            ),
+            SmpError::NoAnswer {
+                server,
+                what,
+                waited_us,
+                state,
+                idle_wakes,
+                last_done,
+                command,
+            } => write!(
+                f,
+                "thread {server:#x} did not {what} within {} ms (its state {state}, {idle_wakes} \
+                 wakes while idle, last command done {last_done}, command {:#x} waiting)",
+                waited_us / 1000,
+                command
             ),
             SmpError::StopFailed { server, status } => {
                 write!(f, "thread {server:#x}: stop-self returned status {status}")
@@ -194,6 +226,7 @@ pub fn start(
         failed: AtomicBool::new(false),
         prodded: AtomicBool::new(false),
         cede_returns: AtomicU64::new(0),
+        idle_wakes: AtomicU64::new(0),
         pir: AtomicU32::new(u32::MAX),
         arrived_tb: AtomicU64::new(0),
         words: [const { AtomicU64::new(0) }; WORDS],
@@ -286,14 +319,45 @@ impl Secondary {
         self.seq
     }
 
-    fn wait_done(&self, seq: u64, what: &'static str, timeout_us: u64) -> Result<(), SmpError> {
+    /// Prods the thread again when it waits in H_CEDE and `next` has passed.
+    fn reprod_if_due(&self, next: &mut u64) {
+        if self.slot().idle_cede && time::now_us() > *next {
+            REPRODS.fetch_add(1, Ordering::Relaxed);
+            let _ = hcall::prod(self.server);
+            *next = time::now_us() + REPROD_US;
+        }
+    }
+
+    /// Waits for command `seq` to be done; with `reprod`, prods a thread that waits in H_CEDE
+    /// again every [`REPROD_US`].
+    fn wait_done(
+        &self,
+        seq: u64,
+        what: &'static str,
+        timeout_us: u64,
+        reprod: bool,
+    ) -> Result<(), SmpError> {
         let s = self.slot();
-        wait(timeout_us, || s.done.load(Ordering::Acquire) == seq).map_err(|waited_us| {
-            SmpError::Timeout {
-                server: self.server,
-                what,
-                waited_us,
+        let mut next_prod = time::now_us() + REPROD_US;
+        wait(timeout_us, || {
+            if s.done.load(Ordering::Acquire) == seq {
+                return true;
             }
+            // QEMU 7.2's TCG can lose an H_PROD that races with the thread's H_CEDE (seen
+            // here: the thread stays halted with the command waiting): prod again, counted.
+            if reprod {
+                self.reprod_if_due(&mut next_prod);
+            }
+            false
+        })
+        .map_err(|waited_us| SmpError::NoAnswer {
+            server: self.server,
+            what,
+            waited_us,
+            state: s.state.load(Ordering::Acquire),
+            idle_wakes: s.idle_wakes.load(Ordering::Acquire),
+            last_done: s.done.load(Ordering::Acquire),
+            command: s.command.load(Ordering::Acquire),
         })
     }
 
@@ -303,7 +367,7 @@ impl Secondary {
     pub fn timebase_exchange(&mut self, timeout_us: u64) -> Result<(u64, u64, u64), SmpError> {
         let before = arch::timebase();
         let seq = self.send(Command::Timebase);
-        self.wait_done(seq, "answer a timebase request", timeout_us)?;
+        self.wait_done(seq, "answer a timebase request", timeout_us, true)?;
         let after = arch::timebase_after();
         Ok((before, self.slot().value.load(Ordering::Acquire), after))
     }
@@ -331,7 +395,8 @@ impl Secondary {
         arch::sync();
         let prod_tb = arch::timebase();
         let prod = hcall::prod(server);
-        let done = self.wait_done(seq, "wake from H_CEDE after H_PROD", timeout_us);
+        // The check itself: one H_PROD, no second chance.
+        let done = self.wait_done(seq, "wake from H_CEDE after H_PROD", timeout_us, false);
         let s = self.slot();
         if s.failed.load(Ordering::Acquire) {
             return Err(CedeError::Cede(s.value.load(Ordering::Acquire) as i64));
@@ -356,9 +421,14 @@ impl Secondary {
         let server = self.server;
         self.send(Command::Stop);
         let s = self.slot();
+        let mut next_prod = time::now_us() + REPROD_US;
         wait(timeout_us, || {
             let st = s.state.load(Ordering::Acquire);
-            st == State::Stopping as u32 || st == State::StopFailed as u32
+            if st == State::Stopping as u32 || st == State::StopFailed as u32 {
+                return true;
+            }
+            self.reprod_if_due(&mut next_prod);
+            false
         })
         .map_err(|waited_us| SmpError::Timeout {
             server,
@@ -496,6 +566,7 @@ extern "C" fn secondary_main(slot: u64) -> ! {
                 arch::set_decrementer(i32::MAX as u32);
                 let r = hcall::cede();
                 arch::external_interrupts(false);
+                s.idle_wakes.fetch_add(1, Ordering::Release);
                 idle_cede = r.is_ok();
             } else {
                 core::hint::spin_loop();

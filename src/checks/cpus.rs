@@ -112,6 +112,7 @@ pub fn run(inv: &Inventory, boot_cpuid: u32, inject: Option<Inject>) {
     // Start every secondary, add the boot processor's share to the counter meanwhile, and
     // take each one's arrival.
     COUNTER.store(0, Ordering::SeqCst);
+    smp::REPRODS.store(0, Ordering::SeqCst);
     let mut seen: Vec<Seen> = Vec::new();
     let mut running: Vec<(Secondary, Arrival)> = Vec::new();
     let mut started = Vec::new();
@@ -145,6 +146,7 @@ pub fn run(inv: &Inventory, boot_cpuid: u32, inject: Option<Inject>) {
     }
     let all_up = seen.is_empty();
     let counter = COUNTER.load(Ordering::SeqCst);
+    let expected = INCREMENTS * (1 + running.len() as u64);
 
     // Timebases, then a cede and prod with the first secondary, then stop them all.
     let mut tb_results = Vec::new();
@@ -172,16 +174,17 @@ pub fn run(inv: &Inventory, boot_cpuid: u32, inject: Option<Inject>) {
             Err(e) => report::fail(&name, e, &[]),
         }
     }
-    let expected = INCREMENTS * (1 + seen.iter().filter(|s| s.result.is_ok()).count() as u64);
     let arrived_ok = seen.iter().all(|s| s.result.is_ok());
     // PAPR does not tie PIR to the interrupt server number (QEMU's TCG leaves it 0 in every
     // thread): it is reported, not judged.
     let summary = format!(
         "{} threads: boot {boot:#x} and {} secondaries started, reported in and stopped; \
-         shared counter {counter} after {INCREMENTS} atomic increments each; {} distinct PIR(s)",
+         shared counter {counter} after {INCREMENTS} atomic increments each; {} distinct PIR(s); \
+         {} H_PROD(s) repeated for a thread idle in H_CEDE that did not wake within 10 ms",
         servers.len(),
         servers.len() - 1,
-        pirs.len()
+        pirs.len(),
+        smp::REPRODS.load(Ordering::Relaxed)
     );
     if all_up && counter != expected {
         report::fail(
