@@ -5,7 +5,7 @@
 //! only on the groups before them (docs/architecture.md draws the order within each). Only `arch` knows the processor; on the host it is a stand-in so the rest
 //! compiles and unit-tests there. Unsafe code lives in `arch`, `hcall`, `of`, `rtas`, `mem`,
 //! `console`/`report` (the panic path), `firmware` (the entry registers), `pci` (a BAR's
-//! registers), `virtio::hal`,
+//! registers), `virtio::hal`, `smp` (a secondary thread's slot, from r3),
 //! `drivers::virtio_fs` (its virtqueue buffers) and `loader` (placed memory and the jump).
 #![cfg_attr(target_os = "none", no_std)]
 
