@@ -663,4 +663,46 @@ mod tests {
         let dev = &inv.vdevices.as_ref().unwrap()[0];
         assert_eq!(dev.dma, None);
     }
+
+    #[test]
+    fn interrupt_server_numbers_are_read_and_a_ragged_list_is_named() {
+        let blob = tree(|b| {
+            b.begin_node("cpus").unwrap();
+            b.begin_node("PowerPC,POWER9@8").unwrap();
+            b.property("device_type", b"cpu\0").unwrap();
+            b.property_u32("reg", 8).unwrap();
+            b.property(
+                "ibm,ppc-interrupt-server#s",
+                &[0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 10],
+            )
+            .unwrap();
+            b.end_node().unwrap();
+            b.begin_node("PowerPC,POWER9@10").unwrap();
+            b.property("device_type", b"cpu\0").unwrap();
+            b.property_u32("reg", 0x10).unwrap();
+            b.property("ibm,ppc-interrupt-server#s", &[0, 0, 0, 0x10, 0, 0])
+                .unwrap();
+            b.end_node().unwrap();
+            b.begin_node("PowerPC,POWER9@20").unwrap();
+            b.property("device_type", b"cpu\0").unwrap();
+            b.property_u32("reg", 0x20).unwrap();
+            b.end_node().unwrap();
+            b.end_node().unwrap();
+        });
+        let inv = read(&Fdt::new(&blob).unwrap());
+        assert_eq!(inv.cpus[0].servers, [8, 9, 10]);
+        assert_eq!(inv.cpus[0].threads, 3);
+        // A list that is not whole cells: named, and the node's `reg` stands in.
+        assert_eq!(inv.cpus[1].servers, [0x10]);
+        let text: Vec<String> = inv.problems.iter().map(|p| alloc::format!("{p}")).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(
+            text[0].starts_with(
+                "/cpus/PowerPC,POWER9@10: property `ibm,ppc-interrupt-server#s` truncated"
+            ),
+            "{text:?}"
+        );
+        // No list at all: one thread, `reg`.
+        assert_eq!(inv.cpus[2].servers, [0x20]);
+    }
 }
