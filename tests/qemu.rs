@@ -401,6 +401,28 @@ fn every_vcpu_under_every_entry_path() {
     }
 }
 
+/// Eight vCPUs without firmware: every one accounted for.
+#[test]
+fn eight_vcpus() {
+    let run = boot(smp(Qemu::new(Boot::Bios, image_dir()), 8));
+    assert_pass(&run);
+    for n in 1..8 {
+        assert!(
+            line(&run, &format!("cpu {n:#x}")).contains("stopped (query-cpu-stopped-state)"),
+            "{}",
+            run.output
+        );
+    }
+    assert!(
+        line(&run, "cpus").contains(
+            "8 threads: boot 0x0 and 7 secondaries started, reported in and stopped; \
+             shared counter 40000"
+        ),
+        "{}",
+        run.output
+    );
+}
+
 /// One vCPU: nothing to start, and H_CEDE/H_PROD is a skip that says why.
 #[test]
 fn a_single_vcpu_has_no_secondaries_to_start() {
