@@ -125,6 +125,8 @@ pub enum SmpError {
         last_done: u64,
         command: u64,
     },
+    /// The start address or the slot lies above 4 GiB, beyond RTAS's 32-bit arguments.
+    Above4GiB { server: u32, addr: u64 },
     /// `stop-self` came back with this status.
     StopFailed { server: u32, status: i32 },
     /// `query-cpu-stopped-state` still says "running" (2) or "stopping" (1).
@@ -158,6 +160,10 @@ impl fmt::Display for SmpError {
                  wakes while idle, last command done {last_done}, command {:#x} waiting)",
                 waited_us / 1000,
                 command
+            ),
+            SmpError::Above4GiB { server, addr } => write!(
+                f,
+                "thread {server:#x}: {addr:#x} is above 4 GiB, beyond start-cpu's 32-bit arguments"
             ),
             SmpError::StopFailed { server, status } => {
                 write!(f, "thread {server:#x}: stop-self returned status {status}")
@@ -242,19 +248,13 @@ pub fn start(
     arch::sync();
     // PAPR start-cpu: the thread's interrupt server number, its start address (real), r3.
     // Both addresses fit in 32 bits: the image and the heap lie below 4 GiB.
-    let (Ok(entry), Ok(r3)) = (
-        u32::try_from(if lost {
-            arch::secondary_lost()
-        } else {
-            arch::secondary_start()
-        }),
-        u32::try_from(at),
-    ) else {
-        return Err(SmpError::Rtas {
-            server,
-            error: RtasError::Unavailable,
-        });
+    let start = if lost {
+        arch::secondary_lost()
+    } else {
+        arch::secondary_start()
     };
+    let low = |addr: u64| u32::try_from(addr).map_err(|_| SmpError::Above4GiB { server, addr });
+    let (entry, r3) = (low(start)?, low(at)?);
     rtas::call("start-cpu", tokens.start_cpu, &[server, entry, r3], 1).map_err(|error| {
         // Never started: nothing runs on the slot or the stack.
         drop(s.slot.take());
