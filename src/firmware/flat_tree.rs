@@ -38,12 +38,11 @@ impl FlatTree {
 }
 
 impl Firmware for FlatTree {
-    fn lend_at(&self, r: Range) -> bool {
-        let tree = Range {
+    fn memory_in_use(&self) -> Result<alloc::vec::Vec<Range>, FirmwareError> {
+        Ok(alloc::vec![Range {
             start: self.at,
             end: self.at + self.blob.len() as u64,
-        };
-        !r.overlaps(&tree)
+        }])
     }
 
     fn booted_by(&self) -> &'static str {

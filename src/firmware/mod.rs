@@ -68,6 +68,9 @@ pub enum FirmwareError {
     },
     /// This firmware does not do what was asked (`what`).
     Unsupported { what: &'static str },
+    /// `/memory`'s `available` property could not be read, or is not whole (address, size)
+    /// pairs (`len` bytes).
+    NoAvailable { error: Option<OfError>, len: usize },
 }
 
 impl fmt::Display for FirmwareError {
@@ -88,6 +91,13 @@ impl fmt::Display for FirmwareError {
             } => {
                 write!(f, "the firmware's TPM driver: {method} reported failure")
             }
+            FirmwareError::NoAvailable { error: Some(e), .. } => {
+                write!(f, "reading /memory's available property: {e}")
+            }
+            FirmwareError::NoAvailable { error: None, len } => write!(
+                f,
+                "/memory's available property ({len} bytes) is missing or not (address, size) pairs"
+            ),
             FirmwareError::Unsupported { what } => {
                 write!(f, "{what}: not offered by this firmware")
             }
@@ -158,11 +168,11 @@ pub trait Firmware {
     fn console_needs_vty(&self) -> bool;
     /// Makes RTAS callable where H_RTAS is not used (`instantiate-rtas`).
     fn prepare_rtas(&self, info: &RtasInfo, choice: RtasChoice) -> Result<(), FirmwareError>;
-    /// Lends `r` (RAM the tree calls usable, clear of vioboot's own regions) for a moment, for
-    /// the memory test: whether it may be overwritten. Open Firmware: claimed at that address
-    /// (returned with [`Firmware::give_back`]); without firmware: when it is clear of the tree
-    /// vioboot was handed.
-    fn lend_at(&self, r: Range) -> bool;
+    /// Memory the firmware itself still uses beyond the tree's reservations, which the memory
+    /// test leaves alone. Open Firmware: everything below 4 GiB that `/memory`'s `available`
+    /// property does not list, read now (claiming each block instead would move VOF's
+    /// allocator past it for good); without firmware: the tree at r3.
+    fn memory_in_use(&self) -> Result<Vec<Range>, FirmwareError>;
     /// Leaves the firmware before the end of a smoke run; `None` when there is none to leave.
     fn quiesce(&self) -> Option<Result<(), OfError>>;
     /// How a kernel is handed over: memory for it, and the jump.

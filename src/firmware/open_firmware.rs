@@ -24,6 +24,8 @@ fn c_string(s: &str) -> alloc::ffi::CString {
     alloc::ffi::CString::new(bytes).unwrap_or_default()
 }
 
+/// Longest `/memory` `available` property read.
+const AVAILABLE_MAX: usize = 4096;
 /// Longest `/chosen/bootargs` read.
 const BOOTARGS_MAX: usize = 1024;
 
@@ -147,8 +149,35 @@ impl Firmware for OpenFirmware {
         })
     }
 
-    fn lend_at(&self, r: Range) -> bool {
-        crate::arch::with_firmware_vectors(|| self.of.claim_at(r.start, r.size()).is_ok())
+    fn memory_in_use(&self) -> Result<alloc::vec::Vec<Range>, FirmwareError> {
+        let mut buf = vec![0u8; AVAILABLE_MAX];
+        let of = self.of;
+        let read = crate::arch::with_firmware_vectors(|| {
+            let node = of.finddevice(c"/memory")?;
+            of.getprop(node, c"available", &mut buf)
+        });
+        let len = match read {
+            Ok(Some(n)) => n,
+            Ok(None) => 0,
+            Err(e) => {
+                return Err(FirmwareError::NoAvailable {
+                    error: Some(e),
+                    len: 0,
+                })
+            }
+        };
+        // PAPR's pseries root: two address and two size cells.
+        let pairs = vioboot_core::ranges::pairs(buf.get(..len).unwrap_or(&[]), 2, 2)
+            .ok_or(FirmwareError::NoAvailable { error: None, len })?;
+        let mut in_use = vioboot_core::ranges::RangeSet::new();
+        in_use.add(Range {
+            start: 0,
+            end: 1 << 32,
+        });
+        for r in pairs {
+            in_use.remove(r);
+        }
+        Ok(in_use.ranges().to_vec())
     }
 
     fn bootargs(&self) -> String {

@@ -116,6 +116,33 @@ impl RangeSet {
     }
 }
 
+/// Reads a property of (address, size) pairs, `addr_cells` and `size_cells` 32-bit big-endian
+/// cells each (1 or 2), such as `/memory`'s `reg` or `available`. `None` when it is not whole
+/// pairs or a cell count is not 1 or 2; empty (size 0) or overflowing pairs are left out.
+pub fn pairs(value: &[u8], addr_cells: usize, size_cells: usize) -> Option<Vec<Range>> {
+    if !(1..=2).contains(&addr_cells) || !(1..=2).contains(&size_cells) {
+        return None;
+    }
+    let pair = 4 * (addr_cells + size_cells);
+    if !value.len().is_multiple_of(pair) {
+        return None;
+    }
+    let number = |cells: &[u8]| {
+        cells.chunks_exact(4).fold(0u64, |n, c| {
+            n << 32 | u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        })
+    };
+    Some(
+        value
+            .chunks_exact(pair)
+            .filter_map(|p| {
+                let (a, s) = p.split_at(4 * addr_cells);
+                Range::from_base_size(number(a), number(s)).filter(|r| !r.is_empty())
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +185,35 @@ mod tests {
         );
         assert_eq!(s.find(0x8000, 0x1000, 0x10_4000), None);
         assert_eq!(Range::from_base_size(u64::MAX, 2), None);
+    }
+
+    #[test]
+    fn pairs_of_cells() {
+        let mut v = alloc::vec::Vec::new();
+        for n in [0x4000u64, 0x1000, 0x10_0000_0000, 0x2000, 0, 0] {
+            v.extend_from_slice(&n.to_be_bytes());
+        }
+        assert_eq!(
+            pairs(&v, 2, 2),
+            Some(alloc::vec![
+                Range {
+                    start: 0x4000,
+                    end: 0x5000
+                },
+                Range {
+                    start: 0x10_0000_0000,
+                    end: 0x10_0000_2000
+                }
+            ])
+        );
+        assert_eq!(pairs(&v[..20], 2, 2), None);
+        assert_eq!(pairs(&v, 3, 2), None);
+        assert_eq!(
+            pairs(&[0, 0, 0x10, 0, 0, 0, 0, 0x10], 1, 1),
+            Some(alloc::vec![Range {
+                start: 0x1000,
+                end: 0x1010
+            }])
+        );
     }
 }
