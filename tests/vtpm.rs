@@ -11,7 +11,7 @@
 //! Needs the image, the project's QEMU and the VIO server, Debian's `swtpm`, and Debian's
 //! kernel and busybox (`cargo xtask test` prepares them all).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vioboot_harness::{Boot, Qemu, Run, Swtpm, VioServer, INITRAMFS_MARKER};
 
@@ -197,9 +197,8 @@ fn smoke_as_bios() {
         .contains("Startup(SU_CLEAR) done"));
 }
 
-#[test]
-fn measured_boot_hands_the_event_log_over_in_the_tree() {
-    let (run, share) = measured_boot(Boot::Bios, "boot-bios");
+/// The kernel reached the initramfs and vioboot's report has no failure.
+fn booted_cleanly(run: &Run) {
     assert!(
         run.output.contains(INITRAMFS_MARKER),
         "the kernel did not reach the initramfs:\n{}",
@@ -212,6 +211,49 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
         r.failures(),
         run.output
     );
+}
+
+/// The event log Linux took (vioboot's three events among it, after whatever the firmware
+/// logged), checked: the events' SHA-256 digests are the files' and the command line's, and
+/// replayed, every bank gives the PCRs Linux read. Returns the log's banks.
+fn linux_log_matches(run: &Run, share: &Path) -> Vec<(u16, usize)> {
+    let (bytes, pcrs) = linux_tpm(run);
+    let log = tpm::log::parse(&bytes).unwrap_or_else(|e| panic!("{e}:\n{}", run.output));
+    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel");
+    let kernel = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
+    let initrd = vioboot_harness::sha256_file(&share.join("initrd.img")).expect("sha");
+    let hexd = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let sha256 = |e: &tpm::log::Event| {
+        e.digests
+            .iter()
+            .find(|d| d.0 == tpm::ALG_SHA256)
+            .map(|d| hexd(d.1))
+            .expect("a sha256 digest")
+    };
+    let e: Vec<&tpm::log::Event> = log
+        .events
+        .iter()
+        .filter(|e| e.pcr == 8 || e.pcr == 9)
+        .collect();
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_eq!((e[0].pcr, e[0].data), (9, &b"/vmlinux"[..]));
+    assert_eq!(sha256(e[0]), kernel);
+    assert_eq!((e[1].pcr, e[1].data), (9, &b"/initrd.img"[..]));
+    assert_eq!(sha256(e[1]), initrd);
+    let cmdline = b"kernel_cmdline: console=hvc0 measured=yes";
+    assert_eq!((e[2].pcr, e[2].data), (8, &cmdline[..]));
+    assert_eq!(sha256(e[2]), hexd(&vioboot_core::sha256::digest(cmdline)));
+    assert_eq!(pcrs.len(), 8, "PCRs not printed:\n{}", run.output);
+    for (alg, n, value) in pcrs {
+        assert_eq!(replayed(&log, n, alg), value, "PCR {n} of bank {alg:#x}");
+    }
+    log.banks
+}
+
+#[test]
+fn measured_boot_hands_the_event_log_over_in_the_tree() {
+    let (run, share) = measured_boot(Boot::Bios, "boot-bios");
+    booted_cleanly(&run);
     let m = run.line("boot measure");
     assert!(
         m.contains("vtpm@71000004: 3 events (kernel and initrd into PCR 9, command line into PCR 8) extended into sha1, sha256, sha384, sha512; event log"),
@@ -225,12 +267,9 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
     assert!(run
         .line("boot quiesce")
         .contains("vtpm@71000004: CRQ freed"));
-    // Linux took the log from the tree: it parses, its digests are the files' and the command
-    // line's, and replayed it gives the PCRs Linux reads from the TPM.
-    let (bytes, pcrs) = linux_tpm(&run);
-    let log = tpm::log::parse(&bytes).unwrap_or_else(|e| panic!("{e}:\n{}", run.output));
+    // Linux took the log from the tree; vioboot's log names every bank.
     assert_eq!(
-        log.banks,
+        linux_log_matches(&run, &share),
         [
             (tpm::ALG_SHA1, 20),
             (tpm::ALG_SHA256, 32),
@@ -238,48 +277,12 @@ fn measured_boot_hands_the_event_log_over_in_the_tree() {
             (tpm::ALG_SHA512, 64)
         ]
     );
-    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel");
-    let kernel = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
-    let initrd = vioboot_harness::sha256_file(&share.join("initrd.img")).expect("sha");
-    let hexd = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let e = &log.events;
-    assert_eq!(e.len(), 3, "{e:?}");
-    assert_eq!((e[0].pcr, e[0].data), (9, &b"/vmlinux"[..]));
-    let sha256 = |e: &tpm::log::Event| hexd(e.digests[1].1);
-    assert_eq!(sha256(&e[0]), kernel);
-    assert_eq!((e[1].pcr, e[1].data), (9, &b"/initrd.img"[..]));
-    assert_eq!(sha256(&e[1]), initrd);
-    assert_eq!(e[2].pcr, 8);
-    assert_eq!(e[2].data, b"kernel_cmdline: console=hvc0 measured=yes");
-    assert_eq!(pcrs.len(), 8, "PCRs not printed:\n{}", run.output);
-    for (alg, n, value) in pcrs {
-        assert_eq!(replayed(&log, n, alg), value, "PCR {n} of bank {alg:#x}");
-    }
-}
-
-/// The log's events for PCRs 8 and 9 (vioboot's), after whatever the firmware logged.
-fn boot_events<'a>(log: &'a tpm::log::Parsed<'a>) -> Vec<&'a tpm::log::Event<'a>> {
-    log.events
-        .iter()
-        .filter(|e| e.pcr == 8 || e.pcr == 9)
-        .collect()
 }
 
 #[test]
 fn under_slof_measurements_go_through_its_vtpm_driver_into_its_log() {
     let (run, share) = measured_boot(Boot::Slof, "boot-slof");
-    assert!(
-        run.output.contains(INITRAMFS_MARKER),
-        "the kernel did not reach the initramfs:\n{}",
-        run.output
-    );
-    let r = run.report();
-    assert!(
-        r.failures().is_empty(),
-        "{:?}:\n{}",
-        r.failures(),
-        run.output
-    );
+    booted_cleanly(&run);
     let m = run.line("boot measure");
     assert!(
         m.contains("vtpm@71000004: 3 events (kernel and initrd into PCR 9, command line into PCR 8) measured through Open Firmware's 2hash-ext-log into every active bank"),
@@ -287,42 +290,8 @@ fn under_slof_measurements_go_through_its_vtpm_driver_into_its_log() {
     );
     // Linux took SLOF's log (sml-handover): vioboot's three events are in it, hashed by SLOF
     // from the files' bytes, and replayed they give the PCRs Linux reads.
-    let (bytes, pcrs) = linux_tpm(&run);
-    let log = tpm::log::parse(&bytes).unwrap_or_else(|e| panic!("{e}:\n{}", run.output));
-    assert!(
-        log.banks.iter().any(|b| b.0 == tpm::ALG_SHA256),
-        "{:?}",
-        log.banks
-    );
-    let l = vioboot_harness::debian_linux(&root()).expect("Debian's kernel");
-    let kernel = vioboot_harness::sha256_file(&l.vmlinux).expect("sha");
-    let initrd = vioboot_harness::sha256_file(&share.join("initrd.img")).expect("sha");
-    let hexd = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let sha256 = |e: &tpm::log::Event| {
-        e.digests
-            .iter()
-            .find(|d| d.0 == tpm::ALG_SHA256)
-            .map(|d| hexd(d.1))
-            .expect("a sha256 digest")
-    };
-    let e = boot_events(&log);
-    assert_eq!(e.len(), 3, "{e:?}");
-    assert_eq!((e[0].pcr, e[0].data), (9, &b"/vmlinux"[..]));
-    assert_eq!(sha256(e[0]), kernel);
-    assert_eq!((e[1].pcr, e[1].data), (9, &b"/initrd.img"[..]));
-    assert_eq!(sha256(e[1]), initrd);
-    assert_eq!(e[2].pcr, 8);
-    assert_eq!(e[2].data, b"kernel_cmdline: console=hvc0 measured=yes");
-    assert_eq!(
-        sha256(e[2]),
-        hexd(&vioboot_core::sha256::digest(
-            b"kernel_cmdline: console=hvc0 measured=yes"
-        ))
-    );
-    assert_eq!(pcrs.len(), 8, "PCRs not printed:\n{}", run.output);
-    for (alg, n, value) in pcrs {
-        assert_eq!(replayed(&log, n, alg), value, "PCR {n} of bank {alg:#x}");
-    }
+    let banks = linux_log_matches(&run, &share);
+    assert!(banks.iter().any(|b| b.0 == tpm::ALG_SHA256), "{banks:?}");
 }
 
 #[test]
