@@ -25,7 +25,7 @@ use {
     vioboot::{arch, boot, checks, cprintln, exit, mem, report, time},
     vioboot_core::fdt_write::{self, Summary},
     vioboot_core::inventory::{self, Inventory},
-    vioboot_core::options::{self, Inject, Mode, Options},
+    vioboot_core::options::{self, Groups, Inject, Mode, Options},
     vioboot_core::ranges::Range,
 };
 
@@ -74,10 +74,20 @@ fn run(fw: &mut dyn Firmware, base: u64, msr: u64) -> bool {
     check_entry(fw, base, &regions);
     check_options(&opts, &option_errors, &bootargs);
     checks::platform::run(fw, &tree, &summary, &inv, &regions, &opts);
-    checks::cpus::run(&inv, summary.boot_cpuid_phys, opts.inject);
-    checks::interrupts::run();
-    checks::memtest::run(fw, &inv, &regions, &opts);
-    if opts.mode == Mode::Smoke {
+    let chosen = |g| checks::chosen(&opts, g);
+    if chosen(Groups::SERVICES) {
+        checks::services::run(&inv);
+    }
+    if chosen(Groups::CPUS) {
+        checks::cpus::run(&inv, summary.boot_cpuid_phys, opts.inject);
+    }
+    if chosen(Groups::INTERRUPTS) {
+        checks::interrupts::run();
+    }
+    if chosen(Groups::MEMORY) {
+        checks::memtest::run(fw, &inv, &regions, &opts);
+    }
+    if opts.mode == Mode::Smoke && chosen(Groups::DEVICES) {
         checks::devices(&inv, &opts);
     }
     inject(opts.inject);

@@ -494,3 +494,41 @@ fn memtest_sizes() {
         run.output
     );
 }
+
+/// `vioboot.checks` chooses the groups that run: the others are one skip line each, and the
+/// platform checks always run.
+#[test]
+fn checks_are_chosen_by_group() {
+    let run = boot(smp(
+        Qemu::new(Boot::Bios, image_dir()).append("vioboot.checks=cpus,memory"),
+        2,
+    ));
+    assert_pass(&run);
+    let r = run.report();
+    for g in ["services", "interrupts", "devices"] {
+        let l = r
+            .check(g)
+            .unwrap_or_else(|| panic!("no {g} line:\n{}", run.output));
+        assert!(
+            l.ok && l
+                .description
+                .ends_with("# SKIP not chosen by vioboot.checks"),
+            "{}",
+            l.description
+        );
+    }
+    // The chosen groups ran; the platform checks ran; no device was opened.
+    assert!(line(&run, "cpus").contains("2 threads"), "{}", run.output);
+    assert!(r.check("memtest").is_some_and(|l| l.ok), "{}", run.output);
+    assert!(r.check("rtas").is_some_and(|l| l.ok), "{}", run.output);
+    assert!(r.check("vpa").is_none(), "{}", run.output);
+    assert!(!run.output.contains("v-scsi@71000003:"), "{}", run.output);
+    // A group that does not exist is a named option failure.
+    let bad = boot(Qemu::new(Boot::Bios, image_dir()).append("vioboot.checks=cpu"));
+    assert_fail(&bad, "options");
+    assert!(
+        line(&bad, "options").contains("option `vioboot.checks` has bad value `cpu`"),
+        "{}",
+        bad.output
+    );
+}

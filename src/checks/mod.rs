@@ -22,7 +22,16 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use vioboot_core::inventory::Inventory;
-use vioboot_core::options::Options;
+use vioboot_core::options::{Groups, Options};
+
+/// Whether `vioboot.checks` chose group `g`; when not, one skip line says so.
+pub fn chosen(opts: &Options, g: Groups) -> bool {
+    if opts.checks.contains(g) {
+        return true;
+    }
+    report::skip(Groups::name(g), "not chosen by vioboot.checks");
+    false
+}
 
 /// Opens every adapter, runs each of its devices' checks and shuts it down again.
 pub fn devices(inv: &Inventory, opts: &Options) {

@@ -41,7 +41,6 @@ pub fn run(
     );
     rtas(fw, inv, opts);
     hcalls(inv);
-    super::services::run(inv);
 }
 
 fn device_tree(s: &Summary, source: &str, inv: &Inventory) {

@@ -152,6 +152,9 @@ pub struct Options<'a> {
     pub source: Option<Source<'a>>,
     /// `vioboot.memtest=quick|full|<MiB>`: how much free memory the pattern test covers.
     pub memtest: crate::memtest::Size,
+    /// `vioboot.checks=all|none|GROUP,...`: the groups of checks that run beside the platform
+    /// checks (which always run: the console, RTAS and the exit protocol depend on them).
+    pub checks: Groups,
     /// Words not meant for vioboot, in order.
     pub kernel_args: Vec<&'a str>,
     /// Number of `vioboot.` words understood.
@@ -177,6 +180,7 @@ impl Default for Options<'_> {
             source: None,
             default: None,
             memtest: crate::memtest::Size::Quick,
+            checks: Groups::ALL,
             kernel_args: Vec::new(),
             understood: 0,
         }
@@ -241,7 +245,66 @@ pub const KEYS: &[&str] = &[
     "fs-tag",
     "source",
     "memtest",
+    "checks",
 ];
+
+/// Groups of checks `vioboot.checks` chooses among.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Groups(u8);
+
+impl Groups {
+    /// Hypervisor and RTAS services: VPA, H_PAGE_INIT, SPRG0, H_RANDOM, time of day, NVRAM,
+    /// terminal input.
+    pub const SERVICES: Groups = Groups(1);
+    /// Every vCPU, H_CEDE/H_PROD.
+    pub const CPUS: Groups = Groups(2);
+    /// The decrementer and the interrupts vioboot takes.
+    pub const INTERRUPTS: Groups = Groups(4);
+    /// The memory pattern test (`vioboot.memtest` sizes it).
+    pub const MEMORY: Groups = Groups(8);
+    /// The devices of every bus (smoke mode).
+    pub const DEVICES: Groups = Groups(16);
+    pub const ALL: Groups = Groups(31);
+    pub const NONE: Groups = Groups(0);
+    /// Each group's name, as `vioboot.checks` takes it.
+    pub const NAMES: [(&'static str, Groups); 5] = [
+        ("services", Groups::SERVICES),
+        ("cpus", Groups::CPUS),
+        ("interrupts", Groups::INTERRUPTS),
+        ("memory", Groups::MEMORY),
+        ("devices", Groups::DEVICES),
+    ];
+
+    pub fn contains(self, g: Groups) -> bool {
+        self.0 & g.0 == g.0
+    }
+
+    /// `all`, `none`, or a comma-separated list of group names (each once at most).
+    pub fn parse(v: &str) -> Option<Groups> {
+        match v {
+            "all" => return Some(Groups::ALL),
+            "none" => return Some(Groups::NONE),
+            _ => {}
+        }
+        let mut g = 0u8;
+        for name in v.split(',') {
+            let (_, one) = Groups::NAMES.iter().find(|(n, _)| *n == name)?;
+            if g & one.0 != 0 {
+                return None;
+            }
+            g |= one.0;
+        }
+        Some(Groups(g))
+    }
+
+    /// The name of the group `g` (one of [`Groups::NAMES`]).
+    pub fn name(g: Groups) -> &'static str {
+        Groups::NAMES
+            .iter()
+            .find(|(_, x)| *x == g)
+            .map_or("?", |(n, _)| n)
+    }
+}
 
 fn pick<T: Copy>(value: &str, table: &[(&str, T)]) -> Option<T> {
     table
@@ -382,6 +445,10 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                 .map(|v| opts.memtest = v),
                 "quick, full or a number of MiB (0: none)",
             ),
+            "checks" => (
+                Groups::parse(value).map(|g| opts.checks = g),
+                "all, none, or a comma-separated list of services, cpus, interrupts, memory, devices",
+            ),
             _ => {
                 errors.push(OptionError::UnknownKey { key });
                 continue;
@@ -402,6 +469,27 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_groups() {
+        assert_eq!(parse("").0.checks, Groups::ALL);
+        assert_eq!(parse("vioboot.checks=none").0.checks, Groups::NONE);
+        let g = parse("vioboot.checks=cpus,devices").0.checks;
+        assert!(g.contains(Groups::CPUS) && g.contains(Groups::DEVICES));
+        assert!(!g.contains(Groups::MEMORY) && !g.contains(Groups::SERVICES));
+        for bad in ["cpus,cpus", "cpu", "", "cpus,", "all,cpus"] {
+            let (o, e) = parse_owned(&alloc::format!("vioboot.checks={bad}"));
+            assert_eq!(o, Groups::ALL, "{bad}");
+            assert_eq!(e, 1, "{bad}");
+        }
+        assert_eq!(Groups::name(Groups::MEMORY), "memory");
+    }
+
+    /// The check groups and the number of errors of `cmdline`.
+    fn parse_owned(cmdline: &str) -> (Groups, usize) {
+        let (o, e) = parse(cmdline);
+        (o.checks, e.len())
+    }
 
     #[test]
     fn memtest_sizes() {
