@@ -284,8 +284,9 @@ type Digest = (String, [u8; 32]);
 
 /// The initrds, one after the other in the order listed (each but the last padded with zeros
 /// to 4 bytes, where Linux looks for the next cpio archive), well above the kernel at `kernel`.
-/// With one initrd, its SHA-256 if it was hashed; with several, the hash of everything placed,
-/// under the paths joined with ` + `. `want` pins the first initrd's SHA-256.
+/// Measured (`algs`), the hash of everything placed in each bank, and its SHA-256 under the
+/// paths joined with ` + ` (one initrd: the file and its path); else the first initrd's
+/// SHA-256 when `want` pins it. Each byte is hashed once per algorithm.
 fn load_initrds(
     fs: &mut dyn FileSystem,
     paths: &[String],
@@ -313,22 +314,22 @@ fn load_initrds(
     let r = h.take_initrd(total, kernel.end)?;
     // SAFETY: as for the kernel image.
     let buf = unsafe { mem::region_mut(r) };
-    let several = paths.len() > 1;
-    let mut whole = (measure && several).then(Sha256::new);
-    // Every bank's hash of everything placed (one initrd: the file itself).
-    let mut banks = measure.then(|| Hashes::new(algs));
+    // Every bank's hash of everything placed (one initrd: the file itself), SHA-256 among
+    // them: it names the initrd for the measurement.
+    let mut banks = measure.then(|| {
+        let sha256 = (!algs.contains(&tpm::ALG_SHA256)).then_some(tpm::ALG_SHA256);
+        Hashes::new(&algs.iter().copied().chain(sha256).collect::<Vec<u16>>())
+    });
     let mut at = 0usize;
     let mut first_digest = None;
     for (i, (path, &(size, padded))) in paths.iter().zip(&sizes).enumerate() {
-        let mut sha = (i == 0 && (want.is_some() || (measure && !several))).then(Sha256::new);
+        // The first initrd's own SHA-256, for its pin.
+        let mut sha = (i == 0 && want.is_some()).then(Sha256::new);
         let start = at;
         let mut n = 0u64;
         fs.read_stream(path, None, &mut |piece| {
             if let Some(sha) = sha.as_mut() {
                 sha.update(piece);
-            }
-            if let Some(w) = whole.as_mut() {
-                w.update(piece);
             }
             if let Some(b) = banks.as_mut() {
                 b.update(piece);
@@ -348,9 +349,6 @@ fn load_initrds(
         }
         let pad = &mut buf[start + size as usize..start + padded as usize];
         pad.fill(0);
-        if let Some(w) = whole.as_mut() {
-            w.update(pad);
-        }
         if let Some(b) = banks.as_mut() {
             b.update(pad);
         }
@@ -374,11 +372,20 @@ fn load_initrds(
         start: r.start,
         end: r.start + total,
     };
-    let digest = match whole {
-        Some(w) => Some((paths.join(" + "), w.finish())),
+    let measured = banks.map(Hashes::finish).unwrap_or_default();
+    let placed_sha256 = measured
+        .iter()
+        .find(|d| d.alg == tpm::ALG_SHA256)
+        .and_then(|d| <[u8; 32]>::try_from(&d.bytes[..]).ok());
+    let digest = match placed_sha256 {
+        Some(d) => Some((paths.join(" + "), d)),
         None => first_digest.map(|d| (paths[0].clone(), d)),
     };
-    Ok((range, digest, banks.map(Hashes::finish).unwrap_or_default()))
+    let measured = measured
+        .into_iter()
+        .filter(|d| algs.contains(&d.alg))
+        .collect();
+    Ok((range, digest, measured))
 }
 
 #[cfg(test)]
