@@ -197,7 +197,8 @@ fn smoke_as_bios() {
         .contains("Startup(SU_CLEAR) done"));
 }
 
-/// The kernel reached the initramfs and vioboot's report has no failure.
+/// The kernel reached the initramfs after vioboot's PASS verdict, and the report has no
+/// failure.
 fn booted_cleanly(run: &Run) {
     assert!(
         run.output.contains(INITRAMFS_MARKER),
@@ -211,6 +212,7 @@ fn booted_cleanly(run: &Run) {
         r.failures(),
         run.output
     );
+    assert_eq!(r.verdict, Some(true), "{}", run.output);
 }
 
 /// The event log Linux took (vioboot's three events among it, after whatever the firmware
