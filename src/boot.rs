@@ -27,6 +27,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use disk::probe::FsKind;
+use disk::BootRole;
 use vioboot_core::inventory::Inventory;
 use vioboot_core::options::{Options, Source};
 
@@ -40,6 +41,8 @@ enum Place {
         name: String,
         part_uuid: String,
         fs_uuid: String,
+        /// The partition's part in the Boot Loader Specification (ESP, XBOOTLDR), if any.
+        role: Option<BootRole>,
     },
 }
 
@@ -115,38 +118,82 @@ struct Unreadable {
 /// Boots a kernel. Returns only when none could be booted (the report says why).
 pub fn linux(fw: &dyn Firmware, inv: &Inventory, opts: &Options, tree: &[u8], regions: &Regions) {
     let (mut src, unreadable) = candidates(fw, inv, opts);
-    let Some((mut i, mut root)) = choose(&mut src.cands, &unreadable, opts) else {
+    let Some((i, root)) = choose(&mut src.cands, &unreadable, opts) else {
         quiesce(&mut src);
         return;
     };
+    // Unless one file system was asked for, the ESP and XBOOTLDR of one disk are one menu.
+    let explicit = opts.source.is_some() || opts.fs_tag.is_some() || opts.boot.is_some();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut group = if explicit {
+        alloc::vec![(i, root)]
+    } else {
+        with_partner(&mut src.cands, i, root, &tried)
+    };
     let mut first = true;
     loop {
+        tried.extend(group.iter().map(|g| g.0));
         // Returns only if no entry of this source could be booted.
-        if let Outcome::Stop = from_source(fw, inv, opts, tree, regions, &mut src, i, root, first) {
+        if let Outcome::Stop = from_source(fw, inv, opts, tree, regions, &mut src, &group, first) {
             return;
         }
         first = false;
         // Unless a source was asked for, the next one holding entries.
-        let explicit = opts.source.is_some() || opts.fs_tag.is_some() || opts.boot.is_some();
         let next = (!explicit)
-            .then(|| next_source(&mut src.cands, i))
+            .then(|| next_source(&mut src.cands, &tried))
             .flatten();
         let Some((j, r)) = next else { break };
         log::info!(
             "boot: nothing on {} could be booted; trying {}",
-            src.cands[i].fs.name(),
+            src.cands[group[0].0].fs.name(),
             src.cands[j].fs.name()
         );
-        (i, root) = (j, r);
+        group = with_partner(&mut src.cands, j, r, &tried);
     }
     report::fail("boot", "no boot entry could be loaded", &[]);
     quiesce(&mut src);
 }
 
-/// The first candidate after `after` that mounts and holds entries.
-fn next_source(cands: &mut [Candidate], after: usize) -> Option<(usize, &'static str)> {
-    for (j, c) in cands.iter_mut().enumerate().skip(after + 1) {
-        if !c.mount() {
+/// Candidate `i` (entries under `root`) and, if it is the EFI system partition or the
+/// extended boot loader partition of a disk whose other one also holds entries, that one
+/// too: the specification reads both as one set of entries. The ESP comes first (its
+/// `loader.conf` counts first).
+fn with_partner(
+    cands: &mut [Candidate],
+    i: usize,
+    root: &'static str,
+    tried: &[usize],
+) -> Vec<(usize, &'static str)> {
+    let mut group = alloc::vec![(i, root)];
+    let Place::Partition {
+        disk,
+        role: Some(role),
+        ..
+    } = &cands[i].place
+    else {
+        return group;
+    };
+    let (disk, want) = (disk.clone(), role.partner());
+    for (j, c) in cands.iter_mut().enumerate() {
+        let same = matches!(&c.place, Place::Partition { disk: d, role: Some(r), .. } if *d == disk && *r == want);
+        if j == i || !same || tried.contains(&j) || !c.mount() {
+            continue;
+        }
+        if let Some(r) = entries::locate(c.fs.as_mut()) {
+            group.push((j, r));
+            break;
+        }
+    }
+    if want == BootRole::Esp && group.len() == 2 {
+        group.swap(0, 1);
+    }
+    group
+}
+
+/// The first candidate not yet tried that mounts and holds entries.
+fn next_source(cands: &mut [Candidate], tried: &[usize]) -> Option<(usize, &'static str)> {
+    for (j, c) in cands.iter_mut().enumerate() {
+        if tried.contains(&j) || !c.mount() {
             continue;
         }
         if let Some(root) = entries::locate(c.fs.as_mut()) {
@@ -164,8 +211,9 @@ enum Outcome {
     Stop,
 }
 
-/// Reads the entries of candidate `i` (its `loader/` under `root`), shows the menu (on the
-/// first source only) and loads entries until one boots; returns if none could be booted.
+/// Reads the entries of the candidates in `group` (each with where its `loader/` is), shows
+/// the menu (on the first source only) and loads entries until one boots; returns if none
+/// could be booted.
 #[allow(clippy::too_many_arguments)] // one call site; the boot's whole state, passed down
 fn from_source(
     fw: &dyn Firmware,
@@ -174,66 +222,106 @@ fn from_source(
     tree: &[u8],
     regions: &Regions,
     src: &mut Sources,
-    i: usize,
-    root: &'static str,
+    group: &[(usize, &'static str)],
     first: bool,
 ) -> Outcome {
-    let c = &mut src.cands[i];
-    let name = String::from(c.fs.name());
-    let root_text = if root.is_empty() { "/" } else { root };
-    let from = match &c.place {
-        Place::Share => {
-            report::pass(
-                "boot share",
-                format_args!("{name}, tag \"{}\"", c.fs.label()),
-            );
-            format!("share {name} (tag \"{}\")", c.fs.label())
+    let mut said = Vec::new();
+    let mut wheres = Vec::new();
+    let mut names = Vec::new();
+    for &(i, root) in group {
+        let c = &src.cands[i];
+        let name = String::from(c.fs.name());
+        names.push(name.clone());
+        let root_text = if root.is_empty() { "/" } else { root };
+        match &c.place {
+            Place::Share => {
+                said.push(format!("{name}, tag \"{}\"", c.fs.label()));
+                wheres.push(format!("share {name} (tag \"{}\")", c.fs.label()));
+            }
+            Place::Partition { role, .. } => {
+                let m = c.mounted.as_deref().unwrap_or("");
+                let role = match role {
+                    Some(r) if group.len() > 1 => format!(" ({})", r.name()),
+                    _ => String::new(),
+                };
+                said.push(format!("{name}: {m}{role}; entries under {root_text}"));
+                wheres.push(format!("{name} ({m})"));
+            }
         }
-        Place::Partition { .. } => {
-            let m = c.mounted.as_deref().unwrap_or("");
-            report::pass(
-                "boot source",
-                format_args!("{name}: {m}; entries under {root_text}"),
-            );
-            format!("{name} ({m})")
-        }
-    };
-    let cmdline = opts.kernel_args.join(" ");
-    let found = entries::read(
-        c.fs.as_mut(),
-        &entries::Wanted {
-            boot: opts.boot,
-            initrd: opts.initrd,
-            options: &cmdline,
-            default: opts.default,
-            root,
-        },
-    );
-    for n in &found.notes {
-        cprintln!("# boot: {n}");
     }
-    let mut list = found.list;
-    if list.is_empty() {
-        report::fail(
-            "boot entries",
-            &format!(
-                "no boot entry: {root}/loader/entries holds no .conf file and vioboot.boot is not set"
-            ),
-            &[],
+    let line = match src.cands[group[0].0].place {
+        Place::Share => "boot share",
+        Place::Partition { .. } => "boot source",
+    };
+    let merged_note = if group.len() > 1 {
+        " (the ESP and XBOOTLDR partitions of one disk: one menu)"
+    } else {
+        ""
+    };
+    report::pass(
+        line,
+        format_args!("{}{merged_note}", said.join("; merged with ")),
+    );
+    let cmdline = opts.kernel_args.join(" ");
+    let mut parts = Vec::new();
+    let mut other_format = None;
+    for &(i, root) in group {
+        let found = entries::read(
+            src.cands[i].fs.as_mut(),
+            &entries::Wanted {
+                boot: opts.boot,
+                initrd: opts.initrd,
+                options: &cmdline,
+                default: opts.default,
+                root,
+            },
         );
+        for n in &found.notes {
+            cprintln!("# boot: {n}");
+        }
+        if let Some(f) = &found.other_format {
+            other_format.get_or_insert(format!("{root}/loader/entries.srel says \"{f}\""));
+        }
+        parts.push(found);
+    }
+    let merged = entries::merge(parts, opts.default);
+    let mut list = merged.list;
+    if list.is_empty() {
+        let root = group[0].1;
+        let why = match other_format {
+            Some(f) => format!("no boot entry: {f}: the entries follow another specification than the Boot Loader Specification's Type #1, and vioboot.boot is not set"),
+            None => format!("no boot entry: {root}/loader/entries holds no .conf file and vioboot.boot is not set"),
+        };
+        report::fail("boot entries", &why, &[]);
         return Outcome::Exhausted;
     }
     report::pass(
         "boot entries",
-        format_args!("{} entries, default {}", list.len(), list[found.default].id),
+        format_args!(
+            "{} entries, default {}{}",
+            list.len(),
+            list[merged.default].id,
+            if group.len() > 1 {
+                format!(", from {} file systems", group.len())
+            } else {
+                String::new()
+            }
+        ),
     );
     let vty = inv.console_vty().map(|v| UnitAddress(v.unit));
     let timeout = if first {
-        opts.timeout.or(found.timeout).unwrap_or(0)
+        opts.timeout.or(merged.timeout).unwrap_or(0)
     } else {
         0
     };
-    let (chosen, edited) = menu::menu(&list, found.default, timeout, vty, &from);
+    // Where each entry lives, when the menu shows entries of several file systems.
+    let places: Vec<&str> = if group.len() > 1 {
+        merged.from.iter().map(|&k| names[k].as_str()).collect()
+    } else {
+        Vec::new()
+    };
+    let from = wheres.join(" and ");
+    let (chosen, edited) = menu::menu(&list, merged.default, timeout, vty, &from, &places);
     if let Some(o) = edited {
         log::info!("boot: options of {} edited to \"{o}\"", list[chosen].id);
         list[chosen].options = o;
@@ -252,6 +340,7 @@ fn from_source(
     let order = core::iter::once(chosen).chain((0..list.len()).filter(|&k| k != chosen));
     for k in order {
         let e = &list[k];
+        let i = group[merged.from[k]].0;
         handoff.rewind();
         match load::load_measured(src.cands[i].fs.as_mut(), e, handoff.as_mut(), &algs) {
             Ok(mut loaded) => {
@@ -375,6 +464,7 @@ fn scan_disk(
                     name: v.part.name.clone(),
                     part_uuid: v.part.uuid.clone(),
                     fs_uuid: sb.uuid.clone(),
+                    role: v.part.kind.boot_role(),
                 },
                 fs: Box::new(Ext4Fs::new(Box::new(p), sb.clone())),
                 mounted: None,
@@ -386,6 +476,7 @@ fn scan_disk(
                     name: v.part.name.clone(),
                     part_uuid: v.part.uuid.clone(),
                     fs_uuid: uuid.clone(),
+                    role: v.part.kind.boot_role(),
                 },
                 fs: Box::new(FatFs::new(Box::new(p), label)),
                 mounted: None,

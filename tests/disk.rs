@@ -750,6 +750,7 @@ fn build_fat() -> FatImages {
                 "/loader/loader.conf",
                 b"# the ESP\ntimeout 0\ndefault fat-*\n".to_vec(),
             ),
+            ("/loader/entries.srel", b"type1\n".to_vec()),
             (
                 "/loader/entries/fat-debian-6.1.conf",
                 b"title Debian (FAT)\nversion 6.1\narchitecture ppc64le\nlinux /vmlinux\n\
@@ -865,10 +866,35 @@ fn fat_esp_boots_with_two_initrds_under_slof_and_without_firmware() {
         ] {
             assert!(out.contains(said), "{said:?} in\n{out}");
         }
+        // The ESP and the XBOOTLDR partition of the disk are one menu, as the specification
+        // reads them: the ESP's entry and Fedora's four, each shown with where it lives; the
+        // ESP's loader.conf names the default.
+        assert!(
+            src.contains("; merged with virtio@71000010:3: ext4 \"fedora\"")
+                && src.contains("(XBOOTLDR); entries under /"),
+            "{src}"
+        );
         let (_, entries) = line(&run, "boot entries");
         assert!(
-            entries.contains("1 entries, default fat-debian-6.1"),
+            entries.contains("5 entries, default fat-debian-6.1, from 2 file systems"),
             "{entries}"
+        );
+        let menu: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("] on virtio@71000010:"))
+            .collect();
+        assert_eq!(menu.len(), 5, "{out}");
+        assert!(
+            menu.iter().any(|l| l.contains("* ")
+                && l.ends_with("Debian (FAT) [fat-debian-6.1] on virtio@71000010:2")),
+            "{menu:?}"
+        );
+        assert_eq!(
+            menu.iter()
+                .filter(|l| l.contains("Fedora Linux (") && l.ends_with("] on virtio@71000010:3"))
+                .count(),
+            4,
+            "{menu:?}"
         );
         // Both initrds reached Linux, in order: /init (first) read /extra.txt (second).
         assert!(out.contains("EXTRA=second-initrd-ok"), "{out}");

@@ -30,8 +30,65 @@ pub struct Entries {
     pub default: usize,
     /// `loader.conf`'s timeout (seconds), if any.
     pub timeout: Option<u32>,
+    /// `loader.conf`'s `default` (a glob on entry ids), if any.
+    pub conf_default: Option<String>,
+    /// What `loader/entries.srel` says when it names another format than `type1`: the
+    /// entries there are then not offered.
+    pub other_format: Option<String>,
     /// What was skipped or could not be read, for the console.
     pub notes: Vec<String>,
+}
+
+/// What `loader/entries.srel` says of the entries next to it. The specification: a file
+/// holding `type1` marks entries that follow it; any other content marks entries of another
+/// format ("non-standard semantics"); no file, no assumption (vioboot reads them as Type #1).
+/// Returns the other format's name (at most 64 characters, printable) or `None`.
+fn other_format(fs: &mut dyn FileSystem, root: &str) -> Option<String> {
+    let bytes = fs.read_file(&format!("{root}/loader/entries.srel")).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let first = text.lines().next().unwrap_or("").trim();
+    if first == "type1" {
+        return None;
+    }
+    let shown: String = first
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    Some(shown)
+}
+
+/// Entries of one boot menu read from several file systems: the EFI system partition and
+/// the extended boot loader partition (XBOOTLDR) of one disk, which the specification reads
+/// as one set. Sorted as one list; `from[k]` is the index (in the `parts` given to [`merge`])
+/// of the file system entry `k` lives on, whose root its paths start from.
+pub struct Merged {
+    pub list: Vec<Entry>,
+    pub from: Vec<usize>,
+    pub default: usize,
+    pub timeout: Option<u32>,
+}
+
+/// Merges what [`read`] found on each file system of one menu into one list, sorted as the
+/// specification sorts. `loader.conf`'s keys come from the first part that sets them (the
+/// ESP's, as systemd-boot reads its `loader.conf` there), `default` overrides them all.
+pub fn merge(parts: Vec<Entries>, default: Option<&str>) -> Merged {
+    let conf_default = parts.iter().find_map(|p| p.conf_default.clone());
+    let timeout = parts.iter().find_map(|p| p.timeout);
+    let mut all: Vec<(Entry, usize)> = parts
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.list.into_iter().map(move |e| (e, i)))
+        .collect();
+    all.sort_by(|x, y| bls::compare(&x.0, &y.0));
+    let (list, from): (Vec<Entry>, Vec<usize>) = all.into_iter().unzip();
+    let default = bls::default_index(&list, default.or(conf_default.as_deref())).unwrap_or(0);
+    Merged {
+        list,
+        from,
+        default,
+        timeout,
+    }
 }
 
 /// What the command line asks for instead of (or beside) the entries on the file system.
@@ -64,6 +121,8 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
             list: vec![e],
             default: 0,
             timeout: Some(0),
+            conf_default: None,
+            other_format: None,
             notes,
         };
     }
@@ -75,7 +134,18 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
         .unwrap_or_default();
     notes.extend(conf.ignored.iter().map(|i| format!("{conf_path}: {i}")));
     let mut list = Vec::new();
-    match fs.list_dir(&entries_dir) {
+    let other = other_format(fs, want.root);
+    if let Some(f) = &other {
+        notes.push(format!(
+            "{}/loader/entries.srel says \"{f}\", not \"type1\": the entries in {entries_dir} follow another specification and are not offered",
+            want.root
+        ));
+    }
+    let listing = match &other {
+        Some(_) => Ok(Vec::new()),
+        None => fs.list_dir(&entries_dir),
+    };
+    match listing {
         Ok(names) => {
             for n in names.iter().filter(|n| n.name.ends_with(".conf")) {
                 let path = format!("{entries_dir}/{}", n.name);
@@ -102,6 +172,8 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
         list,
         default,
         timeout: conf.timeout,
+        conf_default: conf.default,
+        other_format: other,
         notes,
     }
 }
@@ -274,5 +346,103 @@ mod tests {
         assert_eq!(e.timeout, Some(3));
         assert_eq!(locate(&mut share()), Some(""));
         assert_eq!(locate(&mut MemFs::new(&[("/vmlinux", b"x")])), None);
+    }
+
+    #[test]
+    fn entries_srel_other_than_type1_keeps_the_entries_out_by_name() {
+        let entry: &[u8] = b"title T\nlinux /v\n";
+        for (srel, offered) in [
+            (None, true),
+            (Some(&b"type1\n"[..]), true),
+            (Some(&b"type1"[..]), true),
+            (Some(&b"grub-bls\n"[..]), false),
+            (Some(&b"\x01\x02"[..]), false),
+            (Some(&b""[..]), false),
+        ] {
+            let mut files: Vec<(&str, &[u8])> = vec![("/loader/entries/t.conf", entry)];
+            if let Some(s) = srel {
+                files.push(("/loader/entries.srel", s));
+            }
+            let mut fs = MemFs::new(&files);
+            let e = read(&mut fs, &wanted(None));
+            assert_eq!(e.list.len(), usize::from(offered), "{srel:?}");
+            assert_eq!(e.other_format.is_none(), offered, "{srel:?}");
+            if !offered {
+                assert!(
+                    e.notes
+                        .iter()
+                        .any(|n| n.contains("entries.srel says") && n.contains("not offered")),
+                    "{:?}",
+                    e.notes
+                );
+            }
+        }
+        let mut fs = MemFs::new(&[
+            ("/loader/entries/t.conf", entry),
+            ("/loader/entries.srel", b"grub-bls\n"),
+        ]);
+        assert_eq!(
+            read(&mut fs, &wanted(None)).other_format.as_deref(),
+            Some("grub-bls")
+        );
+    }
+
+    #[test]
+    fn esp_and_xbootldr_merge_into_one_sorted_menu() {
+        let mut esp = MemFs::new(&[
+            ("/loader/loader.conf", b"default esp-*\n"),
+            (
+                "/loader/entries/esp-a.conf",
+                b"title ESP\nsort-key b\nlinux /v\n",
+            ),
+        ]);
+        let mut boot = MemFs::new(&[
+            ("/loader/loader.conf", b"default boot-*\ntimeout 5\n"),
+            (
+                "/loader/entries/boot-6.1.conf",
+                b"title Boot\nsort-key a\nversion 6.1\nlinux /v\n",
+            ),
+            (
+                "/loader/entries/boot-6.10.conf",
+                b"title Boot\nsort-key a\nversion 6.10\nlinux /v\n",
+            ),
+        ]);
+        let parts = vec![
+            read(&mut esp, &wanted(None)),
+            read(&mut boot, &wanted(None)),
+        ];
+        let m = merge(parts, None);
+        let ids: Vec<&str> = m.list.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["boot-6.10", "boot-6.1", "esp-a"],
+            "one order over both"
+        );
+        assert_eq!(m.from, [1, 1, 0], "each entry knows its file system");
+        assert_eq!(
+            m.list[m.default].id, "esp-a",
+            "the first loader.conf's default"
+        );
+        assert_eq!(
+            m.timeout,
+            Some(5),
+            "a key the first does not set comes from the next"
+        );
+        let parts = vec![
+            read(&mut esp, &wanted(None)),
+            read(&mut boot, &wanted(None)),
+        ];
+        let m = merge(parts, Some("boot-6.1"));
+        assert_eq!(
+            m.list[m.default].id, "boot-6.1",
+            "vioboot.default overrides"
+        );
+        // One part: the same as read() alone.
+        let one = read(&mut boot, &wanted(None));
+        let (ids1, def1): (Vec<String>, usize) =
+            (one.list.iter().map(|e| e.id.clone()).collect(), one.default);
+        let m = merge(vec![one], None);
+        let ids2: Vec<String> = m.list.iter().map(|e| e.id.clone()).collect();
+        assert_eq!((ids1, def1), (ids2, m.default));
     }
 }

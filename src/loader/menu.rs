@@ -3,10 +3,12 @@
 
 use crate::hcall::{self, UnitAddress};
 use crate::{cprint, cprintln, time};
+use alloc::format;
 use alloc::string::String;
 use vioboot_core::bls::{self, Entry};
 
-/// Shows the menu (and `from`, where the entries live) and waits up to `timeout` seconds on the vty: a number picks an entry,
+/// Shows the menu (and `from`, where the entries live; `places[k]`, where entry `k` lives,
+/// when they come from several file systems) and waits up to `timeout` seconds on the vty: a number picks an entry,
 /// Enter boots it (or the default), `e` edits the chosen entry's options line. Returns the
 /// index to boot and, if edited, the new options.
 pub fn menu(
@@ -15,13 +17,15 @@ pub fn menu(
     timeout: u32,
     vty: Option<UnitAddress>,
     from: &str,
+    places: &[&str],
 ) -> (usize, Option<String>) {
     cprintln!("# ---- boot menu ----");
     cprintln!("#   entries on {from}");
     let titles = bls::menu_titles(list);
     for (i, e) in list.iter().enumerate() {
+        let on = places.get(i).map_or(String::new(), |p| format!(" on {p}"));
         cprintln!(
-            "# {} {:>2}) {} [{}]",
+            "# {} {:>2}) {} [{}]{on}",
             if i == default { '*' } else { ' ' },
             i + 1,
             titles[i],

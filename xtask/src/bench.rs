@@ -257,8 +257,25 @@ pub fn command(args: &[String]) -> Result {
             Some(ours_mbps),
             Some(grub_mbps),
         );
+        for boot in [Boot::Slof, Boot::Bios] {
+            let e = vioboot_entry(&dir, &vio, boot, 4)?;
+            t.add(
+                &format!("verdict-smp4-{}", boot.name()),
+                &format!(
+                    "vioboot {}, 4 vCPUs, vioboot.checks=all (every quick check): entry to verdict",
+                    match boot {
+                        Boot::Slof => "under SLOF",
+                        _ => "as -bios",
+                    }
+                ),
+                "ms",
+                "",
+                e.own_ms,
+                None,
+            );
+        }
         for boot in [Boot::Slof, Boot::Vof, Boot::Bios] {
-            let e = vioboot_entry(&dir, &vio, boot)?;
+            let e = vioboot_entry(&dir, &vio, boot, 1)?;
             let how = match boot {
                 Boot::Slof => "under SLOF (-kernel)",
                 Boot::Vof => "under VOF (x-vof=on)",
@@ -925,7 +942,7 @@ fn vioboot_ext4_load(dir: &Path, vio: &VioSetup, g: &GrubDisk) -> Result<f64> {
     }
 }
 
-/// vioboot alone, no devices, entered by `boot`.
+/// vioboot alone, no devices, entered by `boot`, on `cpus` vCPUs (one core each).
 struct EntryRun {
     /// QEMU start to power-off.
     wall_ms: f64,
@@ -935,11 +952,16 @@ struct EntryRun {
     own_ms: Option<f64>,
 }
 
-fn vioboot_entry(dir: &Path, vio: &VioSetup, boot: Boot) -> Result<EntryRun> {
-    let q = Qemu {
+fn vioboot_entry(dir: &Path, vio: &VioSetup, boot: Boot, cpus: u32) -> Result<EntryRun> {
+    let mut q = Qemu {
         binary: vio.qemu.clone(),
         ..Qemu::new(boot, dir)
     };
+    if cpus > 1 {
+        q = q.append("vioboot.checks=all");
+        q.extra
+            .extend(["-smp".into(), format!("{cpus},cores={cpus},threads=1")]);
+    }
     let start = Instant::now();
     let mut first = None;
     let r = vioboot_harness::run_watch(&q, Duration::from_secs(120), |l| {
@@ -949,6 +971,19 @@ fn vioboot_entry(dir: &Path, vio: &VioSetup, boot: Boot) -> Result<EntryRun> {
     })
     .map_err(|e| e.to_string())?;
     passed(&format!("vioboot, {}", boot.name()), &r)?;
+    // With several vCPUs the figure counts only if every secondary reported in.
+    let reported = r
+        .output
+        .lines()
+        .filter(|l| l.starts_with("ok ") && l.contains(" - cpu 0x"))
+        .count();
+    if cpus > 1 && reported != cpus as usize - 1 {
+        return Err(format!(
+            "vioboot, {}, {cpus} vCPUs: {reported} secondary vCPUs reported in:\n{}",
+            boot.name(),
+            r.output
+        ));
+    }
     let own = r.output.lines().find_map(|l| {
         l.strip_prefix("# phase total: ")?
             .strip_suffix(" us")?

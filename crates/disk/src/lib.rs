@@ -16,7 +16,7 @@ pub mod reader;
 pub mod table;
 
 pub use reader::{Confined, ReadAhead};
-pub use table::{read_table, Partition, PartitionKind, Table, TableError, TableKind};
+pub use table::{read_table, BootRole, Partition, PartitionKind, Table, TableError, TableKind};
 
 /// What the parsers read through: whole logical blocks from 0.
 pub trait Disk {

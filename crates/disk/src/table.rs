@@ -35,6 +35,8 @@ pub mod mbr_type {
     pub const LINUX: u8 = 0x83;
     pub const LINUX_LVM: u8 = 0x8e;
     pub const EFI_SYSTEM: u8 = 0xef;
+    /// The Boot Loader Specification's boot partition (its XBOOTLDR on an MBR disk).
+    pub const XBOOTLDR: u8 = 0xea;
     /// A protective MBR: the disk holds a GPT.
     pub const GPT_PROTECTIVE: u8 = 0xee;
 }
@@ -66,9 +68,25 @@ impl PartitionKind {
                 mbr_type::LINUX_SWAP => "Linux swap",
                 mbr_type::LINUX_LVM => "Linux LVM",
                 mbr_type::EFI_SYSTEM => "EFI system",
+                mbr_type::XBOOTLDR => "Linux /boot (XBOOTLDR)",
                 mbr_type::FAT32_LBA | 0x0b | 0x06 | 0x0e => "FAT",
                 _ => "",
             },
+        }
+    }
+
+    /// The part a partition plays in the Boot Loader Specification, if any: the EFI system
+    /// partition (GPT, or MBR type 0xEF) or the extended boot loader partition (GPT
+    /// XBOOTLDR, or MBR type 0xEA, the specification's single location on an MBR disk).
+    pub fn boot_role(&self) -> Option<BootRole> {
+        match *self {
+            PartitionKind::Gpt(guid::EFI_SYSTEM) | PartitionKind::Mbr(mbr_type::EFI_SYSTEM) => {
+                Some(BootRole::Esp)
+            }
+            PartitionKind::Gpt(guid::XBOOTLDR) | PartitionKind::Mbr(mbr_type::XBOOTLDR) => {
+                Some(BootRole::Xbootldr)
+            }
+            _ => None,
         }
     }
 
@@ -88,6 +106,32 @@ impl fmt::Display for PartitionKind {
             PartitionKind::Gpt(g) if name.is_empty() => write!(f, "type {g}"),
             PartitionKind::Mbr(t) if name.is_empty() => write!(f, "type {t:#04x}"),
             _ => f.write_str(name),
+        }
+    }
+}
+
+/// The two partitions the Boot Loader Specification reads entries from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootRole {
+    /// The EFI system partition.
+    Esp,
+    /// The extended boot loader partition (a separate `/boot`).
+    Xbootldr,
+}
+
+impl BootRole {
+    /// The partition the specification pairs with this one on the same disk.
+    pub fn partner(self) -> BootRole {
+        match self {
+            BootRole::Esp => BootRole::Xbootldr,
+            BootRole::Xbootldr => BootRole::Esp,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BootRole::Esp => "ESP",
+            BootRole::Xbootldr => "XBOOTLDR",
         }
     }
 }

@@ -4,8 +4,9 @@
 use crate::gpt::GptError;
 use crate::mbr::MbrError;
 use crate::read_table;
-use crate::table::{guid, mbr_type, PartitionKind, TableError, TableKind};
+use crate::table::{guid, mbr_type, BootRole, PartitionKind, TableError, TableKind};
 use crate::testdisk::MemDisk;
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use gpt_disk_types::{
@@ -130,11 +131,39 @@ fn gpt_at_512_and_4096() {
         assert_eq!(names, ["PReP", "boot ✓", "root"]);
         assert!(t.partitions[0].kind.is_prep());
         assert_eq!(t.partitions[1].kind.name(), "Linux /boot (XBOOTLDR)");
+        assert_eq!(t.partitions[1].kind.boot_role(), Some(BootRole::Xbootldr));
         assert_eq!(t.partitions[2].kind.name(), "Linux filesystem");
+        assert_eq!(t.partitions[2].kind.boot_role(), None);
         assert_eq!(t.partitions[1].number, 2);
         assert_eq!(t.partitions[1].first_lba, 2 * (1 << 20) / bs as u64);
         assert_eq!(t.partitions[1].uuid, "01234567-89ab-cdef-0123-456789abcd00");
     }
+}
+
+#[test]
+fn boot_loader_specification_roles() {
+    for (kind, role) in [
+        (PartitionKind::Gpt(guid::EFI_SYSTEM), Some(BootRole::Esp)),
+        (
+            PartitionKind::Mbr(mbr_type::EFI_SYSTEM),
+            Some(BootRole::Esp),
+        ),
+        (PartitionKind::Gpt(guid::XBOOTLDR), Some(BootRole::Xbootldr)),
+        (
+            PartitionKind::Mbr(mbr_type::XBOOTLDR),
+            Some(BootRole::Xbootldr),
+        ),
+        (PartitionKind::Gpt(guid::PREP_BOOT), None),
+        (PartitionKind::Mbr(mbr_type::LINUX), None),
+    ] {
+        assert_eq!(kind.boot_role(), role, "{kind}");
+    }
+    assert_eq!(
+        PartitionKind::Mbr(mbr_type::XBOOTLDR).to_string(),
+        "Linux /boot (XBOOTLDR)"
+    );
+    assert_eq!(BootRole::Esp.partner(), BootRole::Xbootldr);
+    assert_eq!(BootRole::Xbootldr.partner(), BootRole::Esp);
 }
 
 #[test]

@@ -331,26 +331,29 @@ fn alnum(a: Option<&str>, b: Option<&str>) -> Ordering {
 /// sort-key, then machine-id (both increasing), then version (decreasing); and at the end, by
 /// file name without `.conf` (decreasing version order).
 pub fn sort(entries: &mut [Entry]) {
-    entries.sort_by(|x, y| {
-        x.is_bad()
-            .cmp(&y.is_bad())
-            .then_with(|| match (&x.sort_key, &y.sort_key) {
-                (Some(a), Some(b)) => a
-                    .as_bytes()
-                    .cmp(b.as_bytes())
-                    .then_with(|| alnum(x.machine_id.as_deref(), y.machine_id.as_deref()))
-                    .then_with(|| {
-                        vercmp(
-                            y.version.as_deref().unwrap_or(""),
-                            x.version.as_deref().unwrap_or(""),
-                        )
-                    }),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            })
-            .then_with(|| vercmp(&y.id, &x.id))
-    });
+    entries.sort_by(compare);
+}
+
+/// The order of [`sort`]: `Less` when `x` comes first in the menu.
+pub fn compare(x: &Entry, y: &Entry) -> Ordering {
+    x.is_bad()
+        .cmp(&y.is_bad())
+        .then_with(|| match (&x.sort_key, &y.sort_key) {
+            (Some(a), Some(b)) => a
+                .as_bytes()
+                .cmp(b.as_bytes())
+                .then_with(|| alnum(x.machine_id.as_deref(), y.machine_id.as_deref()))
+                .then_with(|| {
+                    vercmp(
+                        y.version.as_deref().unwrap_or(""),
+                        x.version.as_deref().unwrap_or(""),
+                    )
+                }),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then_with(|| vercmp(&y.id, &x.id))
 }
 
 /// What the menu shows for each entry: its title, and where two entries share a title, the
