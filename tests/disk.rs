@@ -81,6 +81,8 @@ fn entry(title: &str, linux: &str, initrd: &str, options: &str) -> String {
 struct Images {
     gpt: PathBuf,
     gpt_bad: PathBuf,
+    /// `gpt.img` whose /boot partition ends 4 MiB in, cutting its ext4 file system short.
+    truncated: PathBuf,
     gpt4k: PathBuf,
     mbr: PathBuf,
 }
@@ -159,6 +161,22 @@ fn build() -> Images {
         f.seek(SeekFrom::Start(SECTOR + 20)).expect("seek");
         f.write_all(&[b[0] ^ 0xff]).expect("write");
     }
+
+    // The same with the /boot partition cut to 4 MiB in the table: its ext4 file system (52
+    // MiB, as its superblock says) is truncated, and its entries must not be read past the end.
+    let truncated = dir().join("gpt-truncated-ext4.img");
+    std::fs::copy(&gpt, &truncated).expect("copy");
+    sh(Command::new("sgdisk")
+        .args(["-d", "2"])
+        .args([
+            "-n",
+            &format!("2:{p2}:{}", p2 + 4 * mib - 1),
+            "-c",
+            "2:boot",
+        ])
+        .args(["-t", "2:BC13C2FF-59E6-4262-A352-B275FD6F7172"])
+        .args(["-u", "2:0d4c5b6a-0000-4000-8000-00000000b002"])
+        .arg(&truncated));
 
     // GPT in 4096-byte sectors: PReP at 1 MiB, the /boot file system after it. sfdisk and
     // sgdisk take the sector size from the device; fdisk -b sets it for an image file.
@@ -241,6 +259,7 @@ fn build() -> Images {
     Images {
         gpt,
         gpt_bad,
+        truncated,
         gpt4k,
         mbr,
     }
@@ -415,6 +434,44 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
     );
     assert_eq!(run.report().verdict, Some(false), "a fallback says FAIL");
     assert!(cmdline(&run).contains("from=boot"), "{}\n{log}", run.output);
+}
+
+/// A truncated ext4 file system (its partition ends long before the superblock's block count)
+/// is refused by name before anything is read from it, and the next source boots.
+#[test]
+fn truncated_ext4_is_named_and_the_next_source_boots() {
+    let (run, log) = run(
+        "ext4-truncated",
+        Boot::Bios,
+        &images().truncated,
+        "vioboot.mode=boot",
+    );
+    let (ok, disk) = line(&run, "boot disk");
+    assert!(
+        ok && disk.contains("2: 4 MiB Linux /boot (XBOOTLDR), ext4 \"boot\""),
+        "{disk}"
+    );
+    let sources: Vec<(bool, String)> = run
+        .report()
+        .lines
+        .iter()
+        .filter(|l| l.description.starts_with("boot source:"))
+        .map(|l| (l.ok, l.description.clone()))
+        .collect();
+    assert!(
+        sources.iter().any(|(ok, d)| !ok
+            && d.contains("virtio@71000010:2")
+            && d.contains("do not fit the 4194304 bytes of the partition")),
+        "{sources:?}"
+    );
+    assert!(
+        sources
+            .iter()
+            .any(|(ok, d)| *ok && d.contains("virtio@71000010:3: ext4 \"root\"")),
+        "{sources:?}"
+    );
+    assert!(cmdline(&run).contains("from=root"), "{}\n{log}", run.output);
+    assert_eq!(run.report().verdict, Some(false), "a fallback says FAIL");
 }
 
 #[test]

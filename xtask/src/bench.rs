@@ -99,8 +99,14 @@ fn now_epoch() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// What `--only` chooses among: block I/O (virtio-vio, virtio-blk-pci and the Linux peer),
+/// virtio-fs, kernel boots from virtio-fs, kernel loads from ext4 (and the GRUB peer), and
+/// vioboot alone (entry to verdict).
+const GROUPS: [&str; 5] = ["blk", "fs", "boot", "ext4", "entry"];
+
 pub fn command(args: &[String]) -> Result {
     let (mut runs, mut json) = (3usize, false);
+    let mut only: Option<Vec<String>> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -113,6 +119,17 @@ pub fn command(args: &[String]) -> Result {
                     .ok_or_else(|| format!("--runs {n}: not a positive number"))?;
             }
             "--json" => json = true,
+            "--only" => {
+                let v = it.next().ok_or("--only needs groups")?;
+                let groups: Vec<String> = v.split(',').map(String::from).collect();
+                if let Some(g) = groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+                    return Err(format!(
+                        "--only: no group {g:?} (groups: {})",
+                        GROUPS.join(", ")
+                    ));
+                }
+                only = Some(groups);
+            }
             _ => return Err(crate::USAGE.into()),
         }
     }
@@ -141,38 +158,40 @@ pub fn command(args: &[String]) -> Result {
         Some(bin_len as f64),
         Some(grub.core_len as f64),
     );
+    let want = |g: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == g));
     // Per-request hcalls by kind, per transport and phase, from the last round.
     let mut kinds: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>> = BTreeMap::new();
     for round in 1..=runs {
         eprintln!("xtask: bench round {round} of {runs}");
         // virtio-vio, then virtio-blk-pci off and on: the peer first, vioboot next, on the same
         // disk image.
-        let (vio_phases, rdma) = vioboot_vio_blk(&dir, &vio)?;
-        blk_rows(&mut t, "vio", "virtio-vio", &vio_phases, None);
-        if let Some(r) = rdma {
-            t.add(
-                "vio-rdma",
-                "virtio-vio: server remote-DMA ops per request (whole run)",
-                "ops",
-                "",
-                Some(r),
-                None,
-            );
-        }
-        kinds.insert("vioboot virtio-vio".into(), by_kind(&vio_phases));
-        for iommu in [false, true] {
-            let tag = if iommu { "pci-on" } else { "pci-off" };
-            let what = if iommu {
-                "virtio-blk-pci, iommu_platform=on"
-            } else {
-                "virtio-blk-pci, iommu_platform=off"
-            };
-            let peer = linux_blk(&vio, &linux, &initrd, &work, iommu, false)?;
-            let ours = vioboot_pci_blk(&dir, &vio, &work, iommu)?;
-            blk_rows(&mut t, tag, what, &ours, Some(&peer.phases));
-            kinds.insert(format!("vioboot {what}"), by_kind(&ours));
-            kinds.insert(format!("Linux {what}"), by_kind(&peer.phases));
-            t.add(
+        if want("blk") {
+            let (vio_phases, rdma) = vioboot_vio_blk(&dir, &vio)?;
+            blk_rows(&mut t, "vio", "virtio-vio", &vio_phases, None);
+            if let Some(r) = rdma {
+                t.add(
+                    "vio-rdma",
+                    "virtio-vio: server remote-DMA ops per request (whole run)",
+                    "ops",
+                    "",
+                    Some(r),
+                    None,
+                );
+            }
+            kinds.insert("vioboot virtio-vio".into(), by_kind(&vio_phases));
+            for iommu in [false, true] {
+                let tag = if iommu { "pci-on" } else { "pci-off" };
+                let what = if iommu {
+                    "virtio-blk-pci, iommu_platform=on"
+                } else {
+                    "virtio-blk-pci, iommu_platform=off"
+                };
+                let peer = linux_blk(&vio, &linux, &initrd, &work, iommu, false)?;
+                let ours = vioboot_pci_blk(&dir, &vio, &work, iommu)?;
+                blk_rows(&mut t, tag, what, &ours, Some(&peer.phases));
+                kinds.insert(format!("vioboot {what}"), by_kind(&ours));
+                kinds.insert(format!("Linux {what}"), by_kind(&peer.phases));
+                t.add(
                 "linux-first-line",
                 "QEMU start to the kernel's first line (vioboot: -bios, kernel from virtio-fs; Linux: -kernel under SLOF)",
                 "ms",
@@ -180,117 +199,139 @@ pub fn command(args: &[String]) -> Result {
                 None,
                 peer.first_line_ms,
             );
-            if iommu {
-                // Linux maps all of memory once through a dynamic DMA window when QEMU offers
-                // one (ddw=on); with disable_ddw it maps every request in the default window,
-                // as vioboot does.
-                let tce = linux_blk(&vio, &linux, &initrd, &work, true, true)?;
-                let what = "virtio-blk-pci, iommu_platform=on, Linux disable_ddw";
-                blk_rows(&mut t, "pci-on-noddw", what, &ours, Some(&tce.phases));
-                kinds.insert(format!("Linux {what}"), by_kind(&tce.phases));
+                if iommu {
+                    // Linux maps all of memory once through a dynamic DMA window when QEMU offers
+                    // one (ddw=on); with disable_ddw it maps every request in the default window,
+                    // as vioboot does.
+                    let tce = linux_blk(&vio, &linux, &initrd, &work, true, true)?;
+                    let what = "virtio-blk-pci, iommu_platform=on, Linux disable_ddw";
+                    blk_rows(&mut t, "pci-on-noddw", what, &ours, Some(&tce.phases));
+                    kinds.insert(format!("Linux {what}"), by_kind(&tce.phases));
+                }
             }
         }
-        for (tag, what, (file, files)) in [
-            (
-                "fs",
-                "virtio-fs over virtio-vio (VIO server)",
-                vioboot_fs(&dir, &vio, &fs_share)?,
-            ),
-            (
-                "fs-pci",
-                "virtio-fs over vhost-user-fs-pci (Debian's QEMU and virtiofsd, cache=none)",
-                vioboot_fs_pci(&dir, &work, &fs_share)?,
-            ),
-        ] {
-            t.add(
-                &format!("{tag}-file"),
-                &format!("{what}: one 64 MiB file"),
-                "MB/s",
-                "",
-                file,
-                None,
-            );
-            t.add(
-                &format!("{tag}-small"),
-                &format!("{what}: 1,000 files of 4 KiB"),
-                "files/s",
-                "",
-                files,
-                None,
-            );
-        }
-        for boot in [Boot::Slof, Boot::Bios] {
-            let b = vioboot_boot(&dir, &vio, &boot_share, boot)?;
-            let handoff = if boot == Boot::Slof {
-                "Open Firmware handoff"
-            } else {
-                "flattened-tree handoff"
-            };
-            t.add(
-                &format!("kernel-load-{}", boot.name()),
-                &format!("kernel load from virtio-fs (virtio-vio), {handoff}, SHA-256 pinned"),
-                "MB/s",
-                "",
-                b.kernel_mbps,
-                None,
-            );
-            if boot == Boot::Bios {
+        if want("fs") {
+            for (tag, what, (file, files)) in [
+                (
+                    "fs",
+                    "virtio-fs over virtio-vio (VIO server)",
+                    vioboot_fs(&dir, &vio, &fs_share)?,
+                ),
+                (
+                    "fs-pci",
+                    "virtio-fs over vhost-user-fs-pci (Debian's QEMU and virtiofsd, cache=none)",
+                    vioboot_fs_pci(&dir, &work, &fs_share)?,
+                ),
+            ] {
                 t.add(
-                    "linux-first-line",
+                    &format!("{tag}-file"),
+                    &format!("{what}: one 64 MiB file"),
+                    "MB/s",
                     "",
-                    "ms",
+                    file,
+                    None,
+                );
+                t.add(
+                    &format!("{tag}-small"),
+                    &format!("{what}: 1,000 files of 4 KiB"),
+                    "files/s",
                     "",
-                    Some(b.first_line_ms),
+                    files,
                     None,
                 );
             }
         }
-        let (grub_mbps, ours_mbps) = (
-            grub_kernel_load(&vio, &grub)?,
-            vioboot_ext4_load(&dir, &vio, &grub)?,
-        );
-        t.add(
-            "ext4-kernel-load",
-            "kernel load from ext4 on virtio-blk-pci, no digest pinned, under SLOF (GRUB: from its PReP partition)",
-            "MB/s",
-            "GRUB 2.06",
-            Some(ours_mbps),
-            Some(grub_mbps),
-        );
-        for boot in [Boot::Slof, Boot::Bios] {
-            let e = vioboot_entry(&dir, &vio, boot, 4)?;
-            t.add(
-                &format!("verdict-smp4-{}", boot.name()),
-                &format!(
+        if want("boot") {
+            for boot in [Boot::Slof, Boot::Bios] {
+                let b = vioboot_boot(&dir, &vio, &boot_share, boot)?;
+                let handoff = if boot == Boot::Slof {
+                    "Open Firmware handoff"
+                } else {
+                    "flattened-tree handoff"
+                };
+                t.add(
+                    &format!("kernel-load-{}", boot.name()),
+                    &format!("kernel load from virtio-fs (virtio-vio), {handoff}, SHA-256 pinned"),
+                    "MB/s",
+                    "",
+                    b.kernel_mbps,
+                    None,
+                );
+                if boot == Boot::Bios {
+                    t.add(
+                        "linux-first-line",
+                        "QEMU start to the kernel's first line (vioboot: -bios, kernel from virtio-fs; Linux: -kernel under SLOF)",
+                        "ms",
+                        "",
+                        Some(b.first_line_ms),
+                        None,
+                    );
+                }
+            }
+        }
+        if want("ext4") {
+            let grub_mbps = grub_kernel_load(&vio, &grub)?;
+            for kind in [DiskKind::VirtioBlkPci, DiskKind::Vscsi, DiskKind::VirtioVio] {
+                let ours_mbps = vioboot_ext4_load(&dir, &vio, &grub, kind)?;
+                let (key, label) = if kind == DiskKind::VirtioBlkPci {
+                    (
+                    "ext4-kernel-load".to_string(),
+                    "kernel load from ext4 on virtio-blk-pci, no digest pinned, under SLOF (GRUB: from its PReP partition)".to_string(),
+                )
+                } else {
+                    (
+                    format!("ext4-kernel-load-{}", kind.key()),
+                    format!(
+                        "kernel load from ext4 on {}, no digest pinned, under SLOF (GRUB: the same disk on virtio-blk-pci)",
+                        kind.label()
+                    ),
+                )
+                };
+                t.add(
+                    &key,
+                    &label,
+                    "MB/s",
+                    "GRUB 2.06",
+                    Some(ours_mbps),
+                    Some(grub_mbps),
+                );
+            }
+        }
+        if want("entry") {
+            for boot in [Boot::Slof, Boot::Bios] {
+                let e = vioboot_entry(&dir, &vio, boot, 4)?;
+                t.add(
+                    &format!("verdict-smp4-{}", boot.name()),
+                    &format!(
                     "vioboot {}, 4 vCPUs, vioboot.checks=all (every quick check): entry to verdict",
                     match boot {
                         Boot::Slof => "under SLOF",
                         _ => "as -bios",
                     }
                 ),
-                "ms",
-                "",
-                e.own_ms,
-                None,
-            );
-        }
-        for boot in [Boot::Slof, Boot::Vof, Boot::Bios] {
-            let e = vioboot_entry(&dir, &vio, boot, 1)?;
-            let how = match boot {
-                Boot::Slof => "under SLOF (-kernel)",
-                Boot::Vof => "under VOF (x-vof=on)",
-                Boot::Bios => "as -bios (no firmware)",
-            };
-            t.add(
-                &format!("wall-{}", boot.name()),
-                &format!("vioboot {how}, no devices: QEMU start to power-off"),
-                "ms",
-                "",
-                Some(e.wall_ms),
-                None,
-            );
-            if boot == Boot::Slof {
+                    "ms",
+                    "",
+                    e.own_ms,
+                    None,
+                );
+            }
+            for boot in [Boot::Slof, Boot::Vof, Boot::Bios] {
+                let e = vioboot_entry(&dir, &vio, boot, 1)?;
+                let how = match boot {
+                    Boot::Slof => "under SLOF (-kernel)",
+                    Boot::Vof => "under VOF (x-vof=on)",
+                    Boot::Bios => "as -bios (no firmware)",
+                };
                 t.add(
+                    &format!("wall-{}", boot.name()),
+                    &format!("vioboot {how}, no devices: QEMU start to power-off"),
+                    "ms",
+                    "",
+                    Some(e.wall_ms),
+                    None,
+                );
+                if boot == Boot::Slof {
+                    t.add(
                     "slof-own",
                     "own time under SLOF, no devices (vioboot: entry to verdict; SLOF: QEMU start to the client's first line)",
                     "ms",
@@ -298,15 +339,16 @@ pub fn command(args: &[String]) -> Result {
                     e.own_ms,
                     e.first_line_ms,
                 );
-            } else {
-                t.add(
-                    &format!("own-{}", boot.name()),
-                    &format!("vioboot's own time {how}, no devices: entry to verdict"),
-                    "ms",
-                    "",
-                    e.own_ms,
-                    None,
-                );
+                } else {
+                    t.add(
+                        &format!("own-{}", boot.name()),
+                        &format!("vioboot's own time {how}, no devices: entry to verdict"),
+                        "ms",
+                        "",
+                        e.own_ms,
+                        None,
+                    );
+                }
             }
         }
     }
@@ -922,14 +964,72 @@ fn grub_kernel_load(vio: &VioSetup, g: &GrubDisk) -> Result<f64> {
     }
 }
 
-/// vioboot boots the same disk's entry under SLOF; kernel load MB/s measured in the guest.
-fn vioboot_ext4_load(dir: &Path, vio: &VioSetup, g: &GrubDisk) -> Result<f64> {
+/// The block device kinds a disk can reach vioboot through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DiskKind {
+    VirtioBlkPci,
+    Vscsi,
+    VirtioVio,
+}
+
+impl DiskKind {
+    fn label(self) -> &'static str {
+        match self {
+            DiskKind::VirtioBlkPci => "virtio-blk-pci",
+            DiskKind::Vscsi => "v-scsi (spapr-vscsi, scsi-hd)",
+            DiskKind::VirtioVio => "virtio-vio (VIO server)",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            DiskKind::VirtioBlkPci => "pci",
+            DiskKind::Vscsi => "vscsi",
+            DiskKind::VirtioVio => "vio",
+        }
+    }
+}
+
+/// vioboot boots the same disk's entry under SLOF, the disk reached as `kind`; kernel load
+/// MB/s measured in the guest.
+fn vioboot_ext4_load(dir: &Path, vio: &VioSetup, g: &GrubDisk, kind: DiskKind) -> Result<f64> {
+    let mut server = None;
+    let extra = match kind {
+        DiskKind::VirtioBlkPci => pci_disk_args(&g.disk, false),
+        DiskKind::Vscsi => vec![
+            "-device".into(),
+            "spapr-vscsi,id=scsi0,reg=0x71000020".into(),
+            "-drive".into(),
+            format!(
+                "file={},if=none,id=d0,format=raw,readonly=on",
+                g.disk.display()
+            ),
+            "-device".into(),
+            "scsi-hd,drive=d0,bus=scsi0.0,channel=0,scsi-id=0,lun=0".into(),
+        ],
+        DiskKind::VirtioVio => {
+            let socket = dir.join("ext4-bench.sock");
+            let disk = g.disk.display().to_string();
+            server = Some(
+                vioboot_harness::VioServer::start(
+                    &vio.server,
+                    &socket,
+                    &["--blk", &disk, "--serial", "ext4-bench"],
+                    &socket.with_extension("log"),
+                )
+                .map_err(|e| e.to_string())?,
+            );
+            vioboot_harness::virtio_vio_device("e0", &socket, 0x7100_0010)
+        }
+    };
     let q = Qemu {
         binary: vio.qemu.clone(),
-        extra: pci_disk_args(&g.disk, false),
+        extra,
         ..Qemu::new(Boot::Slof, dir).append("vioboot.mode=boot vioboot.timeout=0")
     };
-    let r = vioboot_harness::run(&q, Duration::from_secs(300)).map_err(|e| e.to_string())?;
+    let r = vioboot_harness::run(&q, Duration::from_secs(300)).map_err(|e| e.to_string());
+    drop(server);
+    let r = r?;
     let mbps = r.output.lines().find_map(|l| {
         l.strip_prefix("# bench kernel-load-MBps ")?
             .trim()
@@ -938,7 +1038,11 @@ fn vioboot_ext4_load(dir: &Path, vio: &VioSetup, g: &GrubDisk) -> Result<f64> {
     });
     match mbps {
         Some(m) if r.output.contains(vioboot_harness::INITRAMFS_MARKER) => Ok(m),
-        _ => Err(format!("vioboot from ext4: no boot:\n{}", r.output)),
+        _ => Err(format!(
+            "vioboot from ext4 on {}: no boot:\n{}",
+            kind.label(),
+            r.output
+        )),
     }
 }
 

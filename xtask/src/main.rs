@@ -31,8 +31,10 @@ const USAGE: &str = "usage: cargo xtask <command>
       --append \"WORDS\"       command line: vioboot options, e.g. \"vioboot.log=debug\"
       --kernel-addr ADDR     load address for slof/vof (64 KiB aligned)
   test                       fmt, clippy, host tests and QEMU boot tests
-  bench [--runs N] [--json]  vioboot next to its peers (Linux on the same virtio-blk-pci disk),
-                             N interleaved rounds (default 3): medians, spread, ratios
+  bench [--runs N] [--json] [--only GROUP,..]
+                             vioboot next to its peers (Linux on the same virtio-blk-pci disk,
+                             GRUB, SLOF), N interleaved rounds (default 3): medians, spread,
+                             ratios; groups: blk, fs, boot, ext4, entry (default: all)
   fuzz [--time S] [TARGET..] run the fuzz targets (default: all, 60 s each)";
 
 fn main() -> ExitCode {
