@@ -33,6 +33,10 @@ const CEDE_LIMIT: u64 = 1_000;
 const REPROD_US: u64 = 10_000;
 /// H_PRODs repeated because the first did not wake the thread within [`REPROD_US`].
 pub static REPRODS: AtomicU64 = AtomicU64::new(0);
+/// Times a thread's `stop-self` came back with status 0 and was called again (see `stop`).
+pub static STOP_REWAKES: AtomicU64 = AtomicU64::new(0);
+/// How often a thread calls `stop-self` again after it came back with status 0.
+const STOP_RETRIES: u32 = 16;
 
 /// The counter every processor increments with atomic read-modify-write.
 pub static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -645,10 +649,22 @@ fn stop(s: &Slot) -> ! {
     s.state.store(State::Stopping as u32, Ordering::Release);
     arch::sync();
     let mut block = [0u8; BLOCK_BYTES];
-    let e = rtas::stop_self(s.stop_token, &mut block);
-    let status = match e {
-        RtasError::Status { status, .. } => status,
-        _ => -1,
+    // `stop-self` does not return when it works. It can come back with status 0 when an
+    // H_PROD meant for this thread's H_CEDE lands after it stopped: the boot processor prods
+    // a thread it thinks idle before it sees the stop taken, and QEMU's H_PROD wakes a halted
+    // thread whatever halted it. Then the thread stops again.
+    let mut again = 0;
+    let status = loop {
+        let e = rtas::stop_self(s.stop_token, &mut block);
+        let status = match e {
+            RtasError::Status { status, .. } => status,
+            _ => -1,
+        };
+        if status != 0 || again == STOP_RETRIES {
+            break status;
+        }
+        again += 1;
+        STOP_REWAKES.fetch_add(1, Ordering::Relaxed);
     };
     s.value.store(status as u32 as u64, Ordering::Release);
     s.state.store(State::StopFailed as u32, Ordering::Release);

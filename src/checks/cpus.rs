@@ -113,6 +113,7 @@ pub fn run(inv: &Inventory, boot_cpuid: u32, inject: Option<Inject>) {
     // take each one's arrival.
     COUNTER.store(0, Ordering::SeqCst);
     smp::REPRODS.store(0, Ordering::SeqCst);
+    smp::STOP_REWAKES.store(0, Ordering::SeqCst);
     let mut seen: Vec<Seen> = Vec::new();
     let mut running: Vec<(Secondary, Arrival)> = Vec::new();
     let mut started = Vec::new();
@@ -180,11 +181,15 @@ pub fn run(inv: &Inventory, boot_cpuid: u32, inject: Option<Inject>) {
     let summary = format!(
         "{} threads: boot {boot:#x} and {} secondaries started, reported in and stopped; \
          shared counter {counter} after {INCREMENTS} atomic increments each; {} distinct PIR(s); \
-         {} H_PROD(s) repeated for a thread idle in H_CEDE that did not wake within 10 ms",
+         {} H_PROD(s) repeated for a thread idle in H_CEDE that did not wake within 10 ms{}",
         servers.len(),
         servers.len() - 1,
         pirs.len(),
-        smp::REPRODS.load(Ordering::Relaxed)
+        smp::REPRODS.load(Ordering::Relaxed),
+        match smp::STOP_REWAKES.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!("; {n} stop-self call(s) woken by such an H_PROD and made again"),
+        }
     );
     if all_up && counter != expected {
         report::fail(
