@@ -80,6 +80,8 @@ struct Path {
     down: Option<(String, u64)>,
     /// It came back as another disk: it stays out for good.
     foreign: bool,
+    /// What the last probe of it answered, when it did not rejoin.
+    probe_said: Option<String>,
 }
 
 /// Why a failed path did not rejoin when tried.
@@ -118,6 +120,7 @@ impl Multipath {
                 dev,
                 down: None,
                 foreign: false,
+                probe_said: None,
             })
             .collect();
         let (capacity, block_size) = paths
@@ -188,6 +191,7 @@ impl Multipath {
             match self.try_path(i) {
                 Ok(reconnected) => {
                     self.paths[i].down = None;
+                    self.paths[i].probe_said = None;
                     let e = if reconnected {
                         format!("{name} set up again (new session, device reset, new queue) and rejoined")
                     } else {
@@ -197,7 +201,12 @@ impl Multipath {
                     self.events.push(e);
                 }
                 Err(Refused::Down(e)) => {
-                    log::info!("multipath {}: {name} not back yet: {e}", self.name);
+                    // Said once for each answer, not at every probe.
+                    let said = format!("{e}");
+                    if self.paths[i].probe_said.as_deref() != Some(said.as_str()) {
+                        log::info!("multipath {}: {name} not back yet: {said}", self.name);
+                        self.paths[i].probe_said = Some(said);
+                    }
                     self.paths[i].down = Some((why, time::now_us()));
                 }
                 Err(Refused::Foreign(what)) => {
