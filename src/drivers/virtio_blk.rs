@@ -286,7 +286,13 @@ impl<H: Hal, T: Transport, A: Attach> VirtioBlk<H, T, A> {
                 loop {
                     match q.peek_used() {
                         Some(t) if t == token => break Ok(token),
-                        Some(_) => break Err(None),
+                        // One request is in flight at a time: any other id is none of ours.
+                        Some(t) => {
+                            break Err(Some(
+                                self.at
+                                    .queue_failed(QUEUE, QueueError::NotInFlight { token: t }),
+                            ))
+                        }
                         None if p.expired(&what) => break Err(None),
                         None => core::hint::spin_loop(),
                     }
