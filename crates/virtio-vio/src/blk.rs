@@ -1,6 +1,6 @@
 //! virtio-blk requests as the driver builds them (virtio 1.2, section 5.2.6): the 16-byte
 //! header the device reads first, the request types, the status byte the device writes last,
-//! and the feature bits vioboot's driver names. The VIO server reads the same layout.
+//! and the feature bits vioboot's driver names. The VIO server reads requests with it.
 
 /// Bytes of a request header: `le32 type`, `le32 reserved`, `le64 sector`.
 pub const HEADER_LEN: usize = 16;
@@ -40,6 +40,15 @@ pub fn header(kind: u32, sector: u64) -> [u8; HEADER_LEN] {
     h
 }
 
+/// A request header read back: its type and sector.
+pub fn parse_header(h: &[u8; HEADER_LEN]) -> (u32, u64) {
+    let mut kind = [0u8; 4];
+    kind.copy_from_slice(&h[..4]);
+    let mut sector = [0u8; 8];
+    sector.copy_from_slice(&h[8..]);
+    (u32::from_le_bytes(kind), u64::from_le_bytes(sector))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +58,6 @@ mod tests {
         let h = header(T_OUT, 0x0102_0304_0506_0708);
         assert_eq!(h, [1, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(header(T_GET_ID, 0)[..4], [8, 0, 0, 0]);
+        assert_eq!(parse_header(&h), (T_OUT, 0x0102_0304_0506_0708));
     }
 }
