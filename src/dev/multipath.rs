@@ -45,7 +45,7 @@ pub fn may_be_path_failure(e: &Error) -> bool {
 /// succeed on another path. A medium error, a request out of range or a write-protected disk
 /// would fail on every path and is returned as it is.
 pub fn is_path_failure(e: &Error) -> bool {
-    use crate::virtio::VioError;
+    use crate::virtio::{QueueError, VioError};
     match e {
         Error::Vscsi(v) => match v.failure {
             Failure::Timeout { .. }
@@ -69,6 +69,12 @@ pub fn is_path_failure(e: &Error) -> bool {
             | VioError::TooManyResets { .. }
             | VioError::GaveUp { .. },
         ) => true,
+        // A virtio-blk request whose used entry never came, or came for a descriptor not in
+        // flight: the path's device was given up (it is set up again when tried again).
+        Error::Vio(VioError::Queue {
+            error: QueueError::TooFewCompleted { .. } | QueueError::NotInFlight { .. },
+            ..
+        }) => true,
         _ => false,
     }
 }
