@@ -3,7 +3,9 @@
 //! the pieces live in `loader/` and report nothing themselves.
 //!
 //! Every file system vioboot can read is a candidate source: each virtio-fs share, and each
-//! ext2/3/4 and FAT partition of each disk (`volume`). `vioboot.source` picks one (a share's tag, a
+//! ext2/3/4 and FAT partition of each disk (`volume`). Block devices that are paths of one disk
+//! are joined first (`dev::multipath`, as the smoke checks do), so such a disk's partitions
+//! are candidates once, read through the disk with failover between its paths. `vioboot.source` picks one (a share's tag, a
 //! disk and partition number, `label=`, `uuid=`), `vioboot.fs-tag` a share by its tag; by
 //! default the first, in adapter order, that holds `/loader/entries` or `/boot/loader/entries`.
 //!
@@ -15,7 +17,7 @@
 //! line says so.
 
 use crate::bus;
-use crate::dev::{AnyDevice, Device, FileSystem, Tpm};
+use crate::dev::{multipath, AnyDevice, Device, FileSystem, Tpm};
 use crate::error::Error;
 use crate::firmware::{Firmware, FirmwareError, Regions};
 use crate::hcall::UnitAddress;
@@ -36,6 +38,9 @@ enum Place {
     Share,
     Partition {
         disk: String,
+        /// The paths of a multipath disk (`disk` is then `disk <identifier>`): `DISK:N` may
+        /// name it by any of them.
+        paths: Vec<String>,
         number: u32,
         /// GPT partition name, partition UUID, file system UUID.
         name: String,
@@ -59,9 +64,15 @@ impl Candidate {
         let label = self.fs.label();
         match (&self.place, *s) {
             (Place::Share, Source::Tag(t)) => label == t,
-            (Place::Partition { disk, number, .. }, Source::Partition { disk: d, number: n }) => {
-                disk == d && *number == n
-            }
+            (
+                Place::Partition {
+                    disk,
+                    paths,
+                    number,
+                    ..
+                },
+                Source::Partition { disk: d, number: n },
+            ) => (disk == d || paths.iter().any(|p| p == d)) && *number == n,
             (Place::Partition { name, .. }, Source::Label(l)) => label == l || name == l,
             (
                 Place::Partition {
@@ -371,8 +382,10 @@ fn from_source(
 }
 
 /// Opens every adapter: each share is a candidate (unless `vioboot.fs-tag` names another), each
-/// disk's ext partitions are (a virtio-vio disk or a v-scsi LUN alike); a disk's table is a
-/// `boot disk` report line. Devices that hold no candidate are shut down again.
+/// disk's ext partitions are (a virtio-vio disk or a v-scsi LUN alike); block devices that are
+/// paths of one disk are joined into one disk first; a disk's table is a `boot disk` report
+/// line. Devices that hold no candidate are shut down again, and an adapter's shared part
+/// when none of its units holds one.
 fn candidates(fw: &dyn Firmware, inv: &Inventory, opts: &Options) -> (Sources, Vec<Unreadable>) {
     let timeout_us = u64::from(opts.vio_timeout_ms) * 1000;
     let mut src = Sources {
@@ -382,7 +395,11 @@ fn candidates(fw: &dyn Firmware, inv: &Inventory, opts: &Options) -> (Sources, V
         tpm_left: None,
     };
     let mut unreadable = Vec::new();
-    for a in &bus::enumerate(inv).adapters {
+    // Every adapter's devices first (with the adapter each came from), so that one disk
+    // reached through several is found.
+    let mut units: Vec<(usize, AnyDevice)> = Vec::new();
+    let mut shared: Vec<(usize, Box<dyn Device>)> = Vec::new();
+    for (ai, a) in bus::enumerate(inv).adapters.iter().enumerate() {
         if let bus::Adapter::Vtpm { adapter, .. } = a {
             if fw.keeps_tpm_log() {
                 src.tpm_left.get_or_insert_with(|| adapter.name.clone());
@@ -398,45 +415,102 @@ fn candidates(fw: &dyn Firmware, inv: &Inventory, opts: &Options) -> (Sources, V
             }
             Err(_) => continue,
         };
-        let before = src.cands.len();
         for unit in bound.units {
             match unit.device {
-                Ok(AnyDevice::FileSystem(fs)) if opts.fs_tag.is_none_or(|t| t == fs.label()) => {
+                Ok(d) => units.push((ai, d)),
+                Err(("fs", e)) => report::fail("boot share", &format!("{e}"), &[]),
+                Err(_) => {}
+            }
+        }
+        if let Some(s) = bound.shared {
+            shared.push((ai, s));
+        }
+    }
+    let adapter_of: Vec<usize> = units.iter().map(|(ai, _)| *ai).collect();
+    let joined = multipath::join(
+        units,
+        u64::from(opts.path_probe_ms) * 1000,
+        |u| match &mut u.1 {
+            AnyDevice::Block(b) => Some(b),
+            _ => None,
+        },
+        |u| match u.1 {
+            AnyDevice::Block(b) => Some(b),
+            _ => None,
+        },
+    );
+    for c in &joined.conflicts {
+        report::fail("boot multipath", c, &[]);
+    }
+    // Adapters some candidate came from: their shared parts stay until the quiesce.
+    let mut holding: Vec<usize> = Vec::new();
+    let mut disks = joined.disks.into_iter().peekable();
+    let mut rest = joined.rest.into_iter().peekable();
+    loop {
+        let disk_first = match (disks.peek(), rest.peek()) {
+            (None, None) => break,
+            (Some((d, _, _)), Some((r, _))) => d < r,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        let before = src.cands.len();
+        let from: Vec<usize> = if disk_first {
+            let Some((_, m, members)) = disks.next() else {
+                break;
+            };
+            let paths = m.path_names().into_iter().map(String::from).collect();
+            scan_disk(Box::new(m), paths, &mut src.cands, &mut unreadable);
+            members.iter().map(|&i| adapter_of[i]).collect()
+        } else {
+            let Some((i, (ai, device))) = rest.next() else {
+                break;
+            };
+            match device {
+                AnyDevice::FileSystem(fs) if opts.fs_tag.is_none_or(|t| t == fs.label()) => {
                     src.cands.push(Candidate {
                         fs,
                         place: Place::Share,
                         mounted: None,
                     })
                 }
-                Ok(AnyDevice::Block(b)) => scan_disk(b, &mut src.cands, &mut unreadable),
-                Ok(AnyDevice::Tpm(t)) if src.tpm.is_none() => src.tpm = Some(t),
-                Ok(mut other) => {
+                AnyDevice::Block(b) => scan_disk(b, Vec::new(), &mut src.cands, &mut unreadable),
+                AnyDevice::Tpm(t) if src.tpm.is_none() => src.tpm = Some(t),
+                mut other => {
                     let _ = other.device().shut_down();
                 }
-                Err(("fs", e)) => report::fail("boot share", &format!("{e}"), &[]),
-                Err(_) => {}
             }
+            alloc::vec![adapter_of.get(i).copied().unwrap_or(ai)]
+        };
+        if src.cands.len() > before {
+            holding.extend(from);
         }
-        if let Some(mut shared) = bound.shared {
-            if src.cands.len() == before {
-                let _ = shared.shut_down();
-            } else {
-                src.shared.push(shared);
-            }
+    }
+    for (ai, mut s) in shared {
+        if holding.contains(&ai) {
+            src.shared.push(s);
+        } else {
+            let _ = s.shut_down();
         }
     }
     (src, unreadable)
 }
 
-/// A disk's partition table as a `boot disk` line; its ext and FAT partitions become candidates, the
-/// others are kept to be named. A disk with no candidate is shut down.
+/// A disk's partition table as a `boot disk` line (a multipath disk's with its `paths`); its
+/// ext and FAT partitions become candidates, the others are kept to be named. A disk with no
+/// candidate is shut down.
 fn scan_disk(
     b: Box<dyn crate::dev::BlockDevice>,
+    paths: Vec<String>,
     cands: &mut Vec<Candidate>,
     unreadable: &mut Vec<Unreadable>,
 ) {
     let scan = volume::scan(b);
     let name = String::from(scan.disk.borrow().name());
+    let shown = if paths.is_empty() {
+        name.clone()
+    } else {
+        format!("{name} (paths {})", paths.join(", "))
+    };
     let l = &scan.layout;
     let damaged = matches!(
         &l.table,
@@ -449,9 +523,9 @@ fn scan_disk(
         })
     );
     if l.failed() || damaged {
-        report::fail("boot disk", &format!("{name}: {}", l.summary()), &[]);
+        report::fail("boot disk", &format!("{shown}: {}", l.summary()), &[]);
     } else {
-        report::pass("boot disk", format_args!("{name}: {}", l.summary()));
+        report::pass("boot disk", format_args!("{shown}: {}", l.summary()));
     }
     let before = cands.len();
     for v in &l.volumes {
@@ -460,6 +534,7 @@ fn scan_disk(
             FsKind::Ext(sb) => cands.push(Candidate {
                 place: Place::Partition {
                     disk: name.clone(),
+                    paths: paths.clone(),
                     number: v.part.number,
                     name: v.part.name.clone(),
                     part_uuid: v.part.uuid.clone(),
@@ -472,6 +547,7 @@ fn scan_disk(
             FsKind::Fat { label, uuid, .. } => cands.push(Candidate {
                 place: Place::Partition {
                     disk: name.clone(),
+                    paths: paths.clone(),
                     number: v.part.number,
                     name: v.part.name.clone(),
                     part_uuid: v.part.uuid.clone(),

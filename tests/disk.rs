@@ -1079,3 +1079,84 @@ fn fat_esp_on_a_virtio_blk_pci_disk() {
     );
     assert!(cmdline(&run).contains("from=fat"), "{}", run.output);
 }
+
+/// Boots from `img` served by two VIO servers under one serial (read-only), at 0x71000010 and
+/// 0x71000011: two paths of one disk.
+fn run_two_paths(name: &str, img: &Path, append: &str) -> Run {
+    let d = dir().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    let img_arg = img.display().to_string();
+    let mut q = Qemu::new(Boot::Bios, vioboot_harness::image_dir(&root())).append(append);
+    q.binary = vioboot_harness::built_qemu(&root()).expect("QEMU");
+    let mut servers = Vec::new();
+    for n in 0..2u32 {
+        let socket = d.join(format!("v{n}.sock"));
+        servers.push(
+            VioServer::start(
+                &vioboot_harness::vio_server_binary(&root()),
+                &socket,
+                &["--blk", &img_arg, "--read-only", "--serial", "mp-boot"],
+                &d.join(format!("server{n}.log")),
+            )
+            .expect("server"),
+        );
+        q.extra.extend(vioboot_harness::virtio_vio_device(
+            &format!("v{n}"),
+            &socket,
+            0x7100_0010 + n,
+        ));
+    }
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    let _ = std::fs::write(d.join("console.log"), &run.output);
+    run
+}
+
+/// One disk reached through two virtio-vio adapters is one boot disk: its table is read
+/// once, its partitions are candidates once (through the multipath disk), the menu lists each
+/// entry once, and it boots; `vioboot.source` may name a partition by either path.
+#[test]
+fn a_disk_on_two_paths_is_one_boot_disk() {
+    let run = run_two_paths("multipath", &images().gpt, "vioboot.mode=boot");
+    assert_eq!(run.report().verdict, Some(true), "{}", run.output);
+    let disks: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| l.contains(" - boot disk"))
+        .collect();
+    assert_eq!(disks.len(), 1, "{}", run.output);
+    assert!(
+        disks[0].contains(
+            "boot disk: disk serial:mp-boot (paths virtio@71000010, virtio@71000011): GPT ("
+        ),
+        "{}",
+        disks[0]
+    );
+    let (_, src) = line(&run, "boot source");
+    assert!(
+        src.starts_with("boot source: disk serial:mp-boot:2: ext4 \"boot\""),
+        "{src}"
+    );
+    let menu: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| l.contains(") Debian (boot partition) ["))
+        .collect();
+    assert_eq!(menu.len(), 1, "{}", run.output);
+    assert!(cmdline(&run).contains("from=boot"), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+
+    let run = run_two_paths(
+        "multipath-source",
+        &images().gpt,
+        "vioboot.mode=boot vioboot.source=virtio@71000011:3",
+    );
+    assert_eq!(run.report().verdict, Some(true), "{}", run.output);
+    let (_, src) = line(&run, "boot source");
+    assert!(
+        src.starts_with("boot source: disk serial:mp-boot:3: ext4 \"root\""),
+        "{src}"
+    );
+    assert!(cmdline(&run).contains("from=root"), "{}", run.output);
+    assert_eq!(run.exit_code(), Some(0), "{}", run.output);
+}

@@ -225,3 +225,62 @@ fn unknown_opcodes_and_unmapped_probes_are_survived() {
     assert!(Stats::get(&stats.rdma_refused) >= 4);
     assert_eq!(blk.pages_left_mapped(), 0);
 }
+
+/// The server dies for good: FLUSH and GET_ID (once virtio-drivers' blocking calls, which
+/// spun on the used ring) fail by name within the bound, and the device is given up with
+/// nothing left mapped. Setting it up again fails at once while no server is there; once one
+/// is, the device is set up again (a new session, the device reset, a new queue) and reads,
+/// writes, FLUSH and GET_ID work on it, the write made before the failure intact.
+#[test]
+fn a_dead_server_fails_flush_and_get_id_by_name_and_a_new_one_takes_the_device_again() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (sim, mut blk, stats, path) = setup("gone", "");
+    *sim.respawn.borrow_mut() = None;
+    let data = fill(3, 64, 32);
+    blk.write(64, &data).expect("write");
+    sim.hv.borrow_mut().partner_failed();
+    let e = blk
+        .flush()
+        .expect_err("FLUSH to a dead server fails")
+        .to_string();
+    assert!(
+        e.starts_with("virtio@71000010: ") && e.contains("did not answer INIT within 2000 ms"),
+        "{e}"
+    );
+    let id = blk.identity().expect_err("GET_ID fails too").to_string();
+    assert_eq!(id, e, "a device given up answers with its failure");
+    assert_eq!(
+        blk.pages_left_mapped(),
+        0,
+        "buffers of the failed FLUSH left mapped"
+    );
+    let start = std::time::Instant::now();
+    let e = blk
+        .reconnect()
+        .expect_err("no server to set it up with")
+        .to_string();
+    assert!(e.contains("H_CLOSED"), "{e}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(500),
+        "waited {:?} for a server that is not there",
+        start.elapsed()
+    );
+    sim.restart_server(Box::new(Real::new(&path, Faults::default(), stats.clone())));
+    assert_eq!(blk.reconnect(), Ok(true), "set up again");
+    assert_eq!(blk.identity().expect("serial"), "sim-disk");
+    assert_eq!(blk.capacity(), 8192);
+    let mut back = vec![0u8; data.len()];
+    blk.read(64, &mut back).expect("read back");
+    check(3, 64, &back);
+    let more = fill(4, 1024, 64);
+    blk.write(1024, &more).expect("write on the new session");
+    blk.flush().expect("flush on the new session");
+    let mut back = vec![0u8; more.len()];
+    blk.read(1024, &mut back).expect("read back");
+    check(4, 1024, &back);
+    assert_eq!(blk.reconnect(), Ok(false), "nothing to set up again");
+    assert_eq!(blk.pages_left_mapped(), 0);
+    blk.shut_down().expect("shutdown");
+    assert!(sim.hv.borrow().tces.is_empty(), "TCEs left after shutdown");
+    assert!(sim.hv.borrow().crq.is_none());
+}

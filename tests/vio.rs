@@ -487,3 +487,89 @@ fn a_disk_on_two_servers_survives_losing_one_for_good() {
         (&format!("{disk} unmapped"), "no buffer left"),
     ]);
 }
+
+/// Two VIO servers export one disk under one serial. The first is killed mid-verify; once its
+/// request has moved to the second path, it is started again on the same disk file: the
+/// failed path is set up again (a new CRQ session, the device reset, a new queue) at the next
+/// probe (`vioboot.path-probe=500`), checked to be the same disk, and rejoins, by name. Then
+/// the second server is killed for good, before the verify's writes end: the rest of the
+/// writes and every read back go through the first path, and all 256 MiB read back intact.
+#[test]
+fn a_killed_server_that_comes_back_rejoins_and_carries_the_disk() {
+    let dir = scratch("multipath-rejoin");
+    let disk = dir.join("shared.img");
+    vioboot_harness::pattern_disk(&disk, 272).expect("disk image");
+    let bin = vioboot_harness::vio_server_binary(&root());
+    let disk_arg = disk.display().to_string();
+    let mut servers = Vec::new();
+    let mut q = qemu(Boot::Bios)
+        .append("vioboot.blk-verify=256 vioboot.vio-timeout=3000 vioboot.path-probe=500");
+    for n in 0..2u32 {
+        let socket = dir.join(format!("v{n}.sock"));
+        let s = VioServer::start(
+            &bin,
+            &socket,
+            &["--blk", &disk_arg, "--serial", "mp-disk"],
+            &dir.join(format!("server{n}.log")),
+        )
+        .expect("server starts");
+        servers.push(s);
+        q.extra.extend(vioboot_harness::virtio_vio_device(
+            &format!("v{n}"),
+            &socket,
+            0x7100_0010 + n,
+        ));
+    }
+    let (mut killed, mut restarted, mut second_killed) = (false, false, false);
+    let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
+        if !killed && l.contains("wrote 16 of 256 MiB") {
+            servers[0].kill();
+            killed = true;
+        } else if killed && !restarted && l.contains("I/O continues on virtio@71000011") {
+            servers[0].restart().expect("the first server starts again");
+            restarted = true;
+        } else if restarted && !second_killed && l.contains("virtio@71000010 set up again") {
+            servers[1].kill();
+            second_killed = true;
+        }
+    })
+    .expect("QEMU runs");
+    assert!(
+        killed && restarted && second_killed,
+        "killed {killed}, restarted {restarted}, second killed {second_killed}:\n{}",
+        run.output
+    );
+    run.assert_pass();
+    let disk = "disk serial:mp-disk";
+    run.assert_lines(&[
+        (&format!("{disk} verify"), "256 MiB written"),
+        (&format!("{disk} verify"), "intact"),
+        (
+            &format!("{disk} paths"),
+            "2 paths: virtio@71000010 (active), virtio@71000011 (failed: ",
+        ),
+        (&format!("{disk} paths"), "2 failover(s): virtio@71000010 failed ("),
+        (
+            &format!("{disk} paths"),
+            "I/O continues on virtio@71000011; virtio@71000010 set up again (new session, device reset, new queue) and rejoined; virtio@71000011 failed (",
+        ),
+        (&format!("{disk} paths"), "I/O continues on virtio@71000010"),
+        (&format!("{disk} unmapped"), "no buffer left"),
+    ]);
+    // The rejoin is said on the console as it happens, and the second server died while the
+    // verify was still writing: every read back went through the first path.
+    let at = |text: &str| {
+        run.output
+            .find(text)
+            .unwrap_or_else(|| panic!("no `{text}`:\n{}", run.output))
+    };
+    assert!(
+        at("# multipath disk serial:mp-disk: virtio@71000010 set up again")
+            < at("virtio@71000011 failed (")
+    );
+    assert!(
+        at("virtio@71000011 failed (") < at("read 4 of 256 MiB"),
+        "the second path failed only once the reads began:\n{}",
+        run.output
+    );
+}

@@ -79,6 +79,7 @@ pub fn devices(inv: &Inventory, opts: &Options) {
     }
     let joined = multipath::join(
         units,
+        u64::from(opts.path_probe_ms) * 1000,
         |u| match &mut u.device {
             AnyDevice::Block(b) => Some(b),
             _ => None,
@@ -93,12 +94,12 @@ pub fn devices(inv: &Inventory, opts: &Options) {
     }
     let mut disks = joined.disks.into_iter().peekable();
     for (i, u) in joined.rest {
-        while let Some((_, mut m)) = disks.next_if(|(first, _)| *first < i) {
+        while let Some((_, mut m, _)) = disks.next_if(|(first, _, _)| *first < i) {
             check_multipath(&mut m, opts);
         }
         check_unit(u, opts);
     }
-    for (_, mut m) in disks {
+    for (_, mut m, _) in disks {
         check_multipath(&mut m, opts);
     }
     for (name, shared) in adapters {

@@ -27,5 +27,12 @@ pub trait BlockDevice: Device {
     fn unique_id(&mut self) -> Option<String> {
         None
     }
+    /// Sets the device up again if it was given up after a failed request and its transport
+    /// can (a virtio-vio device whose server came back: a new session, the device reset, new
+    /// queues): `Ok(true)` when it did, `Ok(false)` when there was nothing to set up again or
+    /// the transport cannot. The caller checks that it is still the same disk.
+    fn reconnect(&mut self) -> Result<bool, Error> {
+        Ok(false)
+    }
     fn as_device(&mut self) -> &mut dyn Device;
 }

@@ -5,8 +5,12 @@
 //! unit no longer there) the request is sent again, whole, on the next path that is up, and
 //! the failover is said on the console and in the report. A request is synchronous and a
 //! failed path's command was aborted or its partner is gone before the request moves, so a
-//! write is never applied by a path after a newer one. A path that failed is tried again
-//! (one block read) at most every [`REJOIN_US`] and rejoins when it answers.
+//! write is never applied by a path after a newer one. A path that failed is tried again at
+//! most every [`REJOIN_US`] (`vioboot.path-probe`): a device its transport gave up is set up
+//! again first (a virtio-vio server that came back: a new session, the device reset, new
+//! queues, so nothing its old rings held is performed); it rejoins when it is still the same
+//! disk (identifier, capacity, block size, block 0 as another path reads it) and answers. A
+//! path that comes back as another disk stays out for good, named.
 
 use super::{BlockDevice, Device, DeviceError as Error, TransportStats};
 use crate::time;
@@ -17,7 +21,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// How long a failed path rests before it is tried again.
+/// How long a failed path rests before it is tried again, unless `vioboot.path-probe` says.
 pub const REJOIN_US: u64 = 10_000_000;
 
 /// SCSI sense: LOGICAL UNIT NOT SUPPORTED (the LUN is no longer behind this path).
@@ -41,7 +45,7 @@ pub fn may_be_path_failure(e: &Error) -> bool {
 /// succeed on another path. A medium error, a request out of range or a write-protected disk
 /// would fail on every path and is returned as it is.
 pub fn is_path_failure(e: &Error) -> bool {
-    use crate::virtio::VioError;
+    use crate::virtio::{QueueError, VioError};
     match e {
         Error::Vscsi(v) => match v.failure {
             Failure::Timeout { .. }
@@ -62,8 +66,15 @@ pub fn is_path_failure(e: &Error) -> bool {
             VioError::Crq { .. }
             | VioError::Link { .. }
             | VioError::Tce { .. }
-            | VioError::TooManyResets { .. },
+            | VioError::TooManyResets { .. }
+            | VioError::GaveUp { .. },
         ) => true,
+        // A virtio-blk request whose used entry never came, or came for a descriptor not in
+        // flight: the path's device was given up (it is set up again when tried again).
+        Error::Vio(VioError::Queue {
+            error: QueueError::TooFewCompleted { .. } | QueueError::NotInFlight { .. },
+            ..
+        }) => true,
         _ => false,
     }
 }
@@ -71,13 +82,30 @@ pub fn is_path_failure(e: &Error) -> bool {
 struct Path {
     dev: Box<dyn BlockDevice>,
     name: String,
-    /// `None` while up; why and when it failed otherwise.
+    /// `None` while up; why and when it failed (or was last tried) otherwise.
     down: Option<(String, u64)>,
+    /// It came back as another disk: it stays out for good.
+    foreign: bool,
+    /// What the last probe of it answered, when it did not rejoin.
+    probe_said: Option<String>,
+}
+
+/// Why a failed path did not rejoin when tried.
+enum Refused {
+    /// It does not answer yet (its server not back, its device not set up again).
+    Down(Error),
+    /// It answers as another disk.
+    Foreign(String),
 }
 
 /// A disk and its paths.
 pub struct Multipath {
     name: String,
+    /// The identifier its paths were joined by, its capacity and block size: what a path
+    /// must still show to rejoin.
+    id: Option<String>,
+    capacity: u64,
+    block_size: usize,
     /// How long a failed path rests before it is tried again ([`REJOIN_US`]).
     rejoin_us: u64,
     paths: Vec<Path>,
@@ -88,18 +116,27 @@ pub struct Multipath {
 }
 
 impl Multipath {
-    /// Joins `paths` (two or more, already found to be one disk) as the disk `name`.
-    pub fn new(name: String, paths: Vec<Box<dyn BlockDevice>>) -> Multipath {
-        let paths = paths
+    /// Joins `paths` (two or more, already found to be one disk with the identifier `id`) as
+    /// the disk `name`.
+    pub fn new(name: String, id: Option<String>, paths: Vec<Box<dyn BlockDevice>>) -> Multipath {
+        let paths: Vec<Path> = paths
             .into_iter()
             .map(|mut dev| Path {
                 name: String::from(dev.as_device().name()),
                 dev,
                 down: None,
+                foreign: false,
+                probe_said: None,
             })
             .collect();
+        let (capacity, block_size) = paths
+            .first()
+            .map_or((0, 0), |p| (p.dev.capacity(), p.dev.block_size()));
         Multipath {
             name,
+            id,
+            capacity,
+            block_size,
             rejoin_us: REJOIN_US,
             paths,
             active: 0,
@@ -134,27 +171,99 @@ impl Multipath {
         self.failovers
     }
 
-    /// Tries paths that failed long enough ago with a one-block read; those that answer
-    /// rejoin.
+    /// How long a failed path rests before it is tried again (`vioboot.path-probe`).
+    pub fn probe_every(mut self, us: u64) -> Multipath {
+        self.rejoin_us = us;
+        self
+    }
+
+    /// The names of its paths, in order.
+    pub fn path_names(&self) -> Vec<&str> {
+        self.paths.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// Tries paths that failed long enough ago: each is set up again where its transport
+    /// gave it up, checked to be the same disk, and rejoins when it reads block 0.
     fn rejoin(&mut self) {
         let now = time::now_us();
         for i in 0..self.paths.len() {
-            let p = &mut self.paths[i];
-            let Some((_, at)) = &p.down else { continue };
-            if now.saturating_sub(*at) < self.rejoin_us {
+            let p = &self.paths[i];
+            let Some((why, at)) = &p.down else { continue };
+            if p.foreign || now.saturating_sub(*at) < self.rejoin_us {
                 continue;
             }
-            let mut block = vec![0u8; p.dev.block_size()];
-            match p.dev.read(0, &mut block) {
-                Ok(()) => {
-                    p.down = None;
-                    let e = format!("{} rejoined", p.name);
+            let why = why.clone();
+            let name = p.name.clone();
+            match self.try_path(i) {
+                Ok(reconnected) => {
+                    self.paths[i].down = None;
+                    self.paths[i].probe_said = None;
+                    let e = if reconnected {
+                        format!("{name} set up again (new session, device reset, new queue) and rejoined")
+                    } else {
+                        format!("{name} rejoined")
+                    };
                     crate::cprintln!("# multipath {}: {e}", self.name);
                     self.events.push(e);
                 }
-                Err(_) => p.down = Some((p.down.take().map(|d| d.0).unwrap_or_default(), now)),
+                Err(Refused::Down(e)) => {
+                    // Said once for each answer, not at every probe.
+                    let said = format!("{e}");
+                    if self.paths[i].probe_said.as_deref() != Some(said.as_str()) {
+                        log::info!("multipath {}: {name} not back yet: {said}", self.name);
+                        self.paths[i].probe_said = Some(said);
+                    }
+                    self.paths[i].down = Some((why, time::now_us()));
+                }
+                Err(Refused::Foreign(what)) => {
+                    let e =
+                        format!("{name} answers again but is another disk ({what}): it stays out");
+                    crate::cprintln!("# multipath {}: {e}", self.name);
+                    self.events.push(e);
+                    let p = &mut self.paths[i];
+                    p.foreign = true;
+                    p.down = Some((format!("another disk: {what}"), now));
+                }
             }
         }
+    }
+
+    /// Path `i`, failed, set up again if its transport gave it up (whether it was is the
+    /// answer), then checked to be this disk: the same identifier, capacity and block size,
+    /// and block 0 as it reads it the same as through a path that is up.
+    fn try_path(&mut self, i: usize) -> Result<bool, Refused> {
+        let reconnected = self.paths[i].dev.reconnect().map_err(Refused::Down)?;
+        let d = &mut self.paths[i].dev;
+        let mut mine = vec![0u8; d.block_size()];
+        d.read(0, &mut mine).map_err(Refused::Down)?;
+        if d.capacity() != self.capacity || d.block_size() != self.block_size {
+            return Err(Refused::Foreign(format!(
+                "{} blocks of {} bytes, the disk has {} of {}",
+                d.capacity(),
+                d.block_size(),
+                self.capacity,
+                self.block_size
+            )));
+        }
+        let id = d.unique_id();
+        if id != self.id {
+            return Err(Refused::Foreign(format!(
+                "identifier {}, the disk's is {}",
+                id.as_deref().unwrap_or("none"),
+                self.id.as_deref().unwrap_or("none")
+            )));
+        }
+        let other = (0..self.paths.len()).find(|&j| j != i && self.paths[j].down.is_none());
+        if let Some(j) = other {
+            let mut theirs = vec![0u8; self.block_size];
+            if self.paths[j].dev.read(0, &mut theirs).is_ok() && theirs != mine {
+                return Err(Refused::Foreign(format!(
+                    "its block 0 differs from what {} reads",
+                    self.paths[j].name
+                )));
+            }
+        }
+        Ok(reconnected)
     }
 
     /// Whether path `i` reads block 0.
@@ -289,8 +398,9 @@ impl BlockDevice for Multipath {
 
 /// What joining found: disks of several paths, and the devices left as they were (in order).
 pub struct Joined<T> {
-    /// Each disk, and the index in the input of its first path (where it is reported).
-    pub disks: Vec<(usize, Multipath)>,
+    /// Each disk, the index in the input of its first path (where it is reported), and the
+    /// indexes of all its paths.
+    pub disks: Vec<(usize, Multipath, Vec<usize>)>,
     /// The others, with their index in the input.
     pub rest: Vec<(usize, T)>,
     /// Devices that claim one identity but differ (size or block 0): not joined, named for a
@@ -300,9 +410,11 @@ pub struct Joined<T> {
 
 /// Joins the block devices among `items` that are one disk: the same unique id, capacity,
 /// block size and block 0 (read only where two devices claim one id). `block` gives an item's
-/// block device when it is one; `into_block` takes it.
+/// block device when it is one; `into_block` takes it. A failed path of a disk is tried again
+/// every `probe_us`.
 pub fn join<T>(
     mut items: Vec<T>,
+    probe_us: u64,
     block: impl Fn(&mut T) -> Option<&mut Box<dyn BlockDevice>>,
     into_block: impl Fn(T) -> Option<Box<dyn BlockDevice>>,
 ) -> Joined<T> {
@@ -358,7 +470,10 @@ pub fn join<T>(
     let disks = members
         .into_iter()
         .zip(groups)
-        .map(|(paths, (id, g))| (g[0], Multipath::new(format!("disk {id}"), paths)))
+        .map(|(paths, (id, g))| {
+            let m = Multipath::new(format!("disk {id}"), Some(id), paths).probe_every(probe_us);
+            (g[0], m, g)
+        })
         .collect();
     Joined {
         disks,
@@ -391,6 +506,17 @@ mod tests {
         RefusesWrites,
     }
 
+    /// A path's transport as a test drives it: whether a failed request gives the device up
+    /// (as virtio-vio's does: every later request fails until it is set up again), and
+    /// whether setting it up again works now.
+    #[derive(Default)]
+    struct Life {
+        gives_up: bool,
+        broken: bool,
+        revivable: bool,
+        reconnects: usize,
+    }
+
     /// A path to a disk shared with other paths; `after` requests in, it turns to `mode`.
     struct Fake {
         name: String,
@@ -398,6 +524,21 @@ mod tests {
         requests: Rc<Cell<usize>>,
         after: usize,
         mode: Rc<Cell<Mode>>,
+        life: Rc<RefCell<Life>>,
+        /// What it names itself (its unique id).
+        ident: Rc<RefCell<String>>,
+    }
+
+    fn fake(name: &str, disk: &Rc<RefCell<Vec<u8>>>, after: usize, mode: Rc<Cell<Mode>>) -> Fake {
+        Fake {
+            name: name.into(),
+            disk: disk.clone(),
+            requests: Rc::new(Cell::new(0)),
+            after,
+            mode,
+            life: Rc::default(),
+            ident: Rc::new(RefCell::new("naa:01".into())),
+        }
     }
 
     fn err(name: &str, f: Failure) -> Error {
@@ -410,6 +551,20 @@ mod tests {
 
     impl Fake {
         fn check(&self, write: bool) -> Result<(), Error> {
+            let r = self.answer(write);
+            let mut life = self.life.borrow_mut();
+            if life.broken {
+                return Err(Error::Vio(crate::virtio::VioError::GaveUp {
+                    adapter: self.name.clone(),
+                }));
+            }
+            if r.as_ref().is_err_and(is_path_failure) && life.gives_up {
+                life.broken = true;
+            }
+            r
+        }
+
+        fn answer(&self, write: bool) -> Result<(), Error> {
             let n = self.requests.get() + 1;
             self.requests.set(n);
             match if n > self.after {
@@ -493,7 +648,19 @@ mod tests {
             Ok("FAKE".into())
         }
         fn unique_id(&mut self) -> Option<String> {
-            Some("naa:01".into())
+            Some(self.ident.borrow().clone())
+        }
+        fn reconnect(&mut self) -> Result<bool, Error> {
+            let mut life = self.life.borrow_mut();
+            if !life.broken {
+                return Ok(false);
+            }
+            if !life.revivable {
+                return Err(err(&self.name, Failure::ShutDown));
+            }
+            life.broken = false;
+            life.reconnects += 1;
+            Ok(true)
         }
         fn as_device(&mut self) -> &mut dyn Device {
             self
@@ -506,16 +673,11 @@ mod tests {
         let disk = Rc::new(RefCell::new(vec![0u8; 256 << 10]));
         let first = Rc::new(Cell::new(mode));
         let path = |name: &str, after, mode: Rc<Cell<Mode>>| -> Box<dyn BlockDevice> {
-            Box::new(Fake {
-                name: name.into(),
-                disk: disk.clone(),
-                requests: Rc::new(Cell::new(0)),
-                after,
-                mode,
-            })
+            Box::new(fake(name, &disk, after, mode))
         };
         let m = Multipath::new(
             "disk naa:01".into(),
+            Some("naa:01".into()),
             vec![
                 path("a", after, first.clone()),
                 path("b", 0, Rc::new(Cell::new(Mode::Works))),
@@ -578,15 +740,13 @@ mod tests {
     fn when_every_path_fails_the_last_error_is_returned() {
         let disk = Rc::new(RefCell::new(vec![0u8; 64 << 10]));
         let silent = |name: &str| -> Box<dyn BlockDevice> {
-            Box::new(Fake {
-                name: name.into(),
-                disk: disk.clone(),
-                requests: Rc::new(Cell::new(0)),
-                after: 0,
-                mode: Rc::new(Cell::new(Mode::Silent)),
-            })
+            Box::new(fake(name, &disk, 0, Rc::new(Cell::new(Mode::Silent))))
         };
-        let mut m = Multipath::new("disk naa:01".into(), vec![silent("a"), silent("b")]);
+        let mut m = Multipath::new(
+            "disk naa:01".into(),
+            Some("naa:01".into()),
+            vec![silent("a"), silent("b")],
+        );
         let mut buf = vec![0u8; BS];
         let e = m.read(0, &mut buf).unwrap_err();
         assert!(format!("{e}").starts_with("b: READ(10): no answer"), "{e}");
@@ -614,25 +774,109 @@ mod tests {
         let disk = Rc::new(RefCell::new(vec![7u8; 64 << 10]));
         let other = Rc::new(RefCell::new(vec![9u8; 64 << 10]));
         let fake = |name: &str, d: &Rc<RefCell<Vec<u8>>>| -> Option<Box<dyn BlockDevice>> {
-            Some(Box::new(Fake {
-                name: name.into(),
-                disk: d.clone(),
-                requests: Rc::new(Cell::new(0)),
-                after: usize::MAX,
-                mode: Rc::new(Cell::new(Mode::Works)),
-            }))
+            Some(Box::new(fake(
+                name,
+                d,
+                usize::MAX,
+                Rc::new(Cell::new(Mode::Works)),
+            )))
         };
         // Two paths of one disk, a device claiming its id with other contents, and a
         // non-block item.
         let items = vec![fake("a", &disk), None, fake("b", &disk), fake("c", &other)];
-        let j = join(items, |i| i.as_mut(), |i| i);
+        let j = join(items, REJOIN_US, |i| i.as_mut(), |i| i);
         assert_eq!(j.disks.len(), 1);
         assert_eq!(j.disks[0].0, 0);
+        assert_eq!(j.disks[0].2, [0, 2]);
         assert!(j.disks[0]
             .1
             .summary()
             .starts_with("2 paths: a (active), b;"));
         assert_eq!(j.rest.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(j.conflicts.len(), 1, "{:?}", j.conflicts);
+    }
+
+    /// A disk, its first path's mode switch and life, the second's mode switch, the first
+    /// path's identifier.
+    type GivingUp = (
+        Multipath,
+        Rc<Cell<Mode>>,
+        Rc<RefCell<Life>>,
+        Rc<Cell<Mode>>,
+        Rc<RefCell<String>>,
+    );
+
+    /// Two paths whose first gives its device up on a failure (as virtio-vio's transport
+    /// does) after `after` requests; the first path's mode switch and life.
+    fn two_paths_giving_up(after: usize) -> GivingUp {
+        let disk = Rc::new(RefCell::new(vec![0u8; 256 << 10]));
+        let first = Rc::new(Cell::new(Mode::Silent));
+        let second = Rc::new(Cell::new(Mode::Works));
+        let a = fake("a", &disk, after, first.clone());
+        a.life.borrow_mut().gives_up = true;
+        let (life, ident) = (a.life.clone(), a.ident.clone());
+        let m = Multipath::new(
+            "disk naa:01".into(),
+            Some("naa:01".into()),
+            vec![Box::new(a), Box::new(fake("b", &disk, 0, second.clone()))],
+        )
+        .probe_every(0);
+        (m, first, life, second, ident)
+    }
+
+    #[test]
+    fn a_path_given_up_is_set_up_again_rejoins_and_carries_the_disk() {
+        let (mut m, first, life, second, _) = two_paths_giving_up(2);
+        let mut buf = vec![0u8; BS];
+        for _ in 0..4 {
+            m.read(0, &mut buf).unwrap();
+        }
+        assert_eq!(m.failovers(), 1);
+        // Its server is back but the device is still given up: reads alone would not do.
+        first.set(Mode::Works);
+        m.read(0, &mut buf).unwrap();
+        assert!(m.summary().contains("a (failed: "), "{}", m.summary());
+        assert_eq!(life.borrow().reconnects, 0);
+        // Now it can be set up again: it is, and rejoins.
+        life.borrow_mut().revivable = true;
+        m.read(0, &mut buf).unwrap();
+        let s = m.summary();
+        assert!(
+            s.contains("a set up again (new session, device reset, new queue) and rejoined"),
+            "{s}"
+        );
+        assert!(!s.contains("(failed"), "{s}");
+        assert_eq!(life.borrow().reconnects, 1);
+        // The other path fails for good: the disk goes on through the first, intact.
+        second.set(Mode::Silent);
+        write_and_verify(&mut m).expect("the rejoined path carries the disk");
+        assert_eq!(m.failovers(), 2);
+        assert!(m.summary().contains("b failed ("), "{}", m.summary());
+    }
+
+    #[test]
+    fn a_path_that_comes_back_as_another_disk_stays_out() {
+        let (mut m, first, life, _, ident) = two_paths_giving_up(1);
+        let mut buf = vec![0u8; BS];
+        m.read(0, &mut buf).unwrap();
+        m.read(0, &mut buf).unwrap();
+        first.set(Mode::Works);
+        life.borrow_mut().revivable = true;
+        *ident.borrow_mut() = "naa:02".into();
+        m.read(0, &mut buf).unwrap();
+        let s = m.summary();
+        assert!(
+            s.contains("a answers again but is another disk (identifier naa:02, the disk's is naa:01): it stays out"),
+            "{s}"
+        );
+        assert!(
+            s.contains("a (failed: another disk: identifier naa:02"),
+            "{s}"
+        );
+        // Even if it names the disk again later, it is not tried again.
+        *ident.borrow_mut() = "naa:01".into();
+        m.read(0, &mut buf).unwrap();
+        assert!(!m.summary().contains("rejoined"), "{}", m.summary());
+        assert_eq!(life.borrow().reconnects, 1);
     }
 }

@@ -1,19 +1,46 @@
-//! virtio-blk through `virtio_drivers::device::blk::VirtIOBlk`, as a [`BlockDevice`], over any
-//! transport: virtio-vio (`drivers::virtio_vio`) or virtio-pci (`drivers::virtio_pci`); what
-//! differs between them (whose DMA mapping is active, their failures, their counters and
-//! shutdown) is behind [`Attach`]. Its block is the device's `blk_size` when it offers one (a
-//! disk with 4096-byte logical sectors), else 512 bytes; requests still address 512-byte
-//! sectors.
+//! virtio-blk over any transport: virtio-vio (`drivers::virtio_vio`) or virtio-pci
+//! (`drivers::virtio_pci`), as a [`BlockDevice`]. vioboot drives virtio-drivers' public
+//! `VirtQueue` itself (as for virtio-fs) so that every request, reads and writes as well as
+//! FLUSH and GET_ID, is submitted without waiting and completed here: a device that never
+//! answers fails the request by name, on either transport, instead of leaving vioboot
+//! spinning on a used ring. What differs between the transports (whose DMA mapping is active,
+//! their failures, their counters and shutdown, whether a device given up can be set up again)
+//! is behind [`Attach`]. Its block is the device's `blk_size` when it offers one (a disk with
+//! 4096-byte logical sectors), else 512 bytes; requests still address 512-byte sectors.
 
 use super::virtio_vio::Attachment;
 use crate::dev::{BlockDevice, Device, DeviceError as Error, TransportStats};
 use crate::vio::Patience;
 use crate::virtio::{QueueError, VioError, VioHal, VioHandle, VioTransport};
 use alloc::string::String;
-use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
+use bitflags::bitflags;
+use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 use virtio_drivers::Hal;
+use virtio_vio::blk;
 use virtio_vio::device_id;
+
+pub use virtio_vio::blk::{BLK_SIZE_OFFSET, F_BLK_SIZE as VIRTIO_BLK_F_BLK_SIZE};
+
+/// Bytes of a virtio-blk sector, the unit requests address whatever `blk_size` is.
+pub const SECTOR_SIZE: usize = 512;
+/// The request queue, and its size in descriptors.
+const QUEUE: u16 = 0;
+const QUEUE_SIZE: usize = 16;
+/// A status byte no device writes: the request's status was never filled in.
+const STATUS_UNSET: u8 = 0xff;
+
+bitflags! {
+    /// The features vioboot's virtio-blk driver accepts.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct BlkFeature: u64 {
+        const RO = blk::F_RO;
+        const FLUSH = blk::F_FLUSH;
+        const RING_INDIRECT_DESC = blk::F_RING_INDIRECT_DESC;
+        const RING_EVENT_IDX = blk::F_RING_EVENT_IDX;
+        const VERSION_1 = blk::F_VERSION_1;
+    }
+}
 
 /// What a virtio device needs from the transport it sits on besides virtio-drivers'
 /// `Transport`.
@@ -65,35 +92,61 @@ pub trait Attach {
     fn shutdown_detail(&self) -> &'static str {
         "device reset, CRQ freed, every TCE cleared"
     }
+    /// A request failed and the device takes no more: the transport stops talking to it (so
+    /// tearing the driver down does not wait on a partner that is gone). Nothing where the
+    /// transport has nothing to stop.
+    fn abandon(&self) {}
+    /// Sets a device that was given up up again for a new driver (a new session with its
+    /// server; the device reset), or `None` where this transport cannot.
+    fn reconnect(&self) -> Option<Result<(), Error>> {
+        None
+    }
 }
 
-/// The data buffer of a request in flight.
-enum Side<'b> {
-    Read(&'b mut [u8]),
-    Write(&'b [u8]),
+/// The data of a request.
+enum Data<'b> {
+    /// None (FLUSH).
+    None,
+    /// The device writes it (a read, GET_ID).
+    In(&'b mut [u8]),
+    /// The device reads it (a write).
+    Out(&'b [u8]),
 }
 
 /// One virtio block device (on virtio-vio unless named otherwise).
 pub struct VirtioBlk<H: Hal = VioHal, T: Transport = VioTransport, A: Attach = Attachment> {
     at: A,
-    dev: Option<VirtIOBlk<H, T>>,
+    transport: T,
+    queue: Option<VirtQueue<H, QUEUE_SIZE>>,
+    /// Features the device accepted.
+    features: BlkFeature,
+    /// 512-byte sectors on the device.
+    sectors: u64,
     /// Bytes per block: `blk_size`, or 512.
     block_size: usize,
-    /// The transport failure that left a request unfinished in the queue: the device takes
-    /// no further request.
+    /// The failure that left a request unfinished in the queue: the device takes no further
+    /// request until [`BlockDevice::reconnect`] sets it up again.
     broken: Option<Error>,
 }
-
-/// virtio-blk feature bit: `blk_size` in the config space is valid (virtio 1.2, 5.2.3).
-pub const VIRTIO_BLK_F_BLK_SIZE: u64 = 1 << 6;
-/// Offset of `blk_size` in `struct virtio_blk_config` (after capacity, size_max, seg_max,
-/// geometry).
-pub const BLK_SIZE_OFFSET: usize = 20;
 
 /// A `blk_size` vioboot believes: a power of two from 512 to 64 KiB.
 pub fn plausible_block_size(b: u32) -> Option<usize> {
     let b = b as usize;
     (b.is_power_of_two() && (SECTOR_SIZE..=65536).contains(&b)).then_some(b)
+}
+
+/// The block size a virtio-vio device's configuration gives, read before the device is set
+/// up (the header says which features it offers); 512 for anything implausible.
+fn vio_block_size(t: &VioTransport) -> usize {
+    let offered = t.handle().header().device_features;
+    if offered & VIRTIO_BLK_F_BLK_SIZE != 0 {
+        t.read_config_space::<u32>(BLK_SIZE_OFFSET)
+            .ok()
+            .and_then(plausible_block_size)
+            .unwrap_or(SECTOR_SIZE)
+    } else {
+        SECTOR_SIZE
+    }
 }
 
 impl VirtioBlk {
@@ -108,17 +161,8 @@ impl VirtioBlk {
             }
             .into());
         }
-        // virtio-drivers 0.13 neither negotiates VIRTIO_BLK_F_BLK_SIZE nor reads blk_size:
-        // read it here when the device offers it, and keep 512 for anything implausible.
-        let offered = t.handle().header().device_features;
-        let block_size = if offered & VIRTIO_BLK_F_BLK_SIZE != 0 {
-            t.read_config_space::<u32>(BLK_SIZE_OFFSET)
-                .ok()
-                .and_then(plausible_block_size)
-                .unwrap_or(SECTOR_SIZE)
-        } else {
-            SECTOR_SIZE
-        };
+        // blk_size is read when the device offers it, and 512 kept for anything implausible.
+        let block_size = vio_block_size(&t);
         let at = Attachment::new(name, &t);
         VirtioBlk::start(at, t, block_size)
     }
@@ -139,15 +183,41 @@ impl VirtioBlk {
 
 impl<H: Hal, T: Transport, A: Attach> VirtioBlk<H, T, A> {
     /// Initializes the device over `t`, with blocks of `block_size` bytes.
-    pub fn start(mut at: A, t: T, block_size: usize) -> Result<Self, Error> {
-        let dev = at.settle(at.run(|| VirtIOBlk::<H, _>::new(t)))?;
-        at.rings_ready();
-        Ok(VirtioBlk {
+    pub fn start(at: A, mut t: T, block_size: usize) -> Result<Self, Error> {
+        let (queue, features, sectors) = Self::init(&at, &mut t)?;
+        let mut b = VirtioBlk {
             at,
-            dev: Some(dev),
+            transport: t,
+            queue: Some(queue),
+            features,
+            sectors,
             block_size,
             broken: None,
-        })
+        };
+        b.at.rings_ready();
+        Ok(b)
+    }
+
+    /// The device set up (virtio 1.2, 3.1.1): features, its capacity, the request queue,
+    /// DRIVER_OK. On failure what was set up is dropped and the device shut down.
+    fn init(at: &A, t: &mut T) -> Result<(VirtQueue<H, QUEUE_SIZE>, BlkFeature, u64), Error> {
+        let r = at.run(|| {
+            let features = t.begin_init(BlkFeature::all());
+            let sectors = t.read_consistent(|| {
+                let lo: u32 = t.read_config_space(blk::CAPACITY_OFFSET)?;
+                let hi: u32 = t.read_config_space(blk::CAPACITY_OFFSET + 4)?;
+                Ok(u64::from(lo) | (u64::from(hi) << 32))
+            })?;
+            let queue = VirtQueue::new(
+                t,
+                QUEUE,
+                features.contains(BlkFeature::RING_INDIRECT_DESC),
+                features.contains(BlkFeature::RING_EVENT_IDX),
+            )?;
+            t.finish_init();
+            Ok((queue, features, sectors))
+        });
+        at.settle(r)
     }
 
     /// Sets the block size once known (a transport whose device configuration can only be
@@ -165,82 +235,99 @@ impl<H: Hal, T: Transport, A: Attach> VirtioBlk<H, T, A> {
         (self.block_size / SECTOR_SIZE) as u64
     }
 
-    /// One read or write through virtio-drivers' non-blocking calls, completed here: when the
-    /// transport failed the request (no used entry, and the failure recorded), the device's
-    /// mappings are revoked and it takes no further request, and the failure is returned (a
-    /// path's failure, which a multipath disk moves to another path).
-    fn request<'b>(
-        &mut self,
-        submit: impl FnOnce(
-            &mut VirtIOBlk<H, T>,
-            &mut BlkReq,
-            &mut BlkResp,
-        ) -> Result<(u16, Side<'b>), virtio_drivers::Error>,
-    ) -> Result<(), Error> {
+    /// One request of type `kind` at `sector`, submitted without waiting and completed here:
+    /// when the transport failed it (no used entry, the failure recorded) or the used entry
+    /// never comes within the transport's bound, the device's mappings are revoked, it is
+    /// given up (it takes no further request until set up again) and the failure is
+    /// returned (a path's failure, which a multipath disk moves to another path).
+    fn request(&mut self, kind: u32, sector: u64, data: Data<'_>) -> Result<(), Error> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
-        let Some(dev) = self.dev.as_mut() else {
+        let len_ok = match &data {
+            Data::None => true,
+            Data::In(b) => !b.is_empty() && (kind == blk::T_GET_ID || b.len() % SECTOR_SIZE == 0),
+            Data::Out(b) => !b.is_empty() && b.len() % SECTOR_SIZE == 0,
+        };
+        if !len_ok {
+            return Err(self.at.failed(virtio_drivers::Error::InvalidParam));
+        }
+        let Some(q) = self.queue.as_mut() else {
             return Err(self.at.gone());
         };
-        let mut req = BlkReq::default();
-        let mut resp = BlkResp::default();
-        let (r, recorded) = self.at.completing(|| submit(dev, &mut req, &mut resp));
+        let header = blk::header(kind, sector);
+        let mut status = [STATUS_UNSET];
+        let (inputs, mut outputs): (alloc::vec::Vec<&[u8]>, alloc::vec::Vec<&mut [u8]>) = match data
+        {
+            Data::None => (alloc::vec![&header[..]], alloc::vec![&mut status[..]]),
+            Data::In(b) => (alloc::vec![&header[..]], alloc::vec![b, &mut status[..]]),
+            Data::Out(b) => (alloc::vec![&header[..], b], alloc::vec![&mut status[..]]),
+        };
+        let t = &mut self.transport;
+        let (r, recorded) = self.at.completing(|| {
+            // SAFETY: the header, data and status buffers stay borrowed here until the used
+            // entry is popped below, or, when it never comes, until every mapping of the
+            // device is revoked (it can then reach none of them).
+            let token = unsafe { q.add(&inputs, &mut outputs) }?;
+            if q.should_notify() {
+                t.notify(QUEUE);
+            }
+            Ok(token)
+        });
         let done = match (r, recorded) {
             (_, Some(e)) => Err(Some(e)),
             (Err(e), None) => Err(Some(self.at.failed(e))),
-            (Ok((token, side)), None) => {
-                // Normally there once notify returns; a late used ring (a server that
-                // answered a stale notice first) is waited for within the bound.
-                let mut p = self.at.used_patience();
+            (Ok(token), None) => {
+                // On virtio-vio normally there once notify returns (a late used ring, from a
+                // server that answered a stale notice first, is waited for within the
+                // bound); on virtio-pci polled for at most the bound.
+                let mut p: Patience = self.at.used_patience();
                 let what = alloc::format!("{}: a used entry", self.at.name());
                 loop {
-                    match dev.peek_used() {
-                        Some(t) if t == token => break Ok((token, side)),
-                        Some(_) => break Err(None),
+                    match q.peek_used() {
+                        Some(t) if t == token => break Ok(token),
+                        // One request is in flight at a time: any other id is none of ours.
+                        Some(t) => {
+                            break Err(Some(
+                                self.at
+                                    .queue_failed(QUEUE, QueueError::NotInFlight { token: t }),
+                            ))
+                        }
                         None if p.expired(&what) => break Err(None),
                         None => core::hint::spin_loop(),
                     }
                 }
             }
         };
-        let (token, side) = match done {
-            Ok(x) => x,
+        let token = match done {
+            Ok(t) => t,
             Err(e) => {
                 self.at.revoke_shared();
                 let e = e.unwrap_or_else(|| {
                     self.at
-                        .queue_failed(0, QueueError::TooFewCompleted { missing: 1 })
+                        .queue_failed(QUEUE, QueueError::TooFewCompleted { missing: 1 })
                 });
+                self.at.abandon();
                 self.broken = Some(e.clone());
                 return Err(e);
             }
         };
-        let r = self.at.run(|| match side {
+        let popped = self.at.run(|| {
+            let mut outs: alloc::vec::Vec<&mut [u8]> =
+                outputs.iter_mut().map(|b| &mut **b).collect();
             // SAFETY: the same buffers that were submitted with this token.
-            Side::Read(buf) => unsafe { dev.complete_read_blocks(token, &req, buf, &mut resp) },
-            // SAFETY: as above.
-            Side::Write(buf) => unsafe { dev.complete_write_blocks(token, &req, buf, &mut resp) },
+            unsafe { q.pop_used(token, &inputs, &mut outs) }
         });
-        if r.is_err() {
+        if let Err(e) = popped {
             self.at.revoke_shared();
+            return Err(self.at.failed(e));
         }
-        r.map_err(|e| self.at.failed(e))
-    }
-
-    /// Runs `op` on the driver with this device's DMA mapping active.
-    fn with_dev<R>(
-        &mut self,
-        op: impl FnOnce(&mut VirtIOBlk<H, T>) -> Result<R, virtio_drivers::Error>,
-    ) -> Result<R, Error> {
-        let Some(dev) = self.dev.as_mut() else {
-            return Err(self.at.gone());
-        };
-        let r = self.at.run(|| op(dev));
-        if r.is_err() {
-            self.at.revoke_shared();
+        // The status byte is the last buffer the device writes.
+        match outputs.last().map_or(STATUS_UNSET, |s| s[0]) {
+            blk::S_OK => Ok(()),
+            blk::S_UNSUPP => Err(self.at.failed(virtio_drivers::Error::Unsupported)),
+            _ => Err(self.at.failed(virtio_drivers::Error::IoError)),
         }
-        r.map_err(|e| self.at.failed(e))
     }
 }
 
@@ -259,7 +346,14 @@ impl<H: Hal, T: Transport, A: Attach> Device for VirtioBlk<H, T, A> {
 
     /// Resets the device and frees the queue and every mapping: the device can reach nothing.
     fn shut_down(&mut self) -> Result<(), Error> {
-        self.at.run(|| drop(self.dev.take()));
+        let q = self.queue.take();
+        let t = &mut self.transport;
+        self.at.run(|| {
+            if q.is_some() {
+                t.queue_unset(QUEUE);
+            }
+            drop(q)
+        });
         self.at.shut_down()
     }
 
@@ -274,42 +368,38 @@ impl<H: Hal, T: Transport, A: Attach> BlockDevice for VirtioBlk<H, T, A> {
     }
 
     fn capacity(&self) -> u64 {
-        self.dev.as_ref().map_or(0, |d| d.capacity()) / self.sectors_per_block()
+        self.sectors / self.sectors_per_block()
     }
 
     fn read_only(&self) -> bool {
-        self.dev.as_ref().is_some_and(|d| d.readonly())
+        self.features.contains(BlkFeature::RO)
     }
 
     fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), Error> {
         let sector = block * self.sectors_per_block();
-        self.request(|d, req, resp| {
-            // SAFETY: `req`, `buf` and `resp` stay borrowed in `request` until the used entry
-            // is popped, or, when it never comes, until every mapping of the device is
-            // revoked (it can then reach none of them).
-            let token = unsafe { d.read_blocks_nb(sector as usize, req, buf, resp) }?;
-            Ok((token, Side::Read(buf)))
-        })
+        self.request(blk::T_IN, sector, Data::In(buf))
     }
 
     fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Error> {
         let sector = block * self.sectors_per_block();
-        self.request(|d, req, resp| {
-            // SAFETY: as for `read`.
-            let token = unsafe { d.write_blocks_nb(sector as usize, req, buf, resp) }?;
-            Ok((token, Side::Write(buf)))
-        })
+        self.request(blk::T_OUT, sector, Data::Out(buf))
     }
 
+    /// VIRTIO_BLK_T_FLUSH where the device accepted VIRTIO_BLK_F_FLUSH (else its writes are
+    /// not cached, and there is nothing to flush).
     fn flush(&mut self) -> Result<(), Error> {
-        self.with_dev(|d| d.flush())
+        if !self.features.contains(BlkFeature::FLUSH) {
+            return Ok(());
+        }
+        self.request(blk::T_FLUSH, 0, Data::None)
     }
 
-    /// The device's serial (VIRTIO_BLK_T_GET_ID).
+    /// The device's serial (VIRTIO_BLK_T_GET_ID): up to 20 bytes, NUL-padded when shorter.
     fn identity(&mut self) -> Result<String, Error> {
-        let mut id = [0u8; 20];
-        let n = self.with_dev(|d| d.device_id(&mut id))?;
-        Ok(String::from_utf8_lossy(&id[..n.min(20)]).into())
+        let mut id = [0u8; blk::ID_BYTES];
+        self.request(blk::T_GET_ID, 0, Data::In(&mut id))?;
+        let n = id.iter().position(|&b| b == 0).unwrap_or(id.len());
+        Ok(String::from_utf8_lossy(&id[..n]).into())
     }
 
     /// The serial (GET_ID), when the device has one: two adapters whose devices give the
@@ -321,14 +411,60 @@ impl<H: Hal, T: Transport, A: Attach> BlockDevice for VirtioBlk<H, T, A> {
         (!s.is_empty()).then(|| alloc::format!("serial:{s}"))
     }
 
+    /// A device given up after a failed request, set up again where its transport can
+    /// (virtio-vio: a new CRQ session with its server, PROBE, the device reset, features and
+    /// a new request queue; the old rings were unmapped with no word to the device, so
+    /// nothing they held is performed). Its capacity and block size are read again: the
+    /// caller checks it is still the disk it was.
+    fn reconnect(&mut self) -> Result<bool, Error> {
+        if self.broken.is_none() {
+            return Ok(false);
+        }
+        let q = self.queue.take();
+        self.at.run(|| drop(q));
+        match self.at.reconnect() {
+            None => return Ok(false),
+            Some(Err(e)) => {
+                self.at.abandon();
+                return Err(e);
+            }
+            Some(Ok(())) => {}
+        }
+        let offered = self.transport.read_device_features();
+        let block_size = if offered & VIRTIO_BLK_F_BLK_SIZE != 0 {
+            self.transport
+                .read_config_space::<u32>(BLK_SIZE_OFFSET)
+                .ok()
+                .and_then(plausible_block_size)
+                .unwrap_or(SECTOR_SIZE)
+        } else {
+            SECTOR_SIZE
+        };
+        let (queue, features, sectors) = Self::init(&self.at, &mut self.transport)?;
+        self.queue = Some(queue);
+        self.features = features;
+        self.sectors = sectors;
+        self.block_size = block_size;
+        self.broken = None;
+        self.at.rings_ready();
+        Ok(true)
+    }
+
     fn as_device(&mut self) -> &mut dyn Device {
         self
     }
 }
 
 impl<H: Hal, T: Transport, A: Attach> Drop for VirtioBlk<H, T, A> {
-    /// The driver frees its rings through the Hal, which must know the mapping.
+    /// The queue's rings are freed through the Hal, which must know the mapping.
     fn drop(&mut self) {
-        self.at.run(|| drop(self.dev.take()));
+        let q = self.queue.take();
+        let t = &mut self.transport;
+        self.at.run(|| {
+            if q.is_some() {
+                t.queue_unset(QUEUE);
+            }
+            drop(q)
+        });
     }
 }

@@ -222,4 +222,12 @@ impl super::virtio_blk::Attach for Attachment {
     fn shut_down(&self) -> Result<(), DeviceError> {
         Ok(Attachment::shut_down(self)?)
     }
+
+    fn abandon(&self) {
+        self.handle.give_up();
+    }
+
+    fn reconnect(&self) -> Option<Result<(), DeviceError>> {
+        Some(self.handle.reconnect().map_err(Into::into))
+    }
 }

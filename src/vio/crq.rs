@@ -128,6 +128,29 @@ impl Crq {
             Ok(()) | Err(CrqError::Closed) => {}
             Err(e) => return Err(e),
         }
+        self.await_init(timeout_us)
+    }
+
+    /// Sets the queue up again for a partner that failed for good earlier and may be back:
+    /// the page mapped again if the queue was closed, then H_FREE_CRQ, the queue cleared
+    /// (an INIT the partner sent meanwhile is dropped with it), H_REG_CRQ and INIT. Unlike
+    /// [`handshake`](Self::handshake), H_CLOSED on that INIT (no partner there) fails at once:
+    /// the caller tries again later rather than waiting for it.
+    pub fn rejoin(&mut self, timeout_us: u64) -> Result<(), CrqError> {
+        if self.closed {
+            self.ioba = tce::with(self.window, |w| {
+                w.map(self.queue.addr(), QUEUE_BYTES, Access::Both)
+            })??;
+            self.closed = false;
+        }
+        self.reset_queue(TransportEvent::PartnerFailed)?;
+        self.send(Entry::init(false))?;
+        self.await_init(timeout_us)
+    }
+
+    /// Waits for the partner's side of the handshake after our INIT: its INIT (answered with
+    /// INIT COMPLETE) or its INIT COMPLETE; a transport event meanwhile starts it over.
+    fn await_init(&mut self, timeout_us: u64) -> Result<(), CrqError> {
         let mut wait = Patience::new(timeout_us);
         loop {
             match self.poll() {

@@ -107,6 +107,12 @@ impl Link {
         &mut self.crq
     }
 
+    /// Forgets notices of a session that ended (USED, CONFIG_CHANGED): a new one starts.
+    pub fn forget_notices(&mut self) {
+        self.used_pending = 0;
+        self.config_changed = false;
+    }
+
     /// Sends `msg` (its tag is assigned here) and waits for its response.
     pub fn request(&mut self, mut msg: Message) -> Result<Message, LinkError> {
         msg.tag = self.next_tag;

@@ -83,6 +83,11 @@ pub enum VioError {
         adapter: String,
         error: VirtioError,
     },
+    /// The device was given up after a request failed (its server gone): nothing is sent to
+    /// it until it is set up again.
+    GaveUp {
+        adapter: String,
+    },
     /// A virtqueue of vioboot's own driver (virtio-fs) went wrong.
     Queue {
         adapter: String,
@@ -174,6 +179,10 @@ impl fmt::Display for VioError {
                 write!(f, "{adapter}: device id {id} is no virtio device type")
             }
             VioError::Driver { adapter, error } => write!(f, "{adapter}: virtio: {error}"),
+            VioError::GaveUp { adapter } => write!(
+                f,
+                "{adapter}: the device was given up after a request failed; it is set up again only when its path is tried again"
+            ),
             VioError::Queue {
                 adapter,
                 queue,
@@ -199,6 +208,10 @@ struct Inner {
     /// A request is in flight that its driver completes itself (virtio-drivers' non-blocking
     /// calls): a notify that fails is recorded for it instead of stopping vioboot.
     notify_may_fail: bool,
+    /// The device was given up (a request failed and its buffers were revoked): nothing is
+    /// sent to the server, so that tearing the driver down does not wait on a server that
+    /// is gone, until [`VioHandle::reconnect`] sets the device up again.
+    gave_up: bool,
 }
 
 /// One virtio-vio adapter as a virtio transport.
@@ -224,6 +237,11 @@ impl Inner {
 
     /// One request; on a server restart, replays the device state and tries again.
     fn call(&mut self, msg: Message) -> Result<Message, VioError> {
+        if self.gave_up {
+            return Err(VioError::GaveUp {
+                adapter: self.name.clone(),
+            });
+        }
         self.retrying(|link, name, _| {
             link.request(msg).map_err(|error| VioError::Link {
                 adapter: name.into(),
@@ -457,6 +475,7 @@ impl VioTransport {
                 queues,
                 error: None,
                 notify_may_fail: false,
+                gave_up: false,
             })),
         })
     }
@@ -503,6 +522,47 @@ impl VioHandle {
         r
     }
 
+    /// Gives the device up after a request failed: nothing more is sent to the server (the
+    /// driver's teardown included) until [`reconnect`](Self::reconnect).
+    pub fn give_up(&self) {
+        self.inner.borrow_mut().gave_up = true;
+    }
+
+    /// Sets a device that was given up up again, for a driver to start over: the CRQ
+    /// registered again and the INIT handshake (failing at once when the server is not
+    /// there), PROBE (the same device id, or [`VioError::DeviceChanged`]), and the
+    /// transport's memory of the device (status, features, queues, a recorded failure)
+    /// forgotten. The new session starts from a reset device, so nothing the old rings held
+    /// is performed by it.
+    pub fn reconnect(&self) -> Result<(), VioError> {
+        let mut guard = self.inner.borrow_mut();
+        let i = &mut *guard;
+        let timeout_us = i.link.timeout_us;
+        i.link
+            .crq_mut()
+            .rejoin(timeout_us)
+            .map_err(|error| VioError::Crq {
+                adapter: i.name.clone(),
+                error,
+            })?;
+        i.link.forget_notices();
+        let h = probe(&mut i.link, &i.name, i.window)?;
+        if h.device_id != i.header.device_id {
+            return Err(VioError::DeviceChanged {
+                adapter: i.name.clone(),
+                was: i.header.device_id,
+                now: h.device_id,
+            });
+        }
+        i.queues = vec![None; h.num_queues as usize];
+        i.header = h;
+        i.status = 0;
+        i.features = None;
+        i.error = None;
+        i.gave_up = false;
+        Ok(())
+    }
+
     /// The link's and the CRQ's own counters.
     pub fn counters(&self) -> (LinkStats, CrqStats) {
         let i = self.inner.borrow();
@@ -534,7 +594,9 @@ impl VioHandle {
         if i.link.crq().is_closed() {
             return Ok(());
         }
-        let _ = i.call(Message::request(Opcode::SetStatus, 0, 0, 0));
+        if !i.gave_up {
+            let _ = i.call(Message::request(Opcode::SetStatus, 0, 0, 0));
+        }
         i.link.crq_mut().close().map_err(|error| VioError::Crq {
             adapter: name.clone(),
             error,
@@ -657,6 +719,14 @@ impl Transport for VioTransport {
     }
 
     fn queue_unset(&mut self, queue: u16) {
+        if self.inner.borrow().gave_up {
+            // The rings go away with no word to a server that is gone; a reset precedes any
+            // new session.
+            if let Some(slot) = self.inner.borrow_mut().queues.get_mut(queue as usize) {
+                *slot = None;
+            }
+            return;
+        }
         let r = self
             .inner
             .borrow_mut()

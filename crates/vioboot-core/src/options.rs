@@ -137,6 +137,9 @@ pub struct Options<'a> {
     pub bench: bool,
     /// Milliseconds a virtio-vio, v-scsi, vTPM or virtio-pci request or handshake may take.
     pub vio_timeout_ms: u32,
+    /// `vioboot.path-probe=MS`: how long a failed path of a multipath disk rests before it
+    /// is tried again (set up again where its transport gave it up).
+    pub path_probe_ms: u32,
     /// `vioboot.boot=PATH`: boot this kernel directly (no boot entries).
     pub boot: Option<&'a str>,
     /// `vioboot.initrd=PATH`: the initrd for `vioboot.boot`.
@@ -173,6 +176,7 @@ impl Default for Options<'_> {
             blk_verify_mib: 0,
             bench: false,
             vio_timeout_ms: 30_000,
+            path_probe_ms: 10_000,
             boot: None,
             initrd: None,
             timeout: None,
@@ -238,6 +242,7 @@ pub const KEYS: &[&str] = &[
     "blk-verify",
     "bench",
     "vio-timeout",
+    "path-probe",
     "boot",
     "initrd",
     "timeout",
@@ -404,6 +409,14 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                     .map(|v| opts.vio_timeout_ms = v),
                 "milliseconds, 10..=600000",
             ),
+            "path-probe" => (
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&v| (100..=600_000).contains(&v))
+                    .map(|v| opts.path_probe_ms = v),
+                "milliseconds, 100..=600000",
+            ),
             "boot" => (
                 value.starts_with('/').then(|| opts.boot = Some(value)),
                 "an absolute path on the share",
@@ -567,6 +580,12 @@ mod tests {
         let (o, e) = parse("vioboot.blk-verify=lots vioboot.vio-timeout=1");
         assert_eq!(e.len(), 2);
         assert_eq!((o.blk_verify_mib, o.vio_timeout_ms), (0, 30_000));
+        let (o, e) = parse("vioboot.path-probe=500");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.path_probe_ms, 500);
+        let (o, e) = parse("vioboot.path-probe=5 vioboot.path-probe=soon");
+        assert_eq!(e.len(), 2);
+        assert_eq!(o.path_probe_ms, 10_000);
     }
 
     #[test]

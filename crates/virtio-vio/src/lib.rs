@@ -7,9 +7,11 @@
 //! - [`header`]: the device header the server writes into the guest at PROBE.
 //! - [`queue`]: the queue setup block the guest hands over at QUEUE_SETUP.
 //! - [`device_id`]: the virtio device ids the header names.
+//! - [`blk`]: virtio-blk request headers, types, status and feature bits.
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod blk;
 pub mod device_id;
 pub mod header;
 pub mod msg;

@@ -14,12 +14,13 @@ use std::path::Path;
 use std::sync::Arc;
 use virtio_bindings::bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
-    VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
-    VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
-    VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_F_SIZE_MAX,
 };
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::{Reader, Writer};
+use virtio_vio::blk::{
+    self, HEADER_LEN, ID_BYTES, S_IOERR, S_OK, S_UNSUPP, T_FLUSH, T_GET_ID, T_IN, T_OUT,
+};
 
 /// Bytes in a virtio-blk sector (fixed by the spec, whatever `blk_size` says).
 pub const SECTOR: u64 = 512;
@@ -31,8 +32,6 @@ pub const SIZE_MAX: u32 = 0x10_0000;
 pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 /// Bytes of config space offered: capacity, size_max, seg_max, geometry, blk_size.
 pub const CONFIG_LEN: usize = 24;
-/// Bytes of a request header: type, reserved, sector.
-const HEADER_LEN: usize = 16;
 /// Bytes moved between the backend and the mirror at a time.
 const CHUNK: usize = 0x10_0000;
 
@@ -45,7 +44,7 @@ pub struct Blk {
     /// Logical block size offered in `blk_size` (512 unless set): requests must be aligned
     /// to it, as on a disk with 4096-byte sectors.
     block_size: u32,
-    serial: [u8; VIRTIO_BLK_ID_BYTES as usize],
+    serial: [u8; ID_BYTES],
     stats: Arc<Stats>,
 }
 
@@ -74,7 +73,7 @@ impl Blk {
         stats: Arc<Stats>,
     ) -> io::Result<Blk> {
         let bytes = file.seek(SeekFrom::End(0))?;
-        let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
+        let mut id = [0u8; ID_BYTES];
         let n = serial.len().min(id.len());
         id[..n].copy_from_slice(&serial[..n]);
         Ok(Blk {
@@ -111,31 +110,28 @@ impl Blk {
         let mut hdr = [0u8; HEADER_LEN];
         if r.read_exact(&mut hdr).is_err() {
             warn!("virtio-blk: request header shorter than {HEADER_LEN} bytes");
-            return VIRTIO_BLK_S_IOERR as u8;
+            return S_IOERR;
         }
-        let kind = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-        let mut s = [0u8; 8];
-        s.copy_from_slice(&hdr[8..16]);
-        let sector = u64::from_le_bytes(s);
+        let (kind, sector) = blk::parse_header(&hdr);
         let result = match kind {
-            VIRTIO_BLK_T_IN => self.read(sector, w),
-            VIRTIO_BLK_T_OUT => self.write(sector, r),
-            VIRTIO_BLK_T_FLUSH => self.file.sync_data().map_err(|e| format!("flush: {e}")),
-            VIRTIO_BLK_T_GET_ID => {
+            T_IN => self.read(sector, w),
+            T_OUT => self.write(sector, r),
+            T_FLUSH => self.file.sync_data().map_err(|e| format!("flush: {e}")),
+            T_GET_ID => {
                 let n = w.available_bytes().min(self.serial.len());
                 w.write_all(&self.serial[..n])
                     .map_err(|e| format!("get-id: {e}"))
             }
             other => {
                 debug!("virtio-blk: request type {other} unsupported");
-                return VIRTIO_BLK_S_UNSUPP as u8;
+                return S_UNSUPP;
             }
         };
         match result {
-            Ok(()) => VIRTIO_BLK_S_OK as u8,
+            Ok(()) => S_OK,
             Err(why) => {
                 warn!("virtio-blk: {why}");
-                VIRTIO_BLK_S_IOERR as u8
+                S_IOERR
             }
         }
     }
@@ -268,13 +264,13 @@ impl Device for Blk {
         };
         let status = if let Some(e) = fetch_failed {
             warn!("virtio-blk: request buffers unreadable: {e}");
-            VIRTIO_BLK_S_IOERR as u8
+            S_IOERR
         } else {
             match chain.reader(mem) {
                 Ok(mut r) => self.execute(&mut r, &mut w),
                 Err(e) => {
                     warn!("virtio-blk: no reader for the chain: {e}");
-                    VIRTIO_BLK_S_IOERR as u8
+                    S_IOERR
                 }
             }
         };
