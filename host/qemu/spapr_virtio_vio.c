@@ -36,6 +36,7 @@
 #include "qemu/module.h"
 #include "qapi/error.h"
 #include "migration/vmstate.h"
+#include "sysemu/runstate.h"
 #include "chardev/char-fe.h"
 #include "hw/ppc/spapr.h"
 #include "hw/ppc/spapr_vio.h"
@@ -75,6 +76,7 @@
 #define CRQ_VALID_BIT           0x80
 #define CRQ_TRANSPORT_EVENT     0xFF
 #define CRQ_TE_PARTNER_FAILED   0x01
+#define CRQ_TE_PARTNER_MIGRATED 0x06
 
 /* Size of the TCE window, the same as spapr-vscsi's. */
 #define VV_RTCE_WINDOW_SIZE     0x10000000
@@ -99,6 +101,14 @@ struct SpaprVirtioVio {
     uint32_t payload_len;
     uint32_t payload_fill;
     uint8_t *payload;
+
+    /*
+     * Loaded from an incoming migration: once the guest runs again it is
+     * told, as PAPR's hypervisor tells a partition after it moved, with a
+     * "partner migrated" transport event on its CRQ.
+     */
+    bool migrated;
+    VMChangeStateEntry *vm_change;
 };
 
 /*
@@ -477,6 +487,47 @@ static void vv_chr_event(void *opaque, QEMUChrEvent event)
 }
 
 /*
+ * Migration
+ *
+ * The CRQ's registration moves with the guest (VMSTATE_SPAPR_VIO: its
+ * address, size and next slot; the TCE window migrates as its own table).
+ * The server's session does not: on the destination the device is
+ * connected to a server of its own (which may be the same process,
+ * reconnected), and the guest learns of the move from a "partner migrated"
+ * event.  It then re-enables its CRQ (H_ENABLE_CRQ), sends INIT and
+ * replays the virtio device's state to the new session, which resumes the
+ * queues from their used indices in guest memory (docs/virtio-vio.md).
+ */
+
+static int vv_post_load(void *opaque, int version_id)
+{
+    SpaprVirtioVio *s = opaque;
+
+    s->migrated = true;
+    return 0;
+}
+
+static void vv_vm_state_change(void *opaque, bool running, RunState state)
+{
+    SpaprVirtioVio *s = opaque;
+    uint8_t te[VV_CRQ_LEN] = { CRQ_TRANSPORT_EVENT, CRQ_TE_PARTNER_MIGRATED };
+    int64_t rc;
+
+    if (!running || !s->migrated) {
+        return;
+    }
+    s->migrated = false;
+    if (!s->vdev.crq.qsize) {
+        return;                 /* no CRQ registered: nothing to tell */
+    }
+    rc = vv_deliver_crq(s, te);
+    if (rc != H_SUCCESS) {
+        warn_report("spapr-virtio-vio %x: could not post the partner-migrated "
+                    "event to the guest (%" PRId64 ")", s->vdev.reg, rc);
+    }
+}
+
+/*
  * Device
  */
 
@@ -501,6 +552,7 @@ static void spapr_virtio_vio_realize(SpaprVioDevice *vdev, Error **errp)
 
     vdev->crq.SendFunc = vv_guest_send_crq;
     s->drop_bh = qemu_bh_new(vv_drop_bh, s);
+    s->vm_change = qemu_add_vm_change_state_handler(vv_vm_state_change, s);
 
     qemu_chr_fe_set_handlers(&s->chr, vv_can_read, vv_read, vv_chr_event,
                              NULL, s, NULL, true);
@@ -512,10 +564,16 @@ static Property spapr_virtio_vio_properties[] = {
     DEFINE_PROP_END_OF_LIST(),
 };
 
-/* The server's session state cannot move with the guest. */
+/* The guest-visible state; the server's session is rebuilt by the guest. */
 static const VMStateDescription vmstate_spapr_virtio_vio = {
     .name = "spapr_virtio_vio",
-    .unmigratable = 1,
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = vv_post_load,
+    .fields = (VMStateField[]) {
+        VMSTATE_SPAPR_VIO(vdev, SpaprVirtioVio),
+        VMSTATE_END_OF_LIST()
+    },
 };
 
 static void spapr_virtio_vio_class_init(ObjectClass *klass, void *data)

@@ -209,8 +209,17 @@ fn unmapped(s: &Scope, dev: &mut dyn Device) {
         s.pass(
             "unmapped",
             format_args!(
-                "no buffer left in the TCE window; {} requests, {} notifies, {} CRQ entries received, {} protocol errors, {} resets",
-                t.requests, t.notifies, t.received, t.protocol_errors, t.resets
+                "no buffer left in the TCE window; {} requests, {} notifies, {} CRQ entries received, {} protocol errors, {} resets{}",
+                t.requests,
+                t.notifies,
+                t.received,
+                t.protocol_errors,
+                t.resets,
+                if t.migrations > 0 {
+                    alloc::format!(" ({} after the partition migrated)", t.migrations)
+                } else {
+                    alloc::string::String::new()
+                }
             ),
         );
     } else {

@@ -144,6 +144,8 @@ pub struct TransportStats {
     pub protocol_errors: u64,
     /// Times the server side restarted and the device state was replayed.
     pub resets: u64,
+    /// Of those, the ones after the partition migrated (counted by virtio-vio).
+    pub migrations: u64,
 }
 
 /// What every device offers besides its class interface: a name, its DMA hygiene, counters and

@@ -328,6 +328,7 @@ impl Device for Multipath {
             t.received += s.received;
             t.protocol_errors += s.protocol_errors;
             t.resets += s.resets;
+            t.migrations += s.migrations;
         }
         t
     }

@@ -137,6 +137,7 @@ impl Attachment {
             received: c.received,
             protocol_errors: l.protocol_errors,
             resets: l.resets,
+            migrations: l.migrations,
         }
     }
 

@@ -299,6 +299,7 @@ fn stats(s: &Session) -> TransportStats {
         received: t.received,
         protocol_errors: t.protocol_errors,
         resets: t.resets,
+        ..TransportStats::default()
     }
 }
 

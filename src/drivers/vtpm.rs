@@ -58,6 +58,7 @@ impl Device for VtpmDevice {
             received: s.received,
             protocol_errors: s.protocol_errors,
             resets: s.resets,
+            ..TransportStats::default()
         }
     }
     fn shut_down(&mut self) -> Result<(), DeviceError> {

@@ -9,7 +9,7 @@ use super::crq::{Crq, CrqError};
 use super::Patience;
 use crate::hcall::UnitAddress;
 use core::fmt;
-use papr::crq::Entry;
+use papr::crq::{Entry, TransportEvent};
 use virtio_vio::header::MAX_QUEUES;
 use virtio_vio::msg::{Message, Opcode, Status};
 
@@ -67,6 +67,8 @@ pub struct LinkStats {
     /// indexes, invalid CRQ entries.
     pub protocol_errors: u64,
     pub resets: u64,
+    /// Of `resets`, those the hypervisor's "partner migrated" event began.
+    pub migrations: u64,
 }
 
 pub struct Link {
@@ -234,10 +236,19 @@ impl Link {
                 }
             },
             Entry::Transport(ev) => {
-                log::warn!(
-                    "virtio-vio {:#x}: transport event {ev:?}; re-establishing the CRQ",
-                    self.unit().0
-                );
+                if ev == TransportEvent::Migrated {
+                    log::warn!(
+                        "virtio-vio {:#x}: the partition migrated; re-enabling the CRQ and \
+                         setting the device up again with the server now serving it",
+                        self.unit().0
+                    );
+                    self.stats.migrations += 1;
+                } else {
+                    log::warn!(
+                        "virtio-vio {:#x}: transport event {ev:?}; re-establishing the CRQ",
+                        self.unit().0
+                    );
+                }
                 self.stats.resets += 1;
                 self.crq.recover(ev, self.timeout_us)?;
                 return Err(LinkError::Reset);
