@@ -82,7 +82,7 @@ fn run(fw: &mut dyn Firmware, base: u64, msr: u64) -> bool {
         checks::cpus::run(&inv, summary.boot_cpuid_phys, opts.inject);
     }
     if chosen(Groups::INTERRUPTS) {
-        checks::interrupts::run();
+        checks::interrupts::run(&inv, summary.boot_cpuid_phys);
     }
     if chosen(Groups::MEMORY) {
         checks::memtest::run(fw, &inv, &regions, &opts);

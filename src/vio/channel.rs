@@ -124,6 +124,20 @@ impl Channel {
         self.crq.send(entry)
     }
 
+    /// Whether the partner has queued an entry not taken yet (read without taking it).
+    pub fn pending(&self) -> bool {
+        self.crq.pending()
+    }
+
+    /// Takes and drops every entry queued now (at most one queue's worth); returns how many.
+    pub fn discard_pending(&mut self) -> usize {
+        let mut n = 0;
+        while n < 256 && self.crq.poll().is_some() {
+            n += 1;
+        }
+        n
+    }
+
     /// A bound for one request's wait, the channel's timeout long.
     pub fn patience(&self) -> Patience {
         Patience::new(self.timeout_us)
