@@ -301,7 +301,14 @@ pub fn prod(cpu: u32) -> Result<(), HcallError> {
 /// CRQ entry for us) or off (mode 0).
 pub fn vio_signal(unit: UnitAddress, on: bool) -> Result<(), HcallError> {
     // SAFETY: registers only.
-    unsafe { call("H_VIO_SIGNAL", H_VIO_SIGNAL, &[unit.0.into(), u64::from(on)]) }.map(|_| ())
+    unsafe {
+        call(
+            "H_VIO_SIGNAL",
+            H_VIO_SIGNAL,
+            &[unit.0.into(), u64::from(on)],
+        )
+    }
+    .map(|_| ())
 }
 
 /// H_CPPR: the calling processor's current priority (0: nothing presented; 0xff: everything).

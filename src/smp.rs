@@ -598,7 +598,9 @@ pub enum IpiError {
     /// The thread's own H_CPPR, H_XIRR, H_IPI or H_EOI failed with this status.
     Controller(i64),
     /// MSR[EE] stayed open this long with no interrupt at 0x500.
-    NotTaken { waited_us: u64 },
+    NotTaken {
+        waited_us: u64,
+    },
     Smp(SmpError),
 }
 

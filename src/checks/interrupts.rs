@@ -15,8 +15,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use papr::crq::Entry;
-use papr::xics::Source;
+use papr::xics::{Source, PRIORITY_MASKED};
 use vioboot_core::inventory::{IntcKind, Inventory};
+use vioboot_core::options::Inject;
 
 /// How long MSR[EE] stays open for an interrupt that was made pending before (QEMU raises it
 /// within the hcall that caused it; the bound is for a busy host).
@@ -27,10 +28,11 @@ const COMMAND_US: u64 = 3_000_000;
 /// The CRQ handshake with a VIO adapter's partner.
 const CRQ_US: u64 = 2_000_000;
 
-/// Runs the interrupt checks.
-pub fn run(inv: &Inventory, boot_cpuid: u32) {
+/// Runs the interrupt checks. `vioboot.inject=lost-ipi` sends the first secondary's IPI
+/// masked (MFRR 0xff), so that it never arrives.
+pub fn run(inv: &Inventory, boot_cpuid: u32, inject: Option<Inject>) {
     decrementer();
-    external(inv, boot_cpuid);
+    external(inv, boot_cpuid, inject == Some(Inject::LostIpi));
 }
 
 /// The external-interrupt lines when there is nothing to take them with.
@@ -40,7 +42,7 @@ fn skip_external(reason: &str) {
     }
 }
 
-fn external(inv: &Inventory, boot_cpuid: u32) {
+fn external(inv: &Inventory, boot_cpuid: u32, lose_ipi: bool) {
     let Some(intc) = inv.intc.as_ref() else {
         return skip_external(
             "the device tree has no interrupt-controller node: no external interrupts to take",
@@ -111,7 +113,7 @@ fn external(inv: &Inventory, boot_cpuid: u32) {
     );
     arch::set_decrementer(i32::MAX as u32);
     let ipis_self = ipi_self(boot);
-    let ipis_sent = ipi_secondaries(inv, &servers, boot);
+    let ipis_sent = ipi_secondaries(inv, &servers, boot, lose_ipi);
     let vio = vio_irq(inv, boot);
     // Whatever happened above, this processor presents nothing any more.
     let closed = xics::close(boot);
@@ -194,7 +196,7 @@ fn ipi_self(boot: u32) -> u64 {
 /// Every secondary is started again, takes an IPI from the boot thread, and stops. Nothing
 /// is printed until all are stopped (a print through Open Firmware would put the firmware's
 /// vectors back while a secondary's MSR[EE] is open). Returns the IPIs taken.
-fn ipi_secondaries(inv: &Inventory, servers: &[u32], boot: u32) -> u64 {
+fn ipi_secondaries(inv: &Inventory, servers: &[u32], boot: u32, lose_first: bool) -> u64 {
     let others: Vec<u32> = servers.iter().copied().filter(|&s| s != boot).collect();
     if others.is_empty() {
         report::skip("ipi", "a single vCPU: no other thread to send an IPI to");
@@ -229,8 +231,13 @@ fn ipi_secondaries(inv: &Inventory, servers: &[u32], boot: u32) -> u64 {
     }
     let mut took = 0u64;
     let mut slowest = 0u64;
-    for s in running.iter_mut() {
-        match s.ipi(PRIORITY, COMMAND_US) {
+    for (i, s) in running.iter_mut().enumerate() {
+        let priority = if lose_first && i == 0 {
+            PRIORITY_MASKED
+        } else {
+            PRIORITY
+        };
+        match s.ipi(priority, COMMAND_US) {
             Ok(i) if Source::of(i.xirr) == Source::Ipi => {
                 took += 1;
                 slowest = slowest.max(i.taken_us);
@@ -363,7 +370,11 @@ fn vio_irq(inv: &Inventory, boot: u32) -> u64 {
                     "{}: waiting for source {irq:#x}, H_XIRR returned {:#010x}{}",
                     a.name,
                     acc.xirr,
-                    if queued { "" } else { " and no CRQ entry was queued" }
+                    if queued {
+                        ""
+                    } else {
+                        " and no CRQ entry was queued"
+                    }
                 ),
                 &[],
             );

@@ -174,9 +174,9 @@ pub struct InterruptController {
 impl InterruptController {
     /// Whether `server` lies in one of the ranges.
     pub fn serves(&self, server: u32) -> bool {
-        self.server_ranges
-            .iter()
-            .any(|&(first, n)| server >= first && u64::from(server) < u64::from(first) + u64::from(n))
+        self.server_ranges.iter().any(|&(first, n)| {
+            server >= first && u64::from(server) < u64::from(first) + u64::from(n)
+        })
     }
 
     /// The number of servers the ranges cover.
