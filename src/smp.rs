@@ -449,6 +449,8 @@ impl Secondary {
         let sent = hcall::ipi(server, priority);
         let done = self.wait_done(seq, "take the IPI", timeout_us, false);
         let s = self.slot();
+        // An IPI that was never sent explains the thread's wait in vain.
+        sent.map_err(IpiError::Send)?;
         if s.failed.load(Ordering::Acquire) {
             let v = s.value.load(Ordering::Acquire);
             return Err(if v == u64::MAX {
@@ -459,7 +461,6 @@ impl Secondary {
                 IpiError::Controller(v as i64)
             });
         }
-        sent.map_err(IpiError::Send)?;
         done.map_err(IpiError::Smp)?;
         Ok(Ipi {
             xirr: s.value.load(Ordering::Acquire) as u32,

@@ -307,7 +307,7 @@ fn vio_irq(inv: &Inventory, boot: u32) -> u64 {
     let mut ch = match Channel::open(&a, token("ibm,set-tce-bypass"), CRQ_US) {
         Ok(c) => c,
         Err((op, e)) => {
-            report::fail("vio-irq", &format!("{}: {op}: {e:?}", a.name), &[]);
+            report::fail("vio-irq", &format!("{}: {op}: {e}", a.name), &[]);
             return 0;
         }
     };
@@ -346,7 +346,7 @@ fn vio_irq(inv: &Inventory, boot: u32) -> u64 {
     let cleanup = match (off, masked, closed) {
         (Err(e), _, _) => Some(format!("{e}")),
         (_, Err(e), _) => Some(format!("masking source {irq:#x}: {e}")),
-        (_, _, Err(e)) => Some(format!("closing the CRQ: {e:?}")),
+        (_, _, Err(e)) => Some(format!("closing the CRQ: {e}")),
         _ => None,
     };
     match (r, cleanup) {

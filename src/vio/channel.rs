@@ -23,6 +23,16 @@ pub enum ChannelError {
     Tce(TceError),
 }
 
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelError::Rtas(e) => write!(f, "{e}"),
+            ChannelError::Crq(e) => write!(f, "{e}"),
+            ChannelError::Tce(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// What a wait for the partner ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
