@@ -403,7 +403,8 @@ fn every_vcpu_under_every_entry_path() {
 }
 
 /// The external-interrupt lines of a passing run with `n` vCPUs (QEMU's default v-scsi
-/// adapter at 0x71000003, source 0x1103, raises the device interrupt): XICS found, an IPI to
+/// adapter at 0x71000003, source 0x1103, raises the device interrupt with its answer to MAD
+/// ADAPTER_INFO): XICS found, an IPI to
 /// the boot thread itself, one to each secondary, the adapter's interrupt, and the counts.
 fn assert_interrupts(run: &Run, n: u32) {
     let xics = line(run, "xics");
@@ -445,7 +446,10 @@ fn assert_interrupts(run: &Run, n: u32) {
     assert!(
         vio.contains("v-scsi@71000003: source 0x1103 routed to server 0x0 at priority 5")
             && vio.contains("taken at vector 0x500 after")
-            && vio.contains("XIRR 0xff001103, H_EOI, the CRQ entry there")
+            && vio.contains(
+                "XIRR 0xff001103, H_EOI; MAD ADAPTER_INFO answered (partition \"qemu\", SRP \
+                 version 16.a)"
+            )
             && vio.contains("signalling off and the source masked"),
         "{}",
         run.output

@@ -1,20 +1,19 @@
 //! Interrupts vioboot takes on purpose: the decrementer fires into vioboot's own 0x900 vector
 //! (boot/entry.S), which counts it and returns; external interrupts through XICS
 //! (src/xics.rs) reach its 0x500 vector in bounded windows: an IPI the boot thread sends
-//! itself, an IPI to every secondary thread, and a VIO adapter's interrupt for an entry its
-//! partner queued. Afterwards every processor presents nothing (CPPR 0, MFRR cleared), the
+//! itself, an IPI to every secondary thread, and a VIO adapter's interrupt for a command's
+//! completion (src/vio/irq.rs). Afterwards every processor presents nothing (CPPR 0, MFRR cleared), the
 //! device's signalling is off and its source masked, as a kernel expects to find them.
 
 use crate::checks::cpus::boot_thread;
 use crate::smp::{self, Secondary, Tokens};
-use crate::vio::{self, channel::Channel};
+use crate::vio;
 use crate::xics::{self, Routing, PRIORITY};
 use crate::{arch, hcall, report, time};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use papr::crq::Entry;
 use papr::xics::{Source, PRIORITY_MASKED};
 use vioboot_core::inventory::{IntcKind, Inventory};
 use vioboot_core::options::Inject;
@@ -279,9 +278,10 @@ fn ipi_secondaries(inv: &Inventory, servers: &[u32], boot: u32, lose_first: bool
     took
 }
 
-/// A VIO adapter's interrupt for an entry its partner queued: the first v-scsi adapter (else
-/// the first vTPM) gets its CRQ, its source routed to the boot thread, H_VIO_SIGNAL on, and an
-/// INIT whose answer the partner queues with the interrupt. Returns the device interrupts taken.
+/// A VIO adapter's interrupt for a command's completion: the first v-scsi adapter (else the
+/// first vTPM) gets its CRQ, its source routed to the boot thread, H_VIO_SIGNAL on, and a
+/// command (MAD ADAPTER_INFO; for a vTPM GET_VERSION) whose answer the partner queues with
+/// the interrupt. Returns the device interrupts taken.
 fn vio_irq(inv: &Inventory, boot: u32) -> u64 {
     let token = |n: &str| inv.rtas.as_ref().and_then(|r| r.token(n));
     let routing = match Routing::new(token) {
@@ -293,6 +293,7 @@ fn vio_irq(inv: &Inventory, boot: u32) -> u64 {
     };
     let (vscsi, _) = vio::discover(inv, vio::VSCSI_COMPATIBLE);
     let (vtpm, _) = vio::discover(inv, vio::VTPM_COMPATIBLE);
+    let is_vscsi = !vscsi.is_empty();
     let Some(a) = vscsi.into_iter().chain(vtpm).next() else {
         report::skip("vio-irq", "no v-scsi or vTPM adapter to raise an interrupt");
         return 0;
@@ -304,90 +305,31 @@ fn vio_irq(inv: &Inventory, boot: u32) -> u64 {
         );
         return 0;
     };
-    let mut ch = match Channel::open(&a, token("ibm,set-tce-bypass"), CRQ_US) {
-        Ok(c) => c,
-        Err((op, e)) => {
-            report::fail("vio-irq", &format!("{}: {op}: {e}", a.name), &[]);
-            return 0;
-        }
-    };
-    let unit = ch.unit();
-    // Entries the handshake left (an echoed INIT) would raise nothing: take them first.
-    ch.discard_pending();
-    let mine = |s| s == Source::Device(irq);
-    let r = (|| -> Result<(u64, xics::Accepted, bool), String> {
-        routing
-            .route(irq, boot, PRIORITY)
-            .map_err(|e| format!("routing source {irq:#x}: {e}"))?;
-        hcall::vio_signal(unit, true).map_err(|e| format!("{e}"))?;
-        xics::open().map_err(|e| format!("{e}"))?;
-        ch.send(Entry::init(false))
-            .map_err(|e| format!("sending INIT: {e}"))?;
-        let us = xics::take(EXTERNAL_US).map_err(|waited| {
-            format!(
-                "INIT sent with H_VIO_SIGNAL on and source {irq:#x} routed, MSR[EE] open for \
-                 {} ms: nothing reached vector 0x500 (the entry was {}queued)",
-                waited / 1000,
-                if ch.pending() { "" } else { "not " }
-            )
-        })?;
-        let a = xics::accept(boot, mine).map_err(|e| format!("{e}"))?;
-        let queued = ch.pending();
-        Ok((us, a, queued))
-    })();
-    // Signalling off and the source masked again whatever happened, then anything still
-    // pending taken and ended; the CRQ is freed and its TCEs cleared.
-    let off = hcall::vio_signal(unit, false);
-    let masked = routing.mask(irq, boot);
-    let _ = xics::drain(boot, mine);
-    let _ = xics::close(boot);
-    ch.discard_pending();
-    let closed = ch.close();
-    let cleanup = match (off, masked, closed) {
-        (Err(e), _, _) => Some(format!("{e}")),
-        (_, Err(e), _) => Some(format!("masking source {irq:#x}: {e}")),
-        (_, _, Err(e)) => Some(format!("closing the CRQ: {e}")),
-        _ => None,
-    };
-    match (r, cleanup) {
-        (Ok((us, acc, true)), None) if acc.source == Source::Device(irq) => {
+    match vio::irq::completion(
+        &a,
+        is_vscsi,
+        token("ibm,set-tce-bypass"),
+        &routing,
+        boot,
+        EXTERNAL_US,
+        CRQ_US,
+    ) {
+        Ok(c) => {
             report::pass(
                 "vio-irq",
                 format_args!(
                     "{}: source {irq:#x} routed to server {boot:#x} at priority {PRIORITY} \
-                     (ibm,set-xive), H_VIO_SIGNAL on; the partner's answer to INIT raised it, \
-                     taken at vector 0x500 after {us} us: XIRR {:#010x}, H_EOI, the CRQ entry \
-                     there; then signalling off and the source masked",
-                    a.name, acc.xirr
+                     (ibm,set-xive), H_VIO_SIGNAL on; the completion raised it, taken at \
+                     vector 0x500 after {} us: XIRR {:#010x}, H_EOI; {}; then signalling off \
+                     and the source masked",
+                    a.name, c.us, c.xirr, c.answer
                 ),
             );
             1
         }
-        (Ok((_, acc, queued)), None) => {
-            report::fail(
-                "vio-irq",
-                &format!(
-                    "{}: waiting for source {irq:#x}, H_XIRR returned {:#010x}{}",
-                    a.name,
-                    acc.xirr,
-                    if queued {
-                        ""
-                    } else {
-                        " and no CRQ entry was queued"
-                    }
-                ),
-                &[],
-            );
-            u64::from(acc.source == Source::Device(irq))
-        }
-        (Err(e), cleanup) => {
-            let tail = cleanup.map(|c| format!("; then {c}")).unwrap_or_default();
-            report::fail("vio-irq", &format!("{}: {e}{tail}", a.name), &[]);
-            0
-        }
-        (Ok(_), Some(c)) => {
-            report::fail("vio-irq", &format!("{}: {c}", a.name), &[]);
-            1
+        Err(e) => {
+            report::fail("vio-irq", &format!("{e}"), &[]);
+            u64::from(e.taken)
         }
     }
 }
