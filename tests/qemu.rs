@@ -598,6 +598,15 @@ fn a_vcpu_that_never_comes_up_is_a_named_failure() {
         "{}",
         run.output
     );
+    // The IPI check names the thread that is still running and still sends the other its IPI.
+    assert!(
+        line(&run, "ipi").contains(
+            "1 of 2 secondaries took their IPI; thread 0x1 is not stopped \
+             (query-cpu-stopped-state 2): no IPI sent"
+        ),
+        "{}",
+        run.output
+    );
 }
 
 /// vioboot.memtest: a size in MiB, the whole of free memory, or none.

@@ -215,6 +215,16 @@ fn ipi_secondaries(inv: &Inventory, servers: &[u32], boot: u32, lose_first: bool
     let mut failures: Vec<String> = Vec::new();
     let mut started: Vec<Secondary> = Vec::new();
     for &server in &others {
+        // A thread the vCPU checks could not stop (it never came up) is still running: RTAS
+        // would refuse to start it, so say what it is.
+        if let Some(state) = query.and_then(|t| smp::query_stopped(t, server).ok()) {
+            if state != 0 {
+                failures.push(format!(
+                    "thread {server:#x} is not stopped (query-cpu-stopped-state {state}): no IPI sent"
+                ));
+                continue;
+            }
+        }
         match smp::start(server, tokens, false, true) {
             Ok(s) => started.push(s),
             Err(e) => failures.push(format!("{e}")),
