@@ -9,7 +9,7 @@
 # vioboot_entry(r3, r4, r5, load_base, msr_at_entry) in Rust.
 #
 # Constants from Rust (global_asm! operands): MSR_SF_BIT, MSR_FPVEC_HI, MSR_FP, R_PPC64_RELATIVE,
-# VECTOR_TARGET and DEC_COUNT (two 8-byte slots at the end of the vector block).
+# VECTOR_TARGET and DEC_COUNT (two 8-byte slots at the end of the vector block), MSR_EE.
 
 # Big-endian entry into little-endian code, in either endianness (Linux's FIXUP_ENDIAN idea).
 # Read big-endian, the first word is `b .+8` into a byte-swapped trampoline that flips MSR[LE]
@@ -71,8 +71,18 @@ entry_0x100:
     li 3, 0x480
     b vector_far
     .org 0x500
-    li 3, 0x500
-    b vector_far
+    # An external interrupt (the XICS presentation controller's, src/xics.rs): back to the
+    # interrupted code with MSR[EE] off (cleared in SRR1) and every register as it was (r12
+    # waits in SPRG1). The interrupt stays pending in the controller: the code that opened
+    # MSR[EE] sees it closed and accepts the interrupt with H_XIRR. Entered only where vioboot
+    # opens MSR[EE] on purpose (bounded windows, H_CEDE).
+    mtspr 273, 12
+    mfsrr1 12
+    ori 12, 12, {MSR_EE}
+    xori 12, 12, {MSR_EE}
+    mtsrr1 12
+    mfspr 12, 273
+    rfid
     .org 0x600
     li 3, 0x600
     b vector_far

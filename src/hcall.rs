@@ -296,3 +296,48 @@ pub fn prod(cpu: u32) -> Result<(), HcallError> {
     // SAFETY: registers only.
     unsafe { call("H_PROD", H_PROD, &[u64::from(cpu)]) }.map(|_| ())
 }
+
+/// H_VIO_SIGNAL: the unit's interrupt on (`on`: mode 1, raised when the hypervisor queues a
+/// CRQ entry for us) or off (mode 0).
+pub fn vio_signal(unit: UnitAddress, on: bool) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe {
+        call(
+            "H_VIO_SIGNAL",
+            H_VIO_SIGNAL,
+            &[unit.0.into(), u64::from(on)],
+        )
+    }
+    .map(|_| ())
+}
+
+/// H_CPPR: the calling processor's current priority (0: nothing presented; 0xff: everything).
+pub fn set_cppr(cppr: u8) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_CPPR", H_CPPR, &[u64::from(cppr)]) }.map(|_| ())
+}
+
+/// H_IPI: sets the MFRR of the processor with interrupt server `server` (0xff: no IPI).
+pub fn ipi(server: u32, mfrr: u8) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_IPI", H_IPI, &[u64::from(server), u64::from(mfrr)]) }.map(|_| ())
+}
+
+/// H_XIRR: accepts the most favoured pending interrupt; returns the XIRR (the old CPPR in the
+/// top byte, the source below; source 0 when nothing was pending).
+pub fn xirr() -> Result<u32, HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_XIRR", H_XIRR, &[]) }.map(|r| r[0] as u32)
+}
+
+/// H_EOI: ends an interrupt's handling with the XIRR H_XIRR returned (restores that CPPR).
+pub fn eoi(xirr: u32) -> Result<(), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_EOI", H_EOI, &[u64::from(xirr)]) }.map(|_| ())
+}
+
+/// H_IPOLL: the XIRR and MFRR of processor `server`, accepting nothing.
+pub fn ipoll(server: u32) -> Result<(u32, u8), HcallError> {
+    // SAFETY: registers only.
+    unsafe { call("H_IPOLL", H_IPOLL, &[u64::from(server)]) }.map(|r| (r[0] as u32, r[1] as u8))
+}

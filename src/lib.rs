@@ -23,6 +23,7 @@ pub mod report;
 pub mod rtas;
 pub mod smp;
 pub mod time;
+pub mod xics;
 
 // Buses, transports and devices.
 pub mod bus;

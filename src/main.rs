@@ -82,7 +82,7 @@ fn run(fw: &mut dyn Firmware, base: u64, msr: u64) -> bool {
         checks::cpus::run(&inv, summary.boot_cpuid_phys, opts.inject);
     }
     if chosen(Groups::INTERRUPTS) {
-        checks::interrupts::run();
+        checks::interrupts::run(&inv, summary.boot_cpuid_phys, opts.inject);
     }
     if chosen(Groups::MEMORY) {
         checks::memtest::run(fw, &inv, &regions, &opts);
@@ -195,8 +195,8 @@ fn inject(what: Option<Inject>) {
         }
         Some(Inject::Panic) => panic!("panic injected by vioboot.inject=panic"),
         Some(Inject::Exception) => arch::illegal_instruction(),
-        // Taken by the vCPU checks.
-        Some(Inject::LostCpu) | None => {}
+        // Taken by the vCPU and interrupt checks.
+        Some(Inject::LostCpu) | Some(Inject::LostIpi) | None => {}
     }
 }
 

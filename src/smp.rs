@@ -10,7 +10,7 @@
 //! itself when no command comes for [`IDLE_LIMIT_US`].
 
 use crate::rtas::{self, RtasError};
-use crate::{arch, hcall, time};
+use crate::{arch, hcall, time, xics};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -55,6 +55,8 @@ pub enum State {
     Stopping = 3,
     /// `stop-self` came back: it spins, and its slot says why.
     StopFailed = 4,
+    /// Its CPPR lets everything in and MSR[EE] is open: it waits for an IPI.
+    IpiReady = 5,
 }
 
 /// What the boot processor asks of a secondary.
@@ -68,7 +70,15 @@ enum Command {
     Cede = 2,
     /// `stop-self`.
     Stop = 3,
+    /// Open the controller (CPPR 0xff) and MSR[EE], wait for an IPI at vector 0x500, accept
+    /// it (H_XIRR), end it (MFRR cleared, H_EOI), close the controller (CPPR 0): `value` = the
+    /// XIRR, `value2` = microseconds from ready to taken; with `failed`, `value` = the hcall's
+    /// status, or `u64::MAX` when nothing came within [`IPI_LIMIT_US`].
+    Ipi = 4,
 }
+
+/// How long a secondary keeps MSR[EE] open for the IPI it was told to expect.
+const IPI_LIMIT_US: u64 = 1_000_000;
 
 /// One secondary's mailbox. boot/entry.S reads `stack_top` and `entry` (the first two
 /// doublewords); everything else is atomics, shared by the two processors.
@@ -419,6 +429,45 @@ impl Secondary {
         })
     }
 
+    /// Asks the thread to take an IPI: waits until it is ready (CPPR 0xff, MSR[EE] open),
+    /// sends H_IPI at `priority`, and waits for it to have accepted and ended the interrupt.
+    pub fn ipi(&mut self, priority: u8, timeout_us: u64) -> Result<Ipi, IpiError> {
+        let seq = self.send(Command::Ipi);
+        let server = self.server;
+        let s = self.slot();
+        wait(timeout_us, || {
+            s.state.load(Ordering::Acquire) == State::IpiReady as u32
+                || s.done.load(Ordering::Acquire) == seq
+        })
+        .map_err(|waited_us| {
+            IpiError::Smp(SmpError::Timeout {
+                server,
+                what: "get ready for an IPI",
+                waited_us,
+            })
+        })?;
+        let sent = hcall::ipi(server, priority);
+        let done = self.wait_done(seq, "take the IPI", timeout_us, false);
+        let s = self.slot();
+        // An IPI that was never sent explains the thread's wait in vain.
+        sent.map_err(IpiError::Send)?;
+        if s.failed.load(Ordering::Acquire) {
+            let v = s.value.load(Ordering::Acquire);
+            return Err(if v == u64::MAX {
+                IpiError::NotTaken {
+                    waited_us: IPI_LIMIT_US,
+                }
+            } else {
+                IpiError::Controller(v as i64)
+            });
+        }
+        done.map_err(IpiError::Smp)?;
+        Ok(Ipi {
+            xirr: s.value.load(Ordering::Acquire) as u32,
+            taken_us: s.value2.load(Ordering::Acquire),
+        })
+    }
+
     /// Asks the thread to `stop-self` and confirms through `query-cpu-stopped-state` that it
     /// stopped; only then are its slot and stack freed.
     pub fn stop(mut self, query: Option<u32>, timeout_us: u64) -> Result<(), SmpError> {
@@ -533,6 +582,48 @@ impl fmt::Display for CedeError {
     }
 }
 
+/// An IPI a secondary took.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipi {
+    /// The XIRR its H_XIRR returned.
+    pub xirr: u32,
+    /// From its being ready to the interrupt taken at 0x500 (the H_IPI lies in between).
+    pub taken_us: u64,
+}
+
+/// Why an IPI was not taken.
+#[derive(Debug)]
+pub enum IpiError {
+    /// The boot processor's H_IPI failed.
+    Send(hcall::HcallError),
+    /// The thread's own H_CPPR, H_XIRR, H_IPI or H_EOI failed with this status.
+    Controller(i64),
+    /// MSR[EE] stayed open this long with no interrupt at 0x500.
+    NotTaken {
+        waited_us: u64,
+    },
+    Smp(SmpError),
+}
+
+impl fmt::Display for IpiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpiError::Send(e) => write!(f, "{e}"),
+            IpiError::Controller(status) => write!(
+                f,
+                "the thread's interrupt controller hcall failed: {} ({status})",
+                papr::status::name(*status).unwrap_or("unknown status")
+            ),
+            IpiError::NotTaken { waited_us } => write!(
+                f,
+                "no IPI reached vector 0x500 within {} ms of H_IPI",
+                waited_us / 1000
+            ),
+            IpiError::Smp(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Spins until `done` or `timeout_us` passed; the error is the time waited.
 fn wait(timeout_us: u64, mut done: impl FnMut() -> bool) -> Result<(), u64> {
     let start = time::now_us();
@@ -584,6 +675,7 @@ extern "C" fn secondary_main(slot: u64) -> ! {
             }
             x if x == Command::Cede as u64 => cede(s),
             x if x == Command::Stop as u64 => stop(s),
+            x if x == Command::Ipi as u64 => take_ipi(s),
             _ => {}
         }
         s.done.store(seq, Ordering::Release);
@@ -642,6 +734,53 @@ fn cede(s: &Slot) {
         s.value.store(returns, Ordering::Release);
     }
     s.state.store(State::Arrived as u32, Ordering::Release);
+}
+
+/// The IPI command, on the secondary: see [`Command::Ipi`]. Anything else that is pending
+/// meanwhile is accepted, ended and counted as unknown ([`xics::UNKNOWN`]).
+fn take_ipi(s: &Slot) {
+    s.failed.store(false, Ordering::Release);
+    let fail = |v: u64| {
+        s.value.store(v, Ordering::Release);
+        s.failed.store(true, Ordering::Release);
+    };
+    if let Err(e) = xics::open() {
+        fail(status_of(e) as u64);
+        return;
+    }
+    s.state.store(State::IpiReady as u32, Ordering::Release);
+    match xics::take(IPI_LIMIT_US) {
+        Ok(us) => {
+            s.value2.store(us, Ordering::Release);
+            let is_ipi = |src| src == papr::xics::Source::Ipi;
+            match xics::accept(s.server, is_ipi) {
+                Ok(a) if a.source == papr::xics::Source::Ipi => {
+                    s.value.store(u64::from(a.xirr), Ordering::Release);
+                }
+                Ok(a) => {
+                    // Something else came first: the IPI may still be pending.
+                    s.value.store(u64::from(a.xirr), Ordering::Release);
+                }
+                Err(e) => fail(status_of(e) as u64),
+            }
+            let _ = xics::drain(s.server, is_ipi);
+        }
+        Err(_) => fail(u64::MAX),
+    }
+    let closed = xics::close(s.server);
+    if let (Err(e), false) = (closed, s.failed.load(Ordering::Acquire)) {
+        fail(status_of(e) as u64);
+    }
+    s.state.store(State::Arrived as u32, Ordering::Release);
+}
+
+/// The PAPR status inside a controller error (RTAS failures, which a secondary never makes,
+/// read as H_HARDWARE).
+fn status_of(e: xics::XicsError) -> i64 {
+    match e {
+        xics::XicsError::Hcall(h) => h.status,
+        _ => -1,
+    }
 }
 
 /// RTAS `stop-self`, which does not come back when it works.

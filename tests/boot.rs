@@ -539,6 +539,16 @@ fn linux_brings_up_every_vcpu_after_the_checks() {
             "{}",
             run.output
         );
+        // The IPIs and the device interrupt were taken before the handoff, and the controller
+        // was left as Linux expects it (CPPR 0, MFRR cleared, sources masked).
+        for check in ["ipi", "vio-irq", "external-interrupts"] {
+            assert!(
+                r.check(check)
+                    .is_some_and(|l| l.ok && !l.description.contains("# SKIP")),
+                "{check}:\n{}",
+                run.output
+            );
+        }
         marker_cmdline(&run);
         assert!(
             run.output.lines().any(|l| l.trim_end() == "VIOBOOT-CPUS 2"),

@@ -398,6 +398,138 @@ fn every_vcpu_under_every_entry_path() {
             "{}",
             run.output
         );
+        assert_interrupts(&run, 4);
+    }
+}
+
+/// The external-interrupt lines of a passing run with `n` vCPUs (QEMU's default v-scsi
+/// adapter at 0x71000003, source 0x1103, raises the device interrupt with its answer to MAD
+/// ADAPTER_INFO): XICS found, an IPI to
+/// the boot thread itself, one to each secondary, the adapter's interrupt, and the counts.
+fn assert_interrupts(run: &Run, n: u32) {
+    let xics = line(run, "xics");
+    assert!(
+        xics.contains("interrupt-controller is XICS (no CAS")
+            && xics.contains(&format!(
+                "{n} servers in ibm,interrupt-server-ranges [(0, {n})]; boot thread 0x0"
+            )),
+        "{}",
+        run.output
+    );
+    let own = line(run, "ipi-self");
+    assert!(
+        own.contains("taken at vector 0x500 after")
+            && own.contains("XIRR 0xff000002 (source 2, IPI), MFRR cleared, H_EOI"),
+        "{}",
+        run.output
+    );
+    if n > 1 {
+        assert!(
+            line(run, "ipi").starts_with(&format!(
+                "ipi: {0} of {0} secondaries took H_IPI from the boot thread 0x0 at vector 0x500 \
+                 (XIRR source 2), cleared their MFRR and ended it with H_EOI",
+                n - 1
+            )),
+            "{}",
+            run.output
+        );
+    } else {
+        let r = run.report();
+        let ipi = r.check("ipi").expect("an ipi line");
+        assert!(
+            ipi.ok && ipi.description.contains("# SKIP a single vCPU"),
+            "{}",
+            run.output
+        );
+    }
+    let vio = line(run, "vio-irq");
+    assert!(
+        vio.contains("v-scsi@71000003: source 0x1103 routed to server 0x0 at priority 5")
+            && vio.contains("taken at vector 0x500 after")
+            && vio.contains(
+                "XIRR 0xff001103, H_EOI; MAD ADAPTER_INFO answered (partition \"qemu\", SRP \
+                 version 16.a)"
+            )
+            && vio.contains("signalling off and the source masked"),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(run, "external-interrupts").starts_with(&format!(
+            "external-interrupts: {} taken at vector 0x500 ({n} IPIs, 1 device interrupts); \
+             0 spurious and 0 unknown accepts counted and ended with H_EOI; CPPR 0 and MFRR \
+             cleared on every thread, sources masked",
+            n + 1
+        )),
+        "{}",
+        run.output
+    );
+}
+
+/// External interrupts with one and with eight vCPUs under every entry path (four: above).
+#[test]
+fn external_interrupts_with_one_and_eight_vcpus_under_every_entry_path() {
+    for boot_path in [Boot::Bios, Boot::Slof, Boot::Vof] {
+        for n in [1, 8] {
+            let run = boot(smp(Qemu::new(boot_path, image_dir()), n));
+            assert_pass(&run);
+            assert_interrupts(&run, n);
+        }
+    }
+}
+
+/// An IPI that never arrives (sent masked: `vioboot.inject=lost-ipi`) is a named failure
+/// within the bound, the other secondaries still take theirs, and the run ends.
+#[test]
+fn an_ipi_that_never_arrives_is_a_named_failure() {
+    let run = boot(smp(
+        Qemu::new(Boot::Bios, image_dir()).append("vioboot.inject=lost-ipi"),
+        3,
+    ));
+    assert_fail(&run, "ipi");
+    assert!(
+        line(&run, "ipi").contains(
+            "1 of 2 secondaries took their IPI; thread 0x1: no IPI reached vector 0x500 within \
+             1000 ms of H_IPI"
+        ),
+        "{}",
+        run.output
+    );
+    // The device interrupt and the clean-up still ran.
+    assert!(
+        run.report().check("vio-irq").is_some_and(|l| l.ok),
+        "{}",
+        run.output
+    );
+    assert!(
+        line(&run, "external-interrupts").contains("CPPR 0 and MFRR cleared on every thread"),
+        "{}",
+        run.output
+    );
+}
+
+/// With XIVE as the machine's only controller (`ic-mode=xive`: the tree names
+/// `ibm,power-ivpe` and no XICS) every external-interrupt check is a skip that says why.
+#[test]
+fn a_xive_only_machine_skips_the_external_interrupts() {
+    let mut q = smp(Qemu::new(Boot::Bios, image_dir()), 2);
+    // -machine options merge: this one joins the harness's `-M pseries`.
+    q.extra
+        .extend(["-M".to_string(), "ic-mode=xive".to_string()]);
+    let run = boot(q);
+    assert_pass(&run);
+    let r = run.report();
+    for name in ["xics", "ipi-self", "ipi", "vio-irq"] {
+        let l = r
+            .check(name)
+            .unwrap_or_else(|| panic!("no {name} line:\n{}", run.output));
+        assert!(
+            l.ok && l
+                .description
+                .contains("# SKIP the interrupt controller is XIVE (ibm,power-ivpe"),
+            "{}",
+            run.output
+        );
     }
 }
 
@@ -463,6 +595,15 @@ fn a_vcpu_that_never_comes_up_is_a_named_failure() {
     );
     assert!(
         line(&run, "cpus").contains("1 of 2 secondaries failed: 0x1"),
+        "{}",
+        run.output
+    );
+    // The IPI check names the thread that is still running and still sends the other its IPI.
+    assert!(
+        line(&run, "ipi").contains(
+            "1 of 2 secondaries took their IPI; thread 0x1 is not stopped \
+             (query-cpu-stopped-state 2): no IPI sent"
+        ),
         "{}",
         run.output
     );

@@ -197,6 +197,42 @@ fn smoke_as_bios() {
         .contains("Startup(SU_CLEAR) done"));
 }
 
+/// With the vTPM as the only CRQ adapter (`-nodefaults`: no v-scsi), the `vio-irq` check
+/// takes the vTPM's interrupt: GET_VERSION's answer, queued with H_VIO_SIGNAL on, raises
+/// source 0x1104 at vector 0x500; afterwards the vTPM's own checks still pass.
+#[test]
+fn the_vtpm_answer_raises_its_interrupt() {
+    let tpm = Swtpm::start(&scratch("irq")).expect("swtpm");
+    let mut q = qemu(Boot::Bios, &tpm);
+    q.extra.extend(
+        [
+            "-nodefaults",
+            "-chardev",
+            "stdio,id=con",
+            "-device",
+            "spapr-vty,chardev=con",
+        ]
+        .map(String::from),
+    );
+    let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
+    run.assert_pass();
+    let l = run.line("vio-irq");
+    assert!(
+        l.contains("vtpm@71000004: source 0x1104 routed to server 0x0 at priority 5")
+            && l.contains("taken at vector 0x500 after")
+            && l.contains("XIRR 0xff001104, H_EOI; GET_VERSION answered 2")
+            && l.contains("signalling off and the source masked"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.line("vtpm@71000004 shutdown")
+            .contains("CRQ freed, every TCE cleared"),
+        "{}",
+        run.output
+    );
+}
+
 /// The kernel reached the initramfs after vioboot's PASS verdict, and the report has no
 /// failure.
 fn booted_cleanly(run: &Run) {

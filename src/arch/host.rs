@@ -103,6 +103,11 @@ pub fn set_decrementer(_ticks: u32) {}
 
 pub fn external_interrupts(_on: bool) {}
 
+/// No interrupts on the host: MSR[EE] reads as off.
+pub fn external_interrupts_on() -> bool {
+    false
+}
+
 pub fn pir() -> u32 {
     0
 }

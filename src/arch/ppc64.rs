@@ -11,6 +11,7 @@ global_asm!(
     R_PPC64_RELATIVE = const 22,
     VECTOR_TARGET = const VECTOR_TARGET,
     DEC_COUNT = const DEC_COUNT,
+    MSR_EE = const MSR_EE,
 );
 
 unsafe extern "C" {
@@ -290,6 +291,15 @@ pub fn external_interrupts(on: bool) {
             options(nostack),
         )
     };
+}
+
+/// Whether MSR[EE] is on. vioboot's 0x500 vector returns with it off: code that opened it
+/// and finds it closed knows an external interrupt was taken on this processor.
+pub fn external_interrupts_on() -> bool {
+    let msr: u64;
+    // SAFETY: reading the MSR has no side effects.
+    unsafe { asm!("mfmsr {0}", out(reg) msr, options(nomem, nostack)) };
+    msr & MSR_EE != 0
 }
 
 /// The processor's PIR (processor identification register).

@@ -268,7 +268,7 @@ fn cede_check(s: &mut Secondary) -> Result<Result<smp::Cede, smp::CedeError>, Sk
 /// The boot thread: with `query-cpu-stopped-state`, the thread it says is running, the
 /// header's `boot_cpuid_phys` when several are (a tree flattened from an OF walk may carry 0
 /// there); without it, `boot_cpuid_phys` when the tree lists it.
-fn boot_thread(servers: &[u32], boot_cpuid: u32, query: Option<u32>) -> Option<u32> {
+pub(crate) fn boot_thread(servers: &[u32], boot_cpuid: u32, query: Option<u32>) -> Option<u32> {
     let Some(query) = query else {
         return servers.contains(&boot_cpuid).then_some(boot_cpuid);
     };

@@ -23,6 +23,16 @@ pub enum ChannelError {
     Tce(TceError),
 }
 
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelError::Rtas(e) => write!(f, "{e}"),
+            ChannelError::Crq(e) => write!(f, "{e}"),
+            ChannelError::Tce(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// What a wait for the partner ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
@@ -122,6 +132,20 @@ impl Channel {
 
     pub fn send(&mut self, entry: [u8; ENTRY_LEN]) -> Result<(), CrqError> {
         self.crq.send(entry)
+    }
+
+    /// Whether the partner has queued an entry not taken yet (read without taking it).
+    pub fn pending(&self) -> bool {
+        self.crq.pending()
+    }
+
+    /// Takes and drops every entry queued now (at most one queue's worth); returns how many.
+    pub fn discard_pending(&mut self) -> usize {
+        let mut n = 0;
+        while n < 256 && self.crq.poll().is_some() {
+            n += 1;
+        }
+        n
     }
 
     /// A bound for one request's wait, the channel's timeout long.

@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod crq;
+pub mod irq;
 pub mod link;
 pub mod tce;
 pub mod vscsi;

@@ -40,6 +40,16 @@ pub const H_PUT_TCE_INDIRECT: u64 = 0x13C;
 pub const H_ENABLE_CRQ: u64 = 0x2B0;
 /// Sets a processor mode, e.g. the endianness of interrupts.
 pub const H_SET_MODE: u64 = 0x31C;
+/// XICS: signals the end of an interrupt's handling (the XIRR H_XIRR returned; restores the CPPR).
+pub const H_EOI: u64 = 0x64;
+/// XICS: sets the calling processor's current processor priority (0 masks all, 0xff none).
+pub const H_CPPR: u64 = 0x68;
+/// XICS: sets a processor's MFRR (an inter-processor interrupt at that priority; 0xff none).
+pub const H_IPI: u64 = 0x6C;
+/// XICS: reads a processor's XIRR and MFRR without accepting anything.
+pub const H_IPOLL: u64 = 0x70;
+/// XICS: accepts the most favoured pending interrupt: returns the XIRR (old CPPR, source).
+pub const H_XIRR: u64 = 0x74;
 /// QEMU's private hcall that runs an RTAS call (KVMPPC_H_RTAS); absent on PowerVM.
 pub const H_RTAS: u64 = 0xF000;
 

@@ -8,6 +8,7 @@
 //! - [`tce`]: TCE permission bits and page size.
 //! - [`crq`]: the 16-byte Command/Response Queue entry (valid byte, INIT handshake, transport
 //!   events), shared by every CRQ-based adapter kind.
+//! - [`xics`]: the XICS interrupt presentation values (XIRR fields, the IPI source, priorities).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -15,3 +16,4 @@ pub mod crq;
 pub mod hcall;
 pub mod status;
 pub mod tce;
+pub mod xics;

@@ -148,6 +148,43 @@ const RTAS_NOT_TOKENS: &[&str] = &[
     "ibm,extended-os-term",
 ];
 
+/// Which interrupt controller the root's `interrupt-controller` node describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntcKind {
+    /// XICS (`IBM,ppc-xicp`, device_type `PowerPC-External-Interrupt-Presentation`): H_XIRR,
+    /// H_EOI, H_CPPR, H_IPI; sources routed by RTAS `ibm,set-xive`.
+    Xics,
+    /// XIVE exploitation mode (`ibm,power-ivpe`): the H_INT_* hcalls, which vioboot does not
+    /// drive.
+    Xive,
+    /// Something else: its `compatible` (or device_type).
+    Other(String),
+}
+
+/// The interrupt controller node at the root of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterruptController {
+    /// The node's name, e.g. `interrupt-controller`.
+    pub name: String,
+    pub kind: IntcKind,
+    /// `ibm,interrupt-server-ranges`: (first server, count) pairs.
+    pub server_ranges: Vec<(u32, u32)>,
+}
+
+impl InterruptController {
+    /// Whether `server` lies in one of the ranges.
+    pub fn serves(&self, server: u32) -> bool {
+        self.server_ranges.iter().any(|&(first, n)| {
+            server >= first && u64::from(server) < u64::from(first) + u64::from(n)
+        })
+    }
+
+    /// The number of servers the ranges cover.
+    pub fn servers(&self) -> u64 {
+        self.server_ranges.iter().map(|&(_, n)| u64::from(n)).sum()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Chosen {
     pub bootargs: Option<String>,
@@ -169,6 +206,8 @@ pub struct Inventory {
     pub rtas: Option<RtasInfo>,
     /// `None` when the tree has no `/chosen`.
     pub chosen: Option<Chosen>,
+    /// The root's interrupt controller node; `None` when the tree has none.
+    pub intc: Option<InterruptController>,
     pub problems: Vec<Problem>,
 }
 
@@ -302,6 +341,7 @@ pub fn read(fdt: &Fdt) -> Inventory {
                 "cpus" => read_cpus(&mut r, &node),
                 "vdevice" => read_vdevice(&mut r, &node),
                 "rtas" => read_rtas(&mut r, &node),
+                "interrupt-controller" => read_intc(&mut r, &node),
                 "chosen" => {
                     let bootargs = r.get(&path, &node, "bootargs", string_prop);
                     let stdout_path = r
@@ -418,6 +458,51 @@ fn read_vdevice(r: &mut Reader, vdevice: &FdtNode) {
         });
     }
     r.inv.vdevices = Some(devices);
+}
+
+fn read_intc(r: &mut Reader, node: &FdtNode) {
+    let path = alloc::format!("/{}", node.name);
+    let compatible: Vec<&str> = node
+        .property("compatible")
+        .map(|p| cells::string_list(p.value).collect())
+        .unwrap_or_default();
+    let device_type = node
+        .property("device_type")
+        .and_then(|p| cells::string(p.value).ok());
+    let kind = if compatible.contains(&"IBM,ppc-xicp")
+        || device_type == Some("PowerPC-External-Interrupt-Presentation")
+    {
+        IntcKind::Xics
+    } else if compatible.contains(&"ibm,power-ivpe") || device_type == Some("power-ivpe") {
+        IntcKind::Xive
+    } else {
+        IntcKind::Other(
+            compatible
+                .first()
+                .copied()
+                .or(device_type)
+                .unwrap_or("no compatible")
+                .to_string(),
+        )
+    };
+    let server_ranges = r
+        .get(&path, node, "ibm,interrupt-server-ranges", |v| {
+            let mut c = Cells::new(v);
+            let mut out = Vec::new();
+            if c.is_empty() {
+                return Err(CellError::Truncated { need: 8, have: 0 });
+            }
+            while !c.is_empty() {
+                out.push((c.u32()?, c.u32()?));
+            }
+            Ok(out)
+        })
+        .unwrap_or_default();
+    r.inv.intc = Some(InterruptController {
+        name: node.name.to_string(),
+        kind,
+        server_ranges,
+    });
 }
 
 fn read_rtas(r: &mut Reader, rtas: &FdtNode) {
@@ -704,5 +789,86 @@ mod tests {
         );
         // No list at all: one thread, `reg`.
         assert_eq!(inv.cpus[2].servers, [0x20]);
+    }
+
+    /// QEMU 7.2's own pseries tree (`-M pseries,dumpdtb=`, -smp 2 and a second v-scsi): XICS
+    /// before CAS, two servers, each VIO device's interrupt source.
+    #[test]
+    fn qemu_pseries_tree_describes_xics_and_the_device_sources() {
+        let blob = include_bytes!("../../../fuzz/seeds/fdt/pseries-smp2-vscsi.dtb");
+        validate(blob).unwrap();
+        let inv = read(&Fdt::new(blob).unwrap());
+        assert!(inv.problems.is_empty(), "{:?}", inv.problems);
+        let intc = inv.intc.as_ref().expect("an interrupt-controller node");
+        assert_eq!(intc.name, "interrupt-controller");
+        assert_eq!(intc.kind, IntcKind::Xics);
+        assert_eq!(intc.server_ranges, [(0, 2)]);
+        assert!(intc.serves(0) && intc.serves(1) && !intc.serves(2));
+        assert_eq!(intc.servers(), 2);
+        let irq = |n: &str| {
+            inv.vdevices
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|d| d.name == n)
+                .and_then(|d| d.irq)
+        };
+        assert_eq!(irq("vty@71000000"), Some(0x1100));
+        assert_eq!(irq("v-scsi@71000003"), Some(0x1103));
+        assert_eq!(irq("v-scsi@71000004"), Some(0x1104));
+    }
+
+    fn intc_node(b: &mut FdtBuilder, compatible: &[u8], ranges: Option<&[u8]>) {
+        b.begin_node("interrupt-controller").unwrap();
+        b.property("compatible", compatible).unwrap();
+        b.property("interrupt-controller", &[]).unwrap();
+        if let Some(r) = ranges {
+            b.property("ibm,interrupt-server-ranges", r).unwrap();
+        }
+        b.end_node().unwrap();
+    }
+
+    #[test]
+    fn interrupt_controllers_are_told_apart_and_bad_ranges_named() {
+        // No node: none.
+        let blob = tree(pseries_like);
+        assert_eq!(read(&Fdt::new(&blob).unwrap()).intc, None);
+        // XIVE (ic-mode=xive, or after CAS chose it).
+        let blob = tree(|b| intc_node(b, b"ibm,power-ivpe\0", None));
+        let inv = read(&Fdt::new(&blob).unwrap());
+        assert_eq!(inv.intc.as_ref().unwrap().kind, IntcKind::Xive);
+        assert!(inv.intc.as_ref().unwrap().server_ranges.is_empty());
+        // Several ranges; a server between them is not served.
+        let blob = tree(|b| {
+            intc_node(
+                b,
+                b"IBM,ppc-xicp\0",
+                Some(&[0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 8, 0, 0, 0, 2]),
+            )
+        });
+        let inv = read(&Fdt::new(&blob).unwrap());
+        let intc = inv.intc.unwrap();
+        assert_eq!(intc.server_ranges, [(0, 4), (8, 2)]);
+        assert!(intc.serves(9) && !intc.serves(5) && !intc.serves(10));
+        // A range cut short, and an empty one: named problems, no ranges.
+        for bad in [&[0u8, 0, 0, 0, 0, 0][..], &[][..]] {
+            let blob = tree(|b| intc_node(b, b"IBM,ppc-xicp\0", Some(bad)));
+            let inv = read(&Fdt::new(&blob).unwrap());
+            let text: Vec<String> = inv.problems.iter().map(|p| alloc::format!("{p}")).collect();
+            assert_eq!(text.len(), 1, "{text:?}");
+            assert!(
+                text[0].starts_with(
+                    "/interrupt-controller: property `ibm,interrupt-server-ranges` truncated"
+                ),
+                "{text:?}"
+            );
+            assert_eq!(inv.intc.unwrap().kind, IntcKind::Xics);
+        }
+        // Something else: named by its compatible.
+        let blob = tree(|b| intc_node(b, b"acme,pic\0", None));
+        assert_eq!(
+            read(&Fdt::new(&blob).unwrap()).intc.unwrap().kind,
+            IntcKind::Other("acme,pic".into())
+        );
     }
 }

@@ -68,6 +68,8 @@ pub enum Inject {
     Exception,
     /// The first secondary thread is started on a loop that never reports in.
     LostCpu,
+    /// The IPI to the first secondary thread is sent masked (MFRR 0xff): it never arrives.
+    LostIpi,
 }
 
 /// `vioboot.source=`: which file system to boot from.
@@ -383,11 +385,12 @@ pub fn parse(cmdline: &str) -> (Options<'_>, Vec<OptionError<'_>>) {
                         ("panic", Some(Inject::Panic)),
                         ("exception", Some(Inject::Exception)),
                         ("lost-cpu", Some(Inject::LostCpu)),
+                        ("lost-ipi", Some(Inject::LostIpi)),
                         ("none", None),
                     ],
                 )
                 .map(|v| opts.inject = v),
-                "fail|panic|exception|lost-cpu|none",
+                "fail|panic|exception|lost-cpu|lost-ipi|none",
             ),
             "blk-verify" => (
                 value
