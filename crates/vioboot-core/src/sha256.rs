@@ -40,39 +40,95 @@ impl Sha256 {
         }
     }
 
+    /// One 64-byte block into `h`. Written for an emulated CPU (QEMU's TCG), where every
+    /// memory access costs a software TLB look-up: the 16 schedule words live in locals, 16
+    /// rounds are unrolled so that the eight working variables are renamed instead of moved,
+    /// and the schedule is extended in place between the four groups of 16 rounds.
     fn compress(h: &mut [u32; 8], b: &[u8; 64]) {
-        let mut w = [0u32; 64];
-        for (i, c) in b.chunks(4).enumerate() {
-            w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        macro_rules! word {
+            ($i:expr) => {
+                u32::from_be_bytes([b[4 * $i], b[4 * $i + 1], b[4 * $i + 2], b[4 * $i + 3]])
+            };
         }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
+        let mut w = [
+            word!(0),
+            word!(1),
+            word!(2),
+            word!(3),
+            word!(4),
+            word!(5),
+            word!(6),
+            word!(7),
+            word!(8),
+            word!(9),
+            word!(10),
+            word!(11),
+            word!(12),
+            word!(13),
+            word!(14),
+            word!(15),
+        ];
         let [mut a, mut b2, mut c, mut d, mut e, mut f, mut g, mut hh] = *h;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b2) ^ (a & c) ^ (b2 & c);
-            let t2 = s0.wrapping_add(maj);
-            hh = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b2;
-            b2 = a;
-            a = t1.wrapping_add(t2);
+        // Round `i` of the group: `k` is the group's constants.
+        macro_rules! round {
+            ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $k:ident, $i:expr) => {
+                let t1 = $h
+                    .wrapping_add($e.rotate_right(6) ^ $e.rotate_right(11) ^ $e.rotate_right(25))
+                    .wrapping_add($g ^ ($e & ($f ^ $g)))
+                    .wrapping_add($k[$i])
+                    .wrapping_add(w[$i]);
+                let t2 = ($a.rotate_right(2) ^ $a.rotate_right(13) ^ $a.rotate_right(22))
+                    .wrapping_add(($a & $b) | ($c & ($a | $b)));
+                $d = $d.wrapping_add(t1);
+                $h = t1.wrapping_add(t2);
+            };
+        }
+        // w[i] of the next group, from the 16 words before it (w[i] itself is W[t-16]).
+        macro_rules! extend {
+            ($i:expr) => {
+                let x = w[($i + 1) % 16];
+                let y = w[($i + 14) % 16];
+                w[$i] = w[$i]
+                    .wrapping_add(x.rotate_right(7) ^ x.rotate_right(18) ^ (x >> 3))
+                    .wrapping_add(w[($i + 9) % 16])
+                    .wrapping_add(y.rotate_right(17) ^ y.rotate_right(19) ^ (y >> 10));
+            };
+        }
+        for (group, k) in K.chunks_exact(16).enumerate() {
+            round!(a, b2, c, d, e, f, g, hh, k, 0);
+            round!(hh, a, b2, c, d, e, f, g, k, 1);
+            round!(g, hh, a, b2, c, d, e, f, k, 2);
+            round!(f, g, hh, a, b2, c, d, e, k, 3);
+            round!(e, f, g, hh, a, b2, c, d, k, 4);
+            round!(d, e, f, g, hh, a, b2, c, k, 5);
+            round!(c, d, e, f, g, hh, a, b2, k, 6);
+            round!(b2, c, d, e, f, g, hh, a, k, 7);
+            round!(a, b2, c, d, e, f, g, hh, k, 8);
+            round!(hh, a, b2, c, d, e, f, g, k, 9);
+            round!(g, hh, a, b2, c, d, e, f, k, 10);
+            round!(f, g, hh, a, b2, c, d, e, k, 11);
+            round!(e, f, g, hh, a, b2, c, d, k, 12);
+            round!(d, e, f, g, hh, a, b2, c, k, 13);
+            round!(c, d, e, f, g, hh, a, b2, k, 14);
+            round!(b2, c, d, e, f, g, hh, a, k, 15);
+            if group < 3 {
+                extend!(0);
+                extend!(1);
+                extend!(2);
+                extend!(3);
+                extend!(4);
+                extend!(5);
+                extend!(6);
+                extend!(7);
+                extend!(8);
+                extend!(9);
+                extend!(10);
+                extend!(11);
+                extend!(12);
+                extend!(13);
+                extend!(14);
+                extend!(15);
+            }
         }
         for (x, v) in h.iter_mut().zip([a, b2, c, d, e, f, g, hh]) {
             *x = x.wrapping_add(v);
@@ -95,9 +151,10 @@ impl Sha256 {
         }
         let mut chunks = data.chunks_exact(64);
         for c in &mut chunks {
-            let mut b = [0u8; 64];
-            b.copy_from_slice(c);
-            Self::compress(&mut self.h, &b);
+            // Never fails: chunks_exact gives 64 bytes. No copy of the block.
+            if let Ok(b) = <&[u8; 64]>::try_from(c) {
+                Self::compress(&mut self.h, b);
+            }
         }
         let rest = chunks.remainder();
         self.block[..rest.len()].copy_from_slice(rest);
