@@ -291,6 +291,10 @@ impl<T: Transport> Fs<T> {
     /// FORGETs every node looked up since the last call (on the high-priority queue).
     pub fn forget_all(&mut self) -> R<(), T::Error> {
         let nodes = core::mem::take(&mut self.to_forget);
+        if self.t.restarts() != self.session {
+            // Node ids of a session the server no longer has: nothing to forget there.
+            return Ok(());
+        }
         let mut calls: Vec<Call> = Vec::new();
         for (node, n) in nodes {
             let unique = self.next_unique();
@@ -358,13 +362,15 @@ impl<T: Transport> Fs<T> {
         // The directories walked so far (node ids), for "..".
         let mut stack: Vec<u64> = Vec::new();
         let mut node = ROOT;
-        let mut attr = self.getattr(path, ROOT)?;
+        // `None`: the root, whose attributes are asked for only if the walk ends there. A
+        // LOOKUP in it needs no GETATTR first: a root that is no directory fails the LOOKUP.
+        let mut attr: Option<Attr> = None;
         let mut links = 0;
         while let Some(comp) = todo.pop() {
             if stack.len() + todo.len() > MAX_COMPONENTS {
                 return Err(err(path, FsErrorKind::Errno(errno::ENAMETOOLONG)));
             }
-            if !attr.is_dir() {
+            if attr.is_some_and(|a| !a.is_dir()) {
                 return Err(err(path, FsErrorKind::Errno(errno::ENOTDIR)));
             }
             if comp == "." {
@@ -372,7 +378,11 @@ impl<T: Transport> Fs<T> {
             }
             if comp == ".." {
                 node = stack.pop().unwrap_or(ROOT);
-                attr = self.getattr(path, node)?;
+                attr = if node == ROOT {
+                    None
+                } else {
+                    Some(self.getattr(path, node)?)
+                };
                 continue;
             }
             let (child, cattr) = self.lookup(path, node, &comp)?;
@@ -388,15 +398,19 @@ impl<T: Transport> Fs<T> {
                 if target.starts_with('/') {
                     stack.clear();
                     node = ROOT;
-                    attr = self.getattr(path, ROOT)?;
+                    attr = None;
                 }
                 todo.extend(split(&target).rev().map(String::from));
                 continue;
             }
             stack.push(node);
             node = child;
-            attr = cattr;
+            attr = Some(cattr);
         }
+        let attr = match attr {
+            Some(a) => a,
+            None => self.getattr(path, ROOT)?,
+        };
         Ok((node, attr))
     }
 
@@ -532,12 +546,21 @@ impl<T: Transport> Fs<T> {
             return Err(err(path, FsErrorKind::Errno(errno::EFBIG)));
         }
         let fh = self.open::<proto::Open>(path, node)?;
-        let r = self.read_fh(path, node, fh, offset, total, sink);
-        let rel = self.release::<proto::Release>(path, node, fh);
+        let mut released = None;
+        let r = self.read_fh(path, node, fh, offset, total, sink, &mut released);
+        // The RELEASE went out with the last READs, unless the reads stopped before them.
+        let rel = match released {
+            Some(rel) => rel,
+            None => self.release::<proto::Release>(path, node, fh),
+        };
         let n = r?;
         rel.map(|_| (attr.size, n))
     }
 
+    /// Reads `total` bytes from `offset` of the open file `fh` into `sink`. The last batch of
+    /// READs carries the file's RELEASE too (the server serves a batch in order): its checked
+    /// outcome is left in `released`.
+    #[allow(clippy::too_many_arguments)] // one open file's read, and where its RELEASE went
     fn read_fh(
         &mut self,
         path: &str,
@@ -546,6 +569,7 @@ impl<T: Transport> Fs<T> {
         offset: u64,
         total: u64,
         sink: &mut dyn FnMut(&[u8]),
+        released: &mut Option<R<(), T::Error>>,
     ) -> R<u64, T::Error> {
         let mut done = 0u64;
         let mut next = offset;
@@ -574,12 +598,35 @@ impl<T: Transport> Fs<T> {
                 asked.push((unique, size));
                 next += u64::from(size);
             }
+            let release = (next >= end).then(|| {
+                let unique = self.next_unique();
+                let inb = abi::fuse_release_in {
+                    fh,
+                    flags: 0,
+                    release_flags: 0,
+                    lock_owner: 0,
+                };
+                calls.push(Call {
+                    request: proto::request::<proto::Release>(unique, node, inb.as_bytes(), &[]),
+                    reply: vec![0; proto::OUT_HEADER],
+                    used: 0,
+                });
+                unique
+            });
             self.stats.requests += calls.len() as u64;
-            self.t
-                .submit(Queue::Request, &mut calls)
-                .map_err(|e| err(path, FsErrorKind::Transport(e)))?;
+            let sent = self.t.submit(Queue::Request, &mut calls);
+            // A batch the transport failed leaves `released` empty: the caller sends RELEASE
+            // on its own, as after any failed read.
+            if let (Some(unique), Ok(())) = (release, &sent) {
+                *released = Some(
+                    calls
+                        .last()
+                        .map_or(Ok(()), |c| check(path, c, unique).map(|_| ())),
+                );
+            }
+            sent.map_err(|e| err(path, FsErrorKind::Transport(e)))?;
             for (c, (unique, size)) in calls.iter().zip(asked) {
-                let b = check(path, c, unique)?;
+                let b = reply_body(path, c, unique)?;
                 if b.len() > size as usize {
                     return Err(err(
                         path,
@@ -590,7 +637,7 @@ impl<T: Transport> Fs<T> {
                         }),
                     ));
                 }
-                sink(&b);
+                sink(b);
                 done += b.len() as u64;
                 self.stats.bytes_read += b.len() as u64;
                 if b.len() < size as usize {
@@ -739,8 +786,13 @@ fn split(path: &str) -> impl DoubleEndedIterator<Item = &str> {
 
 /// Checks one completed call's reply.
 fn check<E>(path: &str, c: &Call, unique: u64) -> R<Vec<u8>, E> {
+    reply_body(path, c, unique).map(Vec::from)
+}
+
+/// Checks one completed call's reply; its body where it lies, not copied.
+fn reply_body<'a, E>(path: &str, c: &'a Call, unique: u64) -> R<&'a [u8], E> {
     match proto::reply(&c.reply, c.used, unique) {
-        Ok(b) => Ok(Vec::from(b)),
+        Ok(b) => Ok(b),
         Err(Ok(e)) => Err(err(path, FsErrorKind::Errno(e))),
         Err(Err(r)) => Err(err(path, FsErrorKind::Reply(r))),
     }
