@@ -12,7 +12,7 @@
 //! Every remote DMA of the server passes through here, so this is also where it is counted.
 
 use crate::hcall::PartnerError;
-use crate::partner::{Partner, MAX_RDMA};
+use crate::partner::{Partner, Rdma, MAX_RDMA};
 use crate::stats::Stats;
 use std::fmt;
 use std::sync::Arc;
@@ -167,6 +167,80 @@ impl Mirror {
             done += n as u64;
         }
         Ok(())
+    }
+
+    /// [`fetch`](Self::fetch) of several ranges in one batch of remote DMA (one round trip
+    /// where the partner allows it); one result per range.
+    pub fn fetch_many<P: Partner + ?Sized>(
+        &self,
+        p: &mut P,
+        ranges: &[(u64, u64)],
+    ) -> Vec<Result<(), DmaError>> {
+        let mut results: Vec<Result<(), DmaError>> = ranges
+            .iter()
+            .map(|&(ioba, len)| self.check(ioba, len))
+            .collect();
+        let mut bufs: Vec<(usize, Vec<u8>)> = ranges
+            .iter()
+            .enumerate()
+            .filter(|&(i, &(_, len))| results[i].is_ok() && len > 0)
+            .map(|(i, &(_, len))| (i, vec![0u8; len as usize]))
+            .collect();
+        let mut ops: Vec<Rdma<'_>> = bufs
+            .iter_mut()
+            .map(|(i, buf)| Rdma::Read {
+                ioba: ranges[*i].0,
+                buf,
+            })
+            .collect();
+        let done = p.rdma_batch(&mut ops);
+        drop(ops);
+        for ((i, buf), r) in bufs.iter().zip(done) {
+            let (ioba, len) = ranges[*i];
+            Stats::inc(&self.stats.rdma_reads);
+            results[*i] = self.account(r, ioba, buf.len(), &self.stats.rdma_read_bytes);
+            if results[*i].is_ok() && self.mem.write_slice(buf, GuestAddress(ioba)).is_err() {
+                results[*i] = Err(DmaError::OutsideWindow { ioba, len });
+            }
+        }
+        results
+    }
+
+    /// [`flush`](Self::flush) of several ranges in one batch of remote DMA, written in order;
+    /// one result per range.
+    pub fn flush_many<P: Partner + ?Sized>(
+        &self,
+        p: &mut P,
+        ranges: &[(u64, u64)],
+    ) -> Vec<Result<(), DmaError>> {
+        let mut results: Vec<Result<(), DmaError>> = ranges
+            .iter()
+            .map(|&(ioba, len)| self.check(ioba, len))
+            .collect();
+        let mut bufs: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (i, &(ioba, len)) in ranges.iter().enumerate() {
+            if results[i].is_err() || len == 0 {
+                continue;
+            }
+            let mut buf = vec![0u8; len as usize];
+            match self.mem.read_slice(&mut buf, GuestAddress(ioba)) {
+                Ok(()) => bufs.push((i, buf)),
+                Err(_) => results[i] = Err(DmaError::OutsideWindow { ioba, len }),
+            }
+        }
+        let mut ops: Vec<Rdma<'_>> = bufs
+            .iter()
+            .map(|(i, data)| Rdma::Write {
+                ioba: ranges[*i].0,
+                data,
+            })
+            .collect();
+        let done = p.rdma_batch(&mut ops);
+        for ((i, data), r) in bufs.iter().zip(done) {
+            Stats::inc(&self.stats.rdma_writes);
+            results[*i] = self.account(r, ranges[*i].0, data.len(), &self.stats.rdma_write_bytes);
+        }
+        results
     }
 
     /// Zeroes the mirror's `[ioba, ioba+len)` (nothing goes to the guest).

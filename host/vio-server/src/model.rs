@@ -548,16 +548,17 @@ impl<D: Device> DeviceModel<D> {
         }
         let setup = vq.setup;
         let (d, a, _) = QueueSetup::part_sizes(setup.size);
-        for (ioba, len) in [(setup.desc, d), (setup.driver, a)] {
-            match self.mirror.fetch(p, ioba, len) {
-                Ok(()) => {}
-                Err(DmaError::Disconnected) => return Err(Ended::Disconnected),
-                Err(e) => {
-                    self.needs_reset(p, &format!("queue {qi}: ring unreadable: {e}"))?;
-                    let idx = self.queue_ref(qi).map_or(0, |q| q.next_used());
-                    return self.send_used(p, qi, idx);
-                }
-            }
+        // Both parts in one batch (one round trip).
+        let rings = self
+            .mirror
+            .fetch_many(p, &[(setup.desc, d), (setup.driver, a)]);
+        if rings.contains(&Err(DmaError::Disconnected)) {
+            return Err(Ended::Disconnected);
+        }
+        if let Some(Err(e)) = rings.into_iter().find(Result::is_err) {
+            self.needs_reset(p, &format!("queue {qi}: ring unreadable: {e}"))?;
+            let idx = self.queue_ref(qi).map_or(0, |q| q.next_used());
+            return self.send_used(p, qi, idx);
         }
         let outcome = self.serve_queue(p, qi)?;
         if let Err(why) = outcome {
@@ -647,15 +648,56 @@ impl<D: Device> DeviceModel<D> {
             chains.len()
         };
         let total = chains.len();
-        for chain in chains.into_iter().take(to_serve) {
-            let head = chain.head_index();
-            let Some((mut len, writable)) =
-                serve_chain(p, device, mirror, *faults, stats, qi, setup, chain)?
-            else {
-                continue;
+        // Every chain checked, then the driver-readable buffers of all of them fetched in one
+        // batch, each chain served in order, and the bytes they produced flushed in one batch
+        // with the used elements: a NOTIFY costs a few round trips, not a few per chain.
+        let walked: Vec<Walked<'_>> = chains
+            .into_iter()
+            .take(to_serve)
+            .map(|chain| walk_chain(p, mirror, *faults, stats, qi, setup, chain))
+            .collect::<Result<_, Ended>>()?;
+        let reads: Vec<(u64, u64)> = walked
+            .iter()
+            .filter_map(|w| w.chain.as_ref().map(|(_, b)| b))
+            .flatten()
+            .filter(|b| !b.writable)
+            .map(|b| (b.addr, u64::from(b.len)))
+            .collect();
+        let mut fetched = mirror.fetch_many(p, &reads).into_iter();
+        if fetched.as_slice().contains(&Err(DmaError::Disconnected)) {
+            return Err(Ended::Disconnected);
+        }
+        // Bytes to flush: (chain head, ioba, len).
+        let mut writes: Vec<(u16, u64, u64)> = Vec::new();
+        for w in walked {
+            let (head, used, writable) = match w.chain {
+                Some((chain, buffers)) => {
+                    let head = chain.head_index();
+                    // The first failed fetch of this chain's buffers (all were asked for).
+                    let mut fetch_failed = None;
+                    for _ in buffers.iter().filter(|b| !b.writable) {
+                        if let Some(Err(e)) = fetched.next() {
+                            fetch_failed.get_or_insert(e);
+                        }
+                    }
+                    let (used, writable) =
+                        serve_chain(device, mirror, *faults, qi, &buffers, chain, fetch_failed);
+                    writes.extend(
+                        chain::writable_prefix(&buffers, used)
+                            .into_iter()
+                            .map(|(ioba, len)| (head, ioba, len)),
+                    );
+                    (head, used, writable)
+                }
+                // A refused chain is returned with nothing written, if its head allows.
+                None => match w.refused {
+                    Some(head) => (head, 0, 0),
+                    None => continue,
+                },
             };
+            let mut len = used as u32;
             if faults.bad_used_len {
-                len = writable.saturating_add(BAD_USED_LEN_EXTRA);
+                len = (writable as u32).saturating_add(BAD_USED_LEN_EXTRA);
             }
             if let Err(e) = queue.add_used(mem, head, len) {
                 queue.set_next_used(first_used);
@@ -670,24 +712,46 @@ impl<D: Device> DeviceModel<D> {
             }
         }
         if faults.die_mid_request && total > 0 {
+            // The served chains' bytes reach the guest; the used ring does not.
+            let ranges: Vec<(u64, u64)> = writes.iter().map(|&(_, i, l)| (i, l)).collect();
+            mirror.flush_many(p, &ranges);
             error!("fault die-mid-request: served {to_serve} of {total} chains; stopping without writing the used ring");
             return Err(Ended::Died);
         }
-        // The used elements, then the used index (section 5, "Kick").
+        // The chains' bytes, then the used elements (section 5, "Kick"), in one batch; then
+        // the used index once they are in.
         let count = queue.next_used().wrapping_sub(first_used);
-        if count == 0 {
-            return Ok(Ok(()));
-        }
         let start = first_used % setup.size;
         let first_run = count.min(setup.size - start);
         let elems = setup.device + 4;
-        let mut runs = vec![(elems + 8 * u64::from(start), 8 * u64::from(first_run))];
-        if first_run < count {
-            runs.push((elems, 8 * u64::from(count - first_run)));
+        let mut runs = Vec::new();
+        if count > 0 {
+            runs.push((elems + 8 * u64::from(start), 8 * u64::from(first_run)));
+            if first_run < count {
+                runs.push((elems, 8 * u64::from(count - first_run)));
+            }
         }
-        runs.push((setup.device + 2, 2));
-        for (ioba, len) in runs {
-            match mirror.flush(p, ioba, len) {
+        let ranges: Vec<(u64, u64)> = writes
+            .iter()
+            .map(|&(_, ioba, len)| (ioba, len))
+            .chain(runs.iter().copied())
+            .collect();
+        let flushed = mirror.flush_many(p, &ranges);
+        if flushed.contains(&Err(DmaError::Disconnected)) {
+            return Err(Ended::Disconnected);
+        }
+        let (data, used_runs) = flushed.split_at(writes.len());
+        for ((head, _, _), r) in writes.iter().zip(data) {
+            if let Err(e) = r {
+                warn!("queue {qi}: chain at {head}: result not written: {e}");
+            }
+        }
+        let mut idx = used_runs.to_vec();
+        if count > 0 && used_runs.iter().all(Result::is_ok) {
+            idx.push(mirror.flush(p, setup.device + 2, 2));
+        }
+        for r in idx {
+            match r {
                 Ok(()) => {}
                 Err(DmaError::Disconnected) => return Err(Ended::Disconnected),
                 Err(e) => {
@@ -701,44 +765,63 @@ impl<D: Device> DeviceModel<D> {
     }
 }
 
-/// Serves one chain: `Some((used length, device-writable bytes))`, or `None` if it cannot even
-/// be returned (its head is out of range).
-#[allow(clippy::too_many_arguments)] // the disjoint parts of the model one chain needs
-fn serve_chain<P: Partner + ?Sized, D: Device>(
+/// A chain after [`walk_chain`]: its buffers, or the head of a refused chain that is still
+/// returned (used length 0), or neither (its head is out of range).
+struct Walked<'m> {
+    chain: Option<(
+        DescriptorChain<&'m crate::mirror::MirrorMemory>,
+        Vec<Buffer>,
+    )>,
+    refused: Option<u16>,
+}
+
+/// Checks one chain ([`chain::walk`]) and runs the `touch-unmapped` fault on it.
+fn walk_chain<'m, P: Partner + ?Sized>(
     p: &mut P,
-    device: &mut D,
     mirror: &Mirror,
     faults: Faults,
     stats: &Stats,
     qi: u16,
     setup: &QueueSetup,
-    chain: DescriptorChain<&crate::mirror::MirrorMemory>,
-) -> Result<Option<(u32, u32)>, Ended> {
+    chain: DescriptorChain<&'m crate::mirror::MirrorMemory>,
+) -> Result<Walked<'m>, Ended> {
     Stats::inc(&stats.requests);
     let head = chain.head_index();
     let (d, a, _) = QueueSetup::part_sizes(setup.size);
     let rings = [(setup.desc, d), (setup.driver, a)];
-    let buffers = match chain::walk(mirror, setup.desc, setup.size, head, &rings) {
-        Ok(b) => b,
+    match chain::walk(mirror, setup.desc, setup.size, head, &rings) {
+        Ok(buffers) => {
+            if faults.touch_unmapped {
+                touch_past(p, mirror, &buffers)?;
+            }
+            Ok(Walked {
+                chain: Some((chain, buffers)),
+                refused: None,
+            })
+        }
         Err(e) => {
             warn!("queue {qi}: chain refused: {e}");
             Stats::inc(&stats.bad_chains);
-            return Ok((head < setup.size).then_some((0, 0)));
-        }
-    };
-    if faults.touch_unmapped {
-        touch_past(p, mirror, &buffers)?;
-    }
-    let mut fetch_failed = None;
-    for b in buffers.iter().filter(|b| !b.writable) {
-        if let Err(e) = mirror.fetch(p, b.addr, u64::from(b.len)) {
-            if e == DmaError::Disconnected {
-                return Err(Ended::Disconnected);
-            }
-            fetch_failed = Some(e);
-            break;
+            Ok(Walked {
+                chain: None,
+                refused: (head < setup.size).then_some(head),
+            })
         }
     }
+}
+
+/// Serves one walked chain whose driver-readable buffers are fetched (or `fetch_failed`):
+/// (used length, device-writable bytes).
+fn serve_chain<D: Device>(
+    device: &mut D,
+    mirror: &Mirror,
+    faults: Faults,
+    qi: u16,
+    buffers: &[Buffer],
+    chain: DescriptorChain<&crate::mirror::MirrorMemory>,
+    fetch_failed: Option<DmaError>,
+) -> (u64, u64) {
+    let head = chain.head_index();
     let writable: u64 = buffers
         .iter()
         .filter(|b| b.writable)
@@ -757,18 +840,11 @@ fn serve_chain<P: Partner + ?Sized, D: Device>(
         faults,
     });
     let used = u64::from(used).min(writable);
-    for (ioba, len) in chain::writable_prefix(&buffers, used) {
-        match mirror.flush(p, ioba, len) {
-            Ok(()) => {}
-            Err(DmaError::Disconnected) => return Err(Ended::Disconnected),
-            Err(e) => warn!("queue {qi}: chain at {head}: result not written: {e}"),
-        }
-    }
     debug!(
         "queue {qi}: chain at {head}: {} buffers, used {used}",
         buffers.len()
     );
-    Ok(Some((used as u32, writable as u32)))
+    (used, writable)
 }
 
 /// The `touch-unmapped` fault: remote-reads the page just past the chain's last buffer page,

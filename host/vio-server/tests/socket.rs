@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use vio_server::partner::socket::frame;
+use vio_server::partner::Rdma;
 use vio_server::{Event, FakeGuest, Partner, PartnerError, SocketPartner};
 use virtio_vio::header::{self, Header};
 use virtio_vio::msg::{Message, Opcode, Status};
@@ -190,6 +191,85 @@ fn connects_late_buffers_unsolicited_frames_splits_rdma_and_reconnects() {
     );
     assert_eq!(wait_event(&mut p), Event::Disconnected);
     qemu.join().unwrap();
+}
+
+#[test]
+fn a_batch_of_rdma_is_sent_whole_before_the_first_reply_and_each_op_has_its_result() {
+    let path = sock_path("batch");
+    let l = UnixListener::bind(&path).unwrap();
+    let qemu = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        write_frame(&mut s, frame::HELLO, &hello(0));
+        // Every request of the batch arrives before QEMU has answered any.
+        let frames: Vec<(u32, Vec<u8>)> = (0..3).map(|_| read_frame(&mut s).unwrap()).collect();
+        let kinds: Vec<(u32, u64)> = frames.iter().map(|(k, p)| (*k, le64(p, 8))).collect();
+        assert_eq!(
+            kinds,
+            [
+                (frame::RDMA_READ, 0x1000),
+                (frame::RDMA_WRITE, 0x2000),
+                (frame::RDMA_READ, 0x3000)
+            ]
+        );
+        assert_eq!(&frames[1].1[24..], &[7u8; 16][..], "the write's bytes");
+        write_frame(
+            &mut s,
+            frame::READ_DATA,
+            &[result(le64(&frames[0].1, 0), 0), vec![0x33; 32]].concat(),
+        );
+        // The write is refused; the read after it still goes through.
+        write_frame(&mut s, frame::RESULT, &result(le64(&frames[1].1, 0), -14));
+        write_frame(
+            &mut s,
+            frame::READ_DATA,
+            &[result(le64(&frames[2].1, 0), 0), vec![0x44; 8]].concat(),
+        );
+        // A batch cut off by the connection: what is not answered is lost with it.
+        let _ = read_frame(&mut s).unwrap();
+        let _ = read_frame(&mut s).unwrap();
+    });
+    let mut p = SocketPartner::new(&path);
+    assert!(matches!(wait_event(&mut p), Event::Connected(_)));
+    let (mut a, mut c) = ([0u8; 32], [0u8; 8]);
+    let data = [7u8; 16];
+    let mut ops = [
+        Rdma::Read {
+            ioba: 0x1000,
+            buf: &mut a,
+        },
+        Rdma::Write {
+            ioba: 0x2000,
+            data: &data,
+        },
+        Rdma::Read {
+            ioba: 0x3000,
+            buf: &mut c,
+        },
+    ];
+    assert_eq!(
+        p.rdma_batch(&mut ops),
+        [Ok(()), Err(PartnerError::Status(-14)), Ok(())]
+    );
+    assert!(a.iter().all(|&b| b == 0x33) && c.iter().all(|&b| b == 0x44));
+    let mut ops = [
+        Rdma::Write {
+            ioba: 0x2000,
+            data: &data,
+        },
+        Rdma::Write {
+            ioba: 0x2000,
+            data: &data,
+        },
+    ];
+    assert_eq!(
+        p.rdma_batch(&mut ops),
+        [
+            Err(PartnerError::Disconnected),
+            Err(PartnerError::Disconnected)
+        ]
+    );
+    qemu.join().unwrap();
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

@@ -42,6 +42,15 @@ pub enum Event {
     Disconnected,
 }
 
+/// One remote DMA of a batch ([`Partner::rdma_batch`]).
+#[derive(Debug)]
+pub enum Rdma<'a> {
+    /// Guest memory at `ioba` into `buf` (the TCEs must allow device reads).
+    Read { ioba: u64, buf: &'a mut [u8] },
+    /// `data` into guest memory at `ioba` (the TCEs must allow device writes).
+    Write { ioba: u64, data: &'a [u8] },
+}
+
 /// The hypervisor side a VIO server talks to.
 ///
 /// The RDMA calls accept any length; an implementation with a per-transfer limit splits (a split
@@ -53,6 +62,18 @@ pub trait Partner {
     fn rdma_read(&mut self, ioba: u64, buf: &mut [u8]) -> Result<(), PartnerError>;
     /// Writes guest memory at `ioba` through the TCE window (the TCEs must allow device writes).
     fn rdma_write(&mut self, ioba: u64, data: &[u8]) -> Result<(), PartnerError>;
+    /// Runs `ops` in order and gives one result each. A partner may have them all in flight
+    /// at once (the socket sends every request before it waits for the first reply; QEMU
+    /// serves them in order), so a batch costs one round trip instead of one per transfer.
+    /// Each transfer succeeds or fails on its own, as if it had been asked alone.
+    fn rdma_batch(&mut self, ops: &mut [Rdma<'_>]) -> Vec<Result<(), PartnerError>> {
+        ops.iter_mut()
+            .map(|op| match op {
+                Rdma::Read { ioba, buf } => self.rdma_read(*ioba, buf),
+                Rdma::Write { ioba, data } => self.rdma_write(*ioba, data),
+            })
+            .collect()
+    }
     /// The next event, waiting at most about `timeout`; `None` if nothing happened.
     fn next_event(&mut self, timeout: Duration) -> Option<Event>;
     /// Drops the connection (the guest then sees "partner failed"); a later `next_event` may

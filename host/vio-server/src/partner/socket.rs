@@ -186,18 +186,34 @@ impl SocketPartner {
         payload: &[u8],
         reply_kind: u32,
     ) -> Result<Vec<u8>, PartnerError> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(PartnerError::Disconnected);
-        };
+        self.send(kind, payload)?;
+        self.reply(kind, le64(payload, 0), reply_kind)
+    }
+
+    /// Sends one request frame (its payload starts with its tag).
+    fn send(&mut self, kind: u32, payload: &[u8]) -> Result<(), PartnerError> {
         let mut buf = Vec::with_capacity(frame::HEADER_LEN + payload.len());
         buf.extend_from_slice(&kind.to_le_bytes());
         buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         buf.extend_from_slice(payload);
-        if let Err(e) = conn.stream.write_all(&buf) {
+        self.send_frame(&buf)
+    }
+
+    /// Sends one whole frame, header included.
+    fn send_frame(&mut self, buf: &[u8]) -> Result<(), PartnerError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(PartnerError::Disconnected);
+        };
+        if let Err(e) = conn.stream.write_all(buf) {
             self.lose(&format!("write failed: {e}"));
             return Err(PartnerError::Disconnected);
         }
-        let tag = le64(payload, 0);
+        Ok(())
+    }
+
+    /// Waits for the reply of `reply_kind` to the request of `kind` tagged `tag`, which must
+    /// be the next reply (section 6: replies come in request order).
+    fn reply(&mut self, kind: u32, tag: u64, reply_kind: u32) -> Result<Vec<u8>, PartnerError> {
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(PartnerError::Disconnected);
@@ -216,7 +232,6 @@ impl SocketPartner {
                 }
             };
             if f.kind == frame::RESULT || f.kind == frame::READ_DATA {
-                // Section 6: replies come in request order, so this one is ours.
                 if f.kind != reply_kind || le64(&f.payload, 0) != tag {
                     self.lose(&format!(
                         "reply type {:#x} tag {:#x} to request type {kind:#x} tag {tag:#x}",
@@ -231,6 +246,36 @@ impl SocketPartner {
                 self.pending.push_back(ev);
             }
         }
+    }
+
+    /// The whole frame of an RDMA_READ or RDMA_WRITE request for `len` bytes at `at` (`data`
+    /// after it for a write), built in one buffer.
+    fn rdma_frame(&mut self, kind: u32, at: u64, len: usize, data: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(frame::HEADER_LEN + 24 + data.len());
+        p.extend_from_slice(&kind.to_le_bytes());
+        p.extend_from_slice(&((24 + data.len()) as u32).to_le_bytes());
+        p.extend_from_slice(&self.next_tag().to_le_bytes());
+        p.extend_from_slice(&at.to_le_bytes());
+        p.extend_from_slice(&(len as u32).to_le_bytes());
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p.extend_from_slice(data);
+        p
+    }
+
+    /// The checked data of a READ_DATA reply for `want` bytes.
+    fn read_data(&mut self, reply: &[u8], want: usize) -> Result<(), PartnerError> {
+        let status = le64(reply, 8) as i64;
+        if status != H_SUCCESS {
+            return Err(PartnerError::Status(status));
+        }
+        if reply.len() - 16 != want {
+            self.lose(&format!(
+                "READ_DATA with {} bytes for {want}",
+                reply.len() - 16
+            ));
+            return Err(PartnerError::Disconnected);
+        }
+        Ok(())
     }
 
     fn next_tag(&mut self) -> u64 {
@@ -283,51 +328,78 @@ impl Partner for SocketPartner {
     }
 
     fn rdma_read(&mut self, ioba: u64, buf: &mut [u8]) -> Result<(), PartnerError> {
-        for (i, chunk) in buf.chunks_mut(MAX_RDMA).enumerate() {
-            let at = ioba
-                .checked_add((i * MAX_RDMA) as u64)
-                .ok_or(PartnerError::Status(H_PARAMETER))?;
-            let tag = self.next_tag();
-            let mut p = Vec::with_capacity(24);
-            p.extend_from_slice(&tag.to_le_bytes());
-            p.extend_from_slice(&at.to_le_bytes());
-            p.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-            p.extend_from_slice(&0u32.to_le_bytes());
-            let reply = self.request(frame::RDMA_READ, &p, frame::READ_DATA)?;
-            let status = le64(&reply, 8) as i64;
-            let data = &reply[16..];
-            if status != H_SUCCESS {
-                return Err(PartnerError::Status(status));
-            }
-            if data.len() != chunk.len() {
-                self.lose(&format!(
-                    "READ_DATA with {} bytes for {}",
-                    data.len(),
-                    chunk.len()
-                ));
-                return Err(PartnerError::Disconnected);
-            }
-            chunk.copy_from_slice(data);
-        }
-        Ok(())
+        let mut ops = [super::Rdma::Read { ioba, buf }];
+        self.rdma_batch(&mut ops).pop().unwrap_or(Ok(()))
     }
 
     fn rdma_write(&mut self, ioba: u64, data: &[u8]) -> Result<(), PartnerError> {
-        for (i, chunk) in data.chunks(MAX_RDMA).enumerate() {
-            let at = ioba
-                .checked_add((i * MAX_RDMA) as u64)
-                .ok_or(PartnerError::Status(H_PARAMETER))?;
-            let tag = self.next_tag();
-            let mut p = Vec::with_capacity(24 + chunk.len());
-            p.extend_from_slice(&tag.to_le_bytes());
-            p.extend_from_slice(&at.to_le_bytes());
-            p.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-            p.extend_from_slice(&0u32.to_le_bytes());
-            p.extend_from_slice(chunk);
-            let reply = self.request(frame::RDMA_WRITE, &p, frame::RESULT)?;
-            Self::result_status(&reply)?;
+        let mut ops = [super::Rdma::Write { ioba, data }];
+        self.rdma_batch(&mut ops).pop().unwrap_or(Ok(()))
+    }
+
+    /// Every frame of the batch is sent first (split at [`MAX_RDMA`]), then the replies are
+    /// taken in order: one round trip through QEMU for the whole batch.
+    fn rdma_batch(&mut self, ops: &mut [super::Rdma<'_>]) -> Vec<Result<(), PartnerError>> {
+        use super::Rdma;
+        let mut results: Vec<Result<(), PartnerError>> = vec![Ok(()); ops.len()];
+        // (op, offset in it, bytes, tag) of every frame sent, in order.
+        let mut sent: Vec<(usize, usize, usize, u64)> = Vec::new();
+        'send: for (i, op) in ops.iter().enumerate() {
+            let (ioba, len) = match op {
+                Rdma::Read { ioba, buf } => (*ioba, buf.len()),
+                Rdma::Write { ioba, data } => (*ioba, data.len()),
+            };
+            let mut off = 0;
+            while off < len {
+                let n = (len - off).min(MAX_RDMA);
+                let Some(at) = ioba.checked_add(off as u64) else {
+                    results[i] = Err(PartnerError::Status(H_PARAMETER));
+                    continue 'send;
+                };
+                let frame = match op {
+                    Rdma::Read { .. } => self.rdma_frame(frame::RDMA_READ, at, n, &[]),
+                    Rdma::Write { data, .. } => {
+                        self.rdma_frame(frame::RDMA_WRITE, at, n, &data[off..off + n])
+                    }
+                };
+                if self.send_frame(&frame).is_err() {
+                    break 'send;
+                }
+                sent.push((i, off, n, self.tag));
+                off += n;
+            }
         }
-        Ok(())
+        let mut gone = !self.is_connected();
+        for (i, off, n, tag) in sent {
+            if gone {
+                break;
+            }
+            let r = match &mut ops[i] {
+                Rdma::Read { buf, .. } => self
+                    .reply(frame::RDMA_READ, tag, frame::READ_DATA)
+                    .and_then(|reply| {
+                        self.read_data(&reply, n)?;
+                        buf[off..off + n].copy_from_slice(&reply[16..]);
+                        Ok(())
+                    }),
+                Rdma::Write { .. } => self
+                    .reply(frame::RDMA_WRITE, tag, frame::RESULT)
+                    .and_then(|reply| Self::result_status(&reply)),
+            };
+            gone = r == Err(PartnerError::Disconnected);
+            if results[i].is_ok() {
+                results[i] = r;
+            }
+        }
+        if !self.is_connected() {
+            // Whatever was not answered is lost with the connection.
+            for r in &mut results {
+                if r.is_ok() {
+                    *r = Err(PartnerError::Disconnected);
+                }
+            }
+        }
+        results
     }
 
     fn next_event(&mut self, timeout: Duration) -> Option<Event> {
