@@ -22,6 +22,10 @@ pub const MAX_READ: u32 = 256 << 10;
 pub const READS_IN_FLIGHT: usize = 8;
 /// Server restarts one streaming read survives.
 pub const RESUMES: usize = 8;
+/// Nodes that reads may leave looked up before their FORGETs go out, in one batch on the
+/// high-priority queue (a file read after another does not wait for a FORGET each time);
+/// `stat`, `list_dir` and `unmount` forget every node at once.
+pub const FORGET_AFTER: usize = 32;
 /// Bytes asked for per READDIR.
 const READDIR_BYTES: u32 = 64 << 10;
 
@@ -500,7 +504,8 @@ impl<T: Transport> Fs<T> {
     }
 
     /// Reads `path` (or a range of it) and hands each piece to `sink` in order, without keeping
-    /// the file in memory. Returns the file's size and the bytes read. When the server restarts
+    /// the file in memory. The nodes looked up are forgotten once [`FORGET_AFTER`] are
+    /// pending (or by the next `stat`, `list_dir`, `forget_all` or `unmount`). Returns the file's size and the bytes read. When the server restarts
     /// in the middle, the read goes on in the new session from the first byte the sink has not
     /// had (at most [`RESUMES`] times).
     pub fn read_stream(
@@ -520,7 +525,11 @@ impl<T: Transport> Fs<T> {
                 delivered.set(delivered.get() + piece.len() as u64);
                 sink(piece)
             });
-            let f = self.forget_all();
+            let f = if self.to_forget.len() >= FORGET_AFTER {
+                self.forget_all()
+            } else {
+                Ok(())
+            };
             match r.and_then(|(size, _)| f.map(|_| size)) {
                 Ok(size) => return Ok((size, delivered.get())),
                 Err(_) if self.t.restarts() != before && resumes < RESUMES => resumes += 1,

@@ -374,6 +374,38 @@ fn reads_files_follows_symlinks_and_forgets_every_lookup() {
 }
 
 #[test]
+fn reads_leave_forgets_pending_up_to_a_bound_and_forget_all_sends_them() {
+    let mut fs = mounted(tree(3));
+    for _ in 0..5 {
+        fs.read_file("/boot/vmlinux", &mut |_| {}).unwrap();
+    }
+    // /boot and /boot/vmlinux, looked up five times each, not yet forgotten.
+    let pending: Vec<u64> = fs
+        .transport()
+        .lookups
+        .values()
+        .copied()
+        .filter(|&n| n > 0)
+        .collect();
+    assert_eq!(pending, [5, 5]);
+    fs.forget_all().unwrap();
+    assert!(fs.transport().lookups.values().all(|&n| n == 0));
+    // Past the bound the FORGETs go out by themselves: the deep path looks up 21 nodes.
+    let deep = "/deep/d1/d2/d3/d4/d5/d6/d7/d8/d9/d10/d11/d12/d13/d14/d15/d16/d17/d18/d19/d20/leaf";
+    fs.read_file(deep, &mut |_| {}).unwrap();
+    fs.read_file("/boot/vmlinux", &mut |_| {}).unwrap();
+    assert!(fs.transport().lookups.values().any(|&n| n > 0));
+    fs.read_file("/boot/up", &mut |_| {}).unwrap();
+    fs.read_file("/boot/initrd", &mut |_| {}).unwrap();
+    fs.read_file("/link", &mut |_| {}).unwrap();
+    let left = fs.transport().lookups.values().filter(|&&n| n > 0).count();
+    assert!(
+        left < fuse_client::fs::FORGET_AFTER,
+        "{left} nodes still looked up"
+    );
+}
+
+#[test]
 fn errors_name_the_path_and_errno() {
     let mut fs = mounted(tree(0));
     let e = fs.read_file("/boot/missing", &mut |_| {}).unwrap_err();
@@ -505,6 +537,7 @@ fn a_restarted_server_gets_a_new_fuse_session() {
         .read_file("/boot/vmlinux", &mut |_| {})
         .expect("re-initialized and read");
     assert_eq!(v.len(), 300 * 1024);
+    fs.forget_all().unwrap();
     assert!(fs.transport().lookups.values().all(|&n| n == 0));
 }
 
@@ -522,7 +555,9 @@ fn a_read_cut_off_by_a_restart_resumes_where_it_stopped() {
     assert_eq!(v.len(), want.len());
     assert!(v == want, "the resumed read delivered other bytes");
     assert_eq!(fs.transport().restarts, 1);
-    // Every lookup of both sessions is forgotten.
+    // Every lookup of both sessions is forgotten (a read leaves its FORGETs pending: the
+    // old session's are dropped, the new one's go out with forget_all).
+    fs.forget_all().unwrap();
     assert!(fs.transport().lookups.values().all(|&n| n == 0));
     // Mid-batch too: restart in the middle of the first batch of a big read.
     let mut fs = mounted(tree(0));
