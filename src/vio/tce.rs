@@ -6,9 +6,12 @@
 //! up to 512, H_STUFF_TCE to clear a run) and never hands out IOBA 0. A request's small
 //! buffers (up to [`BOUNCE_MAX`] bytes: virtio request headers, status bytes, indirect
 //! descriptor lists, a 4 KiB block) are not mapped at all: they are copied through a bounce
-//! area that stays mapped while the window's devices have rings, so they cost no hcall. The
-//! windows of all adapters live in one registry ([`with_window`]), because virtio-drivers'
-//! `Hal` is static.
+//! area that stays mapped while the window's devices have rings, so they cost no hcall. Longer
+//! buffers are mapped in batches: those shared before one notify get adjacent IOBAs; on a
+//! virtio-vio window their TCEs are put only at the notify ([`TceWindow::flush`]: the device
+//! reads nothing before it), with one H_PUT_TCE_INDIRECT per 512 pages, and each batch is
+//! cleared with one H_STUFF_TCE once its last buffer is unshared. The windows of all adapters
+//! live in one registry ([`with_window`]), because virtio-drivers' `Hal` is static.
 
 use crate::hcall::{self, HcallError, Ioba, Liobn, RealAddr};
 use crate::mem::{self, DmaPages};
@@ -111,6 +114,20 @@ impl Bounce {
     }
 }
 
+/// A shared buffer's run of IOBA pages (a mapped one; bounced buffers have none).
+struct Run {
+    /// First IOBA page index in the window, and pages.
+    idx: usize,
+    count: usize,
+    /// The batch it was shared in: the notify after which the device may use it.
+    batch: u64,
+    /// Not unshared yet.
+    live: bool,
+    /// The TCE of its first page (real page | permission bits) while it is not put yet; page
+    /// `i` takes `tce + i * 4096`.
+    pending: Option<u64>,
+}
+
 /// One adapter's DMA window.
 pub struct TceWindow {
     liobn: Liobn,
@@ -126,6 +143,12 @@ pub struct TceWindow {
     /// page): the bounce area is kept only while there are some, or buffers in it.
     standing: usize,
     bounce: Option<Bounce>,
+    /// Mapped shared buffers whose batch is not cleared yet, live or unshared.
+    runs: Vec<Run>,
+    /// The batch that shares join now; [`flush`](Self::flush) (at each notify) starts the next.
+    batch: u64,
+    /// Put shared buffers' TCEs at [`flush`](Self::flush) rather than when shared.
+    defer: bool,
 }
 
 impl TceWindow {
@@ -142,12 +165,89 @@ impl TceWindow {
             shared: Vec::new(),
             standing: 0,
             bounce: None,
+            runs: Vec::new(),
+            batch: 0,
+            defer: false,
+        }
+    }
+
+    /// From now on, shared buffers' TCEs are put when [`flush`](Self::flush) is called, all at
+    /// once, instead of one hcall per buffer. For a transport that calls `flush` before every
+    /// notify and whose device reaches buffers only after a notify (virtio-vio: the server reads
+    /// the rings on NOTIFY alone). Not for virtio-pci: a device may process a ring without a
+    /// notify (it suppresses them while it works).
+    pub fn defer_puts_until_notify(&mut self) {
+        self.defer = true;
+    }
+
+    /// The device is about to be notified: puts the TCEs of every buffer shared since the last
+    /// notify (none unless [`defer_puts_until_notify`](Self::defer_puts_until_notify)), one
+    /// H_PUT_TCE_INDIRECT per 512 adjacent pages (H_PUT_TCE for a single page), and starts the
+    /// next batch.
+    pub fn flush(&mut self) -> Result<(), TceError> {
+        self.batch += 1;
+        let mut todo: Vec<(usize, usize, u64)> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.pending.map(|t| (r.idx, r.count, t)))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        todo.sort_unstable_by_key(|t| t.0);
+        // The pages of adjacent runs, as one list of (IOBA page index, TCE).
+        let mut segment: Vec<u64> = Vec::new();
+        let mut start = todo[0].0;
+        for (n, &(idx, count, tce)) in todo.iter().enumerate() {
+            if idx != start + segment.len() {
+                self.put_list(start, &segment)?;
+                segment.clear();
+                start = idx;
+            }
+            segment.extend((0..count as u64).map(|i| tce + i * PAGE));
+            if n + 1 == todo.len() {
+                self.put_list(start, &segment)?;
+            }
+        }
+        for r in &mut self.runs {
+            r.pending = None;
+        }
+        Ok(())
+    }
+
+    /// Puts `tces` at IOBA page `idx` and on: H_PUT_TCE for one, else H_PUT_TCE_INDIRECT per
+    /// 512.
+    fn put_list(&mut self, idx: usize, tces: &[u64]) -> Result<(), TceError> {
+        let ioba = self.base + idx as u64 * PAGE;
+        if let [one] = tces {
+            return Ok(hcall::put_tce(self.liobn, Ioba(ioba), *one)?);
+        }
+        let list = self.list_page()?;
+        for (k, chunk) in tces.chunks(TCE_INDIRECT_MAX).enumerate() {
+            mem::write_be_u64s(list, chunk);
+            let at = ioba + (k * TCE_INDIRECT_MAX) as u64 * PAGE;
+            // SAFETY: `list` is our own 4 KiB pool page holding `chunk.len()` (<= 512) TCEs,
+            // unchanged until the call returns.
+            unsafe { hcall::put_tce_indirect(self.liobn, Ioba(at), list, chunk.len() as u64) }?;
+        }
+        Ok(())
+    }
+
+    fn list_page(&mut self) -> Result<RealAddr, TceError> {
+        match self.list {
+            Some(l) => Ok(l),
+            None => {
+                let l = mem::alloc_pages(1).ok_or(TceError::NoMemory)?;
+                self.list = Some(l);
+                Ok(l)
+            }
         }
     }
 
     /// Shares a request's buffer with the device until [`unshare`](Self::unshare): one of up
     /// to [`BOUNCE_MAX`] bytes is copied into the bounce area (unless the device only writes
-    /// it) and costs no hcall; a longer one is mapped as [`map`](Self::map) maps (one hcall).
+    /// it) and costs no hcall; a longer one is mapped in place, in this batch: now (one
+    /// hcall), or at [`flush`](Self::flush) with the batch's other buffers.
     pub fn share(&mut self, buf: &[u8], access: Access) -> Result<Ioba, TceError> {
         let len = buf.len();
         let ioba = match self.bounce_slot(len) {
@@ -159,10 +259,94 @@ impl TceWindow {
                 }
                 Ioba(ioba)
             }
-            None => self.map_run(RealAddr(buf.as_ptr() as u64), len, access)?,
+            None => self.share_run(buf.as_ptr() as u64, len, access)?,
         };
         self.shared.push((ioba, len));
         Ok(ioba)
+    }
+
+    /// Maps a shared buffer at `addr` in the current batch (see [`share`](Self::share)).
+    fn share_run(&mut self, addr: u64, len: usize, access: Access) -> Result<Ioba, TceError> {
+        let first = addr & !(PAGE - 1);
+        let count = (addr + len.max(1) as u64 - first).div_ceil(PAGE) as usize;
+        let idx = self.pages.alloc(count).ok_or(TceError::WindowFull {
+            liobn: self.liobn.0,
+            pages: count,
+        })?;
+        let ioba = self.base + idx as u64 * PAGE;
+        let tce = first | access.bits();
+        let pending = if self.defer {
+            Some(tce)
+        } else {
+            if let Err(e) = self.put(ioba, first, count, access.bits()) {
+                if self.clear(ioba, count).is_ok() {
+                    let _ = self.pages.free(idx, count);
+                }
+                return Err(e);
+            }
+            None
+        };
+        self.runs.push(Run {
+            idx,
+            count,
+            batch: self.batch,
+            live: true,
+            pending,
+        });
+        Ok(Ioba(ioba + (addr - first)))
+    }
+
+    /// Marks the run of a mapped shared buffer unshared; when it was its batch's last live one,
+    /// clears the batch.
+    fn unshare_run(&mut self, ioba: Ioba, len: usize) -> Result<(), TceError> {
+        let first = ioba.0 & !(PAGE - 1);
+        let count = (ioba.0 + len.max(1) as u64 - first).div_ceil(PAGE) as usize;
+        let idx = first.checked_sub(self.base).map(|o| (o / PAGE) as usize);
+        let run = self
+            .runs
+            .iter_mut()
+            .find(|r| Some(r.idx) == idx && r.count == count && r.live)
+            .ok_or(TceError::NotMapped {
+                liobn: self.liobn.0,
+                ioba: ioba.0,
+            })?;
+        run.live = false;
+        let batch = run.batch;
+        if self.runs.iter().any(|r| r.batch == batch && r.live) {
+            return Ok(());
+        }
+        let (done, keep) = core::mem::take(&mut self.runs)
+            .into_iter()
+            .partition(|r| r.batch == batch);
+        self.runs = keep;
+        self.clear_runs(done)
+    }
+
+    /// Clears `runs` (one H_STUFF_TCE per adjacent group, normally one) and frees their IOBA
+    /// pages; pages whose clear failed stay allocated, never to be handed out again.
+    fn clear_runs(&mut self, mut runs: Vec<Run>) -> Result<(), TceError> {
+        runs.sort_unstable_by_key(|r| r.idx);
+        let mut result = Ok(());
+        let mut i = 0;
+        while i < runs.len() {
+            let start = runs[i].idx;
+            let mut end = start + runs[i].count;
+            let mut j = i + 1;
+            while j < runs.len() && runs[j].idx == end {
+                end += runs[j].count;
+                j += 1;
+            }
+            match self.clear(self.base + start as u64 * PAGE, end - start) {
+                Ok(()) => {
+                    for r in &runs[i..j] {
+                        let _ = self.pages.free(r.idx, r.count);
+                    }
+                }
+                Err(e) => result = Err(e),
+            }
+            i = j;
+        }
+        result
     }
 
     /// Ends what [`share`](Self::share) began: a bounced buffer's copy goes back into `back`
@@ -187,15 +371,16 @@ impl TceWindow {
             self.free_slot(ioba, len, back);
             Ok(())
         } else {
-            self.unmap_run(ioba, len)
+            self.unshare_run(ioba, len)
         };
         self.settle_bounce()?;
         r
     }
 
-    /// Unmaps every buffer still shared, and the bounce area when buffers were left in it:
-    /// after a request failed half way, the device must not reach memory that is about to be
-    /// used for something else. Returns how many buffers there were.
+    /// Unmaps every buffer still shared (of every batch, put or not yet), and the bounce area
+    /// when buffers were left in it: after a request failed half way, the device must not
+    /// reach memory that is about to be used for something else. Returns how many buffers
+    /// there were.
     pub fn revoke_shared(&mut self) -> Result<usize, TceError> {
         let all = core::mem::take(&mut self.shared);
         let mut bounced = false;
@@ -203,13 +388,14 @@ impl TceWindow {
             if self.is_bounced(ioba) {
                 self.free_slot(ioba, len, None);
                 bounced = true;
-            } else {
-                self.unmap_run(ioba, len)?;
             }
         }
+        let runs = core::mem::take(&mut self.runs);
+        let cleared = self.clear_runs(runs);
         if bounced {
             self.release_bounce()?;
         }
+        cleared?;
         Ok(all.len())
     }
 
@@ -351,14 +537,7 @@ impl TceWindow {
         if count == 1 {
             return Ok(hcall::put_tce(self.liobn, Ioba(ioba), first | bits)?);
         }
-        let list = match self.list {
-            Some(l) => l,
-            None => {
-                let l = mem::alloc_pages(1).ok_or(TceError::NoMemory)?;
-                self.list = Some(l);
-                l
-            }
-        };
+        let list = self.list_page()?;
         let mut done = 0;
         while done < count {
             let n = (count - done).min(TCE_INDIRECT_MAX);
@@ -422,6 +601,7 @@ impl TceWindow {
         // Its TCEs were cleared with the rest; its pages go back to the pool.
         self.bounce = None;
         self.shared.clear();
+        self.runs.clear();
         self.standing = 0;
         Ok(())
     }

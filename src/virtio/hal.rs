@@ -107,10 +107,10 @@ unsafe impl Hal for VioHal {
         let mut buffer = buffer;
         let back = match direction {
             BufferDirection::DriverToDevice => None,
-            // SAFETY: virtio-drivers' contract as for `share`; a buffer the device writes was
-            // given to virtio-drivers as `&mut [u8]`, so writing the device's bytes back into
-            // it is what its owner expects.
             BufferDirection::DeviceToDriver | BufferDirection::Both => {
+                // SAFETY: virtio-drivers' contract as for `share`; a buffer the device writes
+                // was given to virtio-drivers as `&mut [u8]`, so writing the device's bytes
+                // back into it is what its owner expects.
                 Some(unsafe { buffer.as_mut() })
             }
         };
