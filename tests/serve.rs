@@ -151,14 +151,18 @@ fn hcalls_of(sim: &Sim, op: impl FnOnce()) -> [u64; 4] {
 #[test]
 fn a_4k_request_costs_one_hcall_and_a_1m_request_three() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (sim, mut blk, _stats, _path) = setup("hcalls", "");
+    let (sim, mut blk, stats, _path) = setup("hcalls", "");
+    let rdma = || Stats::get(&stats.rdma_reads) + Stats::get(&stats.rdma_writes);
     let mut small = vec![0u8; 4096];
     let mut big = vec![0u8; 1 << 20];
     // The first request maps the window's bounce area (once for the device's lifetime).
     blk.read(0, &mut small).expect("read");
     for first in [8u64, 64, 1000] {
+        let ops = rdma();
         let n = hcalls_of(&sim, || blk.read(first, &mut small).expect("4 KiB read"));
         assert_eq!(n, [0, 0, 0, 1], "4 KiB read at {first}: only the NOTIFY");
+        // The server: rings (one read), header; data, status, used element, used index.
+        assert_eq!(rdma() - ops, 6, "remote-DMA operations of a 4 KiB read");
         check(0, first, &small);
         let data = fill(3, first, 8);
         let n = hcalls_of(&sim, || blk.write(first, &data).expect("4 KiB write"));

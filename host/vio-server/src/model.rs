@@ -548,7 +548,14 @@ impl<D: Device> DeviceModel<D> {
         }
         let setup = vq.setup;
         let (d, a, _) = QueueSetup::part_sizes(setup.size);
-        for (ioba, len) in [(setup.desc, d), (setup.driver, a)] {
+        // The descriptor table and the available ring, in one remote-DMA read when the
+        // available ring follows the table (as virtio-drivers lays them out), else in two.
+        let parts: &[(u64, u64)] = if setup.desc.checked_add(d) == Some(setup.driver) {
+            &[(setup.desc, d + a)]
+        } else {
+            &[(setup.desc, d), (setup.driver, a)]
+        };
+        for &(ioba, len) in parts {
             match self.mirror.fetch(p, ioba, len) {
                 Ok(()) => {}
                 Err(DmaError::Disconnected) => return Err(Ended::Disconnected),
