@@ -4,9 +4,12 @@
 //! A shared buffer of up to 4 KiB (request header, status byte, indirect descriptor list, a
 //! 4 KiB block) is copied through the window's bounce area, which stays mapped while rings do,
 //! and copied back when unshared if the device writes it: no hcall. A longer buffer is mapped
-//! when shared (read-only or write-only, as its direction says; one H_PUT_TCE_INDIRECT for up
-//! to 2 MiB) and unmapped when unshared (one H_STUFF_TCE). Either way, once a request's buffers
-//! are unshared the device reaches none of them, nor any copy of them.
+//! in place (read-only or write-only, as its direction says) in the batch of its notify: on
+//! virtio-vio its TCEs are put when the transport notifies, with the batch's others (one
+//! H_PUT_TCE_INDIRECT per 512 pages), on virtio-pci when it is shared; the batch is cleared
+//! with one H_STUFF_TCE once its last buffer is unshared (a batch is what one driver call
+//! submits under one notify, so this is before that call returns). Either way, once a batch's
+//! buffers are unshared the device reaches none of them, nor any copy of them.
 
 use crate::hcall::{Ioba, RealAddr};
 use crate::mem;
