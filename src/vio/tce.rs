@@ -143,7 +143,7 @@ pub struct TceWindow {
     /// page): the bounce area is kept only while there are some, or buffers in it.
     standing: usize,
     bounce: Option<Bounce>,
-    /// Mapped shared buffers whose batch is not cleared yet, live or unshared.
+    /// Mapped shared buffers whose batch is not cleared yet, live or unshared, by IOBA.
     runs: Vec<Run>,
     /// The batch that shares join now; [`flush`](Self::flush) (at each notify) starts the next.
     batch: u64,
@@ -186,7 +186,8 @@ impl TceWindow {
     /// next batch.
     pub fn flush(&mut self) -> Result<(), TceError> {
         self.batch += 1;
-        let mut todo: Vec<(usize, usize, u64)> = self
+        // In IOBA order, as `runs` is kept.
+        let todo: Vec<(usize, usize, u64)> = self
             .runs
             .iter()
             .filter_map(|r| r.pending.map(|t| (r.idx, r.count, t)))
@@ -194,7 +195,6 @@ impl TceWindow {
         if todo.is_empty() {
             return Ok(());
         }
-        todo.sort_unstable_by_key(|t| t.0);
         // The pages of adjacent runs, as one list of (IOBA page index, TCE).
         let mut segment: Vec<u64> = Vec::new();
         let mut start = todo[0].0;
@@ -286,13 +286,17 @@ impl TceWindow {
             }
             None
         };
-        self.runs.push(Run {
-            idx,
-            count,
-            batch: self.batch,
-            live: true,
-            pending,
-        });
+        let at = self.runs.partition_point(|r| r.idx < idx);
+        self.runs.insert(
+            at,
+            Run {
+                idx,
+                count,
+                batch: self.batch,
+                live: true,
+                pending,
+            },
+        );
         Ok(Ioba(ioba + (addr - first)))
     }
 
@@ -322,10 +326,9 @@ impl TceWindow {
         self.clear_runs(done)
     }
 
-    /// Clears `runs` (one H_STUFF_TCE per adjacent group, normally one) and frees their IOBA
-    /// pages; pages whose clear failed stay allocated, never to be handed out again.
-    fn clear_runs(&mut self, mut runs: Vec<Run>) -> Result<(), TceError> {
-        runs.sort_unstable_by_key(|r| r.idx);
+    /// Clears `runs` (in IOBA order; one H_STUFF_TCE per adjacent group, normally one) and frees
+    /// their IOBA pages; pages whose clear failed stay allocated, never to be handed out again.
+    fn clear_runs(&mut self, runs: Vec<Run>) -> Result<(), TceError> {
         let mut result = Ok(());
         let mut i = 0;
         while i < runs.len() {
