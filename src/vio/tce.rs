@@ -7,10 +7,10 @@
 //! buffers (up to [`BOUNCE_MAX`] bytes: virtio request headers, status bytes, indirect
 //! descriptor lists, a 4 KiB block) are not mapped at all: they are copied through a bounce
 //! area that stays mapped while the window's devices have rings, so they cost no hcall. Longer
-//! buffers are mapped in batches: those shared before one notify get adjacent IOBAs; on a
-//! virtio-vio window their TCEs are put only at the notify ([`TceWindow::flush`]: the device
-//! reads nothing before it), with one H_PUT_TCE_INDIRECT per 512 pages, and each batch is
-//! cleared with one H_STUFF_TCE once its last buffer is unshared. The windows of all adapters
+//! buffers are mapped in batches: those shared before one notify normally get adjacent IOBAs
+//! (first fit); on a virtio-vio window their TCEs are put only at the notify
+//! ([`TceWindow::flush`]: the device reads nothing before it), with one H_PUT_TCE_INDIRECT per
+//! 512 pages, and each batch is cleared with one H_STUFF_TCE once its last buffer is unshared. The windows of all adapters
 //! live in one registry ([`with_window`]), because virtio-drivers' `Hal` is static.
 
 use crate::hcall::{self, HcallError, Ioba, Liobn, RealAddr};
