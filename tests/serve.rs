@@ -137,6 +137,49 @@ fn read_write_flush_id_and_nothing_left_mapped() {
     assert!(sim.hv.borrow().crq.is_none());
 }
 
+/// The TCE and CRQ hcalls one `op` makes: (H_PUT_TCE, H_PUT_TCE_INDIRECT, H_STUFF_TCE,
+/// H_SEND_CRQ).
+fn hcalls_of(sim: &Sim, op: impl FnOnce()) -> [u64; 4] {
+    use papr::hcall::{H_PUT_TCE, H_PUT_TCE_INDIRECT, H_SEND_CRQ, H_STUFF_TCE};
+    let kinds = [H_PUT_TCE, H_PUT_TCE_INDIRECT, H_STUFF_TCE, H_SEND_CRQ];
+    let before = kinds.map(|k| sim.count(k));
+    op();
+    let after = kinds.map(|k| sim.count(k));
+    core::array::from_fn(|i| after[i] - before[i])
+}
+
+#[test]
+fn a_4k_request_costs_one_hcall_and_a_1m_request_three() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (sim, mut blk, stats, _path) = setup("hcalls", "");
+    let rdma = || Stats::get(&stats.rdma_reads) + Stats::get(&stats.rdma_writes);
+    let mut small = vec![0u8; 4096];
+    let mut big = vec![0u8; 1 << 20];
+    // The first request maps the window's bounce area (once for the device's lifetime).
+    blk.read(0, &mut small).expect("read");
+    for first in [8u64, 64, 1000] {
+        let ops = rdma();
+        let n = hcalls_of(&sim, || blk.read(first, &mut small).expect("4 KiB read"));
+        assert_eq!(n, [0, 0, 0, 1], "4 KiB read at {first}: only the NOTIFY");
+        // The server: rings (one read), header; data, status, used element, used index.
+        assert_eq!(rdma() - ops, 6, "remote-DMA operations of a 4 KiB read");
+        check(0, first, &small);
+        let data = fill(3, first, 8);
+        let n = hcalls_of(&sim, || blk.write(first, &data).expect("4 KiB write"));
+        assert_eq!(n, [0, 0, 0, 1], "4 KiB write at {first}");
+        let n = hcalls_of(&sim, || blk.read(first, &mut big).expect("1 MiB read"));
+        assert_eq!(n, [0, 1, 1, 1], "1 MiB read at {first}: map, NOTIFY, unmap");
+        check(3, first, &big[..4096]);
+        check(0, first + 8, &big[4096..]);
+        assert_eq!(blk.pages_left_mapped(), 0, "buffers left mapped");
+        // Put the pattern back for the next round.
+        let orig = fill(0, first, 8);
+        blk.write(first, &orig).expect("restore");
+    }
+    blk.shut_down().expect("shutdown");
+    assert!(sim.hv.borrow().tces.is_empty(), "TCEs left after shutdown");
+}
+
 #[test]
 fn a_server_that_dies_mid_request_loses_nothing() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

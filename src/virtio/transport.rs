@@ -271,8 +271,20 @@ impl Inner {
         })
     }
 
+    /// Puts the TCEs of the buffers shared since the last NOTIFY (the window defers them: the
+    /// server reads nothing of a request before its NOTIFY), with one hcall per 512 pages.
+    fn flush_tces(&self) -> Result<(), VioError> {
+        tce::with(self.window, |w| w.flush())
+            .and_then(|r| r)
+            .map_err(|error| VioError::Tce {
+                adapter: self.name.clone(),
+                error,
+            })
+    }
+
     /// Sends NOTIFY and waits for the server's USED, replaying after a restart.
     fn notify(&mut self, queue: u16) -> Result<(), VioError> {
+        self.flush_tces()?;
         for _ in 0..MAX_RESETS {
             let r = self
                 .link
@@ -338,6 +350,7 @@ impl Inner {
             self.link.request(m).map_err(|e| self.link_err(e))?;
         }
         let queues: Vec<u16> = self.queues.iter().flatten().map(|q| q.queue).collect();
+        self.flush_tces()?;
         for q in queues {
             let r = self.link.notify(q).and_then(|()| self.link.wait_used(q));
             r.map_err(|e| self.link_err(e))?;
@@ -452,6 +465,11 @@ impl VioTransport {
         crq: Crq,
         timeout_us: u64,
     ) -> Result<VioTransport, VioError> {
+        // Every NOTIFY goes through `Inner::notify`, which puts the batch's TCEs first.
+        tce::with(window, |w| w.defer_puts_until_notify()).map_err(|error| VioError::Tce {
+            adapter: name.clone(),
+            error,
+        })?;
         let mut link = Link::new(crq, timeout_us);
         let header = probe(&mut link, &name, window)?;
         let device_type = DeviceType::try_from(header.device_id).ok();

@@ -553,10 +553,14 @@ impl<D: Device> DeviceModel<D> {
         }
         let setup = vq.setup;
         let (d, a, _) = QueueSetup::part_sizes(setup.size);
-        // Both parts in one batch (one round trip).
-        let rings = self
-            .mirror
-            .fetch_many(p, &[(setup.desc, d), (setup.driver, a)]);
+        // The descriptor table and the available ring in one batch (one round trip), as one
+        // range when the available ring follows the table (as virtio-drivers lays them out).
+        let parts: &[(u64, u64)] = if setup.desc.checked_add(d) == Some(setup.driver) {
+            &[(setup.desc, d + a)]
+        } else {
+            &[(setup.desc, d), (setup.driver, a)]
+        };
+        let rings = self.mirror.fetch_many(p, parts);
         if rings.contains(&Err(DmaError::Disconnected)) {
             return Err(Ended::Disconnected);
         }
