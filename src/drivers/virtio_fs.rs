@@ -241,7 +241,9 @@ impl<H: Hal, T: Transport, A: Attach> FuseTransport for VirtioFs<H, T, A> {
             &mut self.hiprio,
             &mut self.request,
         );
-        let (idx, result) = at.run(|| match queue {
+        // A notify whose USED never comes (virtio-vio: a server gone silent) is recorded by
+        // the transport instead of stopping vioboot; the batch then fails by that name.
+        let ((idx, result), recorded) = at.completing(|| match queue {
             Queue::Hiprio => (
                 HIPRIO,
                 h.as_mut().map_or(Err(QueueError::ShutDown), |q| {
@@ -255,6 +257,19 @@ impl<H: Hal, T: Transport, A: Attach> FuseTransport for VirtioFs<H, T, A> {
                 }),
             ),
         });
+        if let Some(e) = recorded {
+            // The partner is gone with the batch: its buffers are unmapped (the device can
+            // reach none of them, so they may be freed) and the device takes no more requests.
+            self.at.revoke_shared();
+            self.at.abandon();
+            self.gave_up = Some((
+                idx,
+                QueueError::TooFewCompleted {
+                    missing: batch.len(),
+                },
+            ));
+            return Err(e);
+        }
         if let Err(e) = &result {
             if matches!(e, QueueError::NoCompletion { .. }) {
                 self.gave_up = Some((idx, *e));
