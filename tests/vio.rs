@@ -433,34 +433,39 @@ fn fs_survives_a_server_restart_with_a_new_fuse_session() {
     );
 }
 
+/// A pattern disk of `mib` MiB in `dir` exported by two VIO servers under one serial
+/// (`mp-disk`), as adapters 0x71000010 and 0x71000011 of `q`: one disk of two paths.
+fn one_disk_on_two_servers(dir: &Path, mib: u64, q: &mut Qemu) -> Vec<VioServer> {
+    let disk = dir.join("shared.img");
+    vioboot_harness::pattern_disk(&disk, mib).expect("disk image");
+    let bin = vioboot_harness::vio_server_binary(&root());
+    let disk_arg = disk.display().to_string();
+    (0..2u32)
+        .map(|n| {
+            let socket = dir.join(format!("v{n}.sock"));
+            q.extra.extend(vioboot_harness::virtio_vio_device(
+                &format!("v{n}"),
+                &socket,
+                0x7100_0010 + n,
+            ));
+            VioServer::start(
+                &bin,
+                &socket,
+                &["--blk", &disk_arg, "--serial", "mp-disk"],
+                &dir.join(format!("server{n}.log")),
+            )
+            .expect("server starts")
+        })
+        .collect()
+}
+
 /// Two VIO servers export one disk under one serial: one disk of two paths. The first server
 /// is killed for good in the middle of a 64 MiB write/read/verify: its request fails within the
 /// bound, the request is sent again on the other path, and every block reads back intact.
 #[test]
 fn a_disk_on_two_servers_survives_losing_one_for_good() {
-    let dir = scratch("multipath");
-    let disk = dir.join("shared.img");
-    vioboot_harness::pattern_disk(&disk, 80).expect("disk image");
-    let bin = vioboot_harness::vio_server_binary(&root());
-    let disk_arg = disk.display().to_string();
-    let mut servers = Vec::new();
     let mut q = qemu(Boot::Bios).append("vioboot.blk-verify=64 vioboot.vio-timeout=3000");
-    for n in 0..2u32 {
-        let socket = dir.join(format!("v{n}.sock"));
-        let s = VioServer::start(
-            &bin,
-            &socket,
-            &["--blk", &disk_arg, "--serial", "mp-disk"],
-            &dir.join(format!("server{n}.log")),
-        )
-        .expect("server starts");
-        servers.push(s);
-        q.extra.extend(vioboot_harness::virtio_vio_device(
-            &format!("v{n}"),
-            &socket,
-            0x7100_0010 + n,
-        ));
-    }
+    let mut servers = one_disk_on_two_servers(&scratch("multipath"), 80, &mut q);
     let mut killed = false;
     let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
         if !killed && l.contains("wrote 16 of 64 MiB") {
@@ -496,30 +501,9 @@ fn a_disk_on_two_servers_survives_losing_one_for_good() {
 /// writes and every read back go through the first path, and all 256 MiB read back intact.
 #[test]
 fn a_killed_server_that_comes_back_rejoins_and_carries_the_disk() {
-    let dir = scratch("multipath-rejoin");
-    let disk = dir.join("shared.img");
-    vioboot_harness::pattern_disk(&disk, 272).expect("disk image");
-    let bin = vioboot_harness::vio_server_binary(&root());
-    let disk_arg = disk.display().to_string();
-    let mut servers = Vec::new();
     let mut q = qemu(Boot::Bios)
         .append("vioboot.blk-verify=256 vioboot.vio-timeout=3000 vioboot.path-probe=500");
-    for n in 0..2u32 {
-        let socket = dir.join(format!("v{n}.sock"));
-        let s = VioServer::start(
-            &bin,
-            &socket,
-            &["--blk", &disk_arg, "--serial", "mp-disk"],
-            &dir.join(format!("server{n}.log")),
-        )
-        .expect("server starts");
-        servers.push(s);
-        q.extra.extend(vioboot_harness::virtio_vio_device(
-            &format!("v{n}"),
-            &socket,
-            0x7100_0010 + n,
-        ));
-    }
+    let mut servers = one_disk_on_two_servers(&scratch("multipath-rejoin"), 272, &mut q);
     let (mut killed, mut restarted, mut second_killed) = (false, false, false);
     let run = vioboot_harness::run_watch(&q, TIMEOUT, |l| {
         if !killed && l.contains("wrote 16 of 256 MiB") {

@@ -235,6 +235,19 @@ impl<H: Hal, T: Transport, A: Attach> VirtioBlk<H, T, A> {
         (self.block_size / SECTOR_SIZE) as u64
     }
 
+    /// Unsets the request queue and frees its rings (through the Hal, with this device's
+    /// mapping active), once; nothing when it is gone already.
+    fn release_queue(&mut self) {
+        let q = self.queue.take();
+        let t = &mut self.transport;
+        self.at.run(|| {
+            if q.is_some() {
+                t.queue_unset(QUEUE);
+            }
+            drop(q)
+        });
+    }
+
     /// One request of type `kind` at `sector`, submitted without waiting and completed here:
     /// when the transport failed it (no used entry, the failure recorded) or the used entry
     /// never comes within the transport's bound, the device's mappings are revoked, it is
@@ -346,14 +359,7 @@ impl<H: Hal, T: Transport, A: Attach> Device for VirtioBlk<H, T, A> {
 
     /// Resets the device and frees the queue and every mapping: the device can reach nothing.
     fn shut_down(&mut self) -> Result<(), Error> {
-        let q = self.queue.take();
-        let t = &mut self.transport;
-        self.at.run(|| {
-            if q.is_some() {
-                t.queue_unset(QUEUE);
-            }
-            drop(q)
-        });
+        self.release_queue();
         self.at.shut_down()
     }
 
@@ -458,13 +464,6 @@ impl<H: Hal, T: Transport, A: Attach> BlockDevice for VirtioBlk<H, T, A> {
 impl<H: Hal, T: Transport, A: Attach> Drop for VirtioBlk<H, T, A> {
     /// The queue's rings are freed through the Hal, which must know the mapping.
     fn drop(&mut self) {
-        let q = self.queue.take();
-        let t = &mut self.transport;
-        self.at.run(|| {
-            if q.is_some() {
-                t.queue_unset(QUEUE);
-            }
-            drop(q)
-        });
+        self.release_queue();
     }
 }

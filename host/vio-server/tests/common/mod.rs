@@ -33,13 +33,8 @@ pub const DRIVER: u64 = 2;
 pub const DRIVER_OK: u64 = 4;
 pub const FEATURES_OK: u64 = 8;
 
-pub const T_IN: u32 = 0;
-pub const T_OUT: u32 = 1;
-pub const T_FLUSH: u32 = 4;
-pub const T_GET_ID: u32 = 8;
-pub const S_OK: u8 = 0;
-pub const S_IOERR: u8 = 1;
-pub const S_UNSUPP: u8 = 2;
+// virtio-blk's request types and status bytes, as the crate both sides share defines them.
+pub use virtio_vio::blk::{S_IOERR, S_OK, S_UNSUPP, T_FLUSH, T_GET_ID, T_IN, T_OUT};
 
 /// A temporary disk image, removed on drop.
 pub struct TempDisk {
