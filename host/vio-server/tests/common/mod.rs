@@ -34,6 +34,8 @@ pub const DRIVER_OK: u64 = 4;
 pub const FEATURES_OK: u64 = 8;
 
 // virtio-blk's request types and status bytes, as the crate both sides share defines them.
+// Not every test binary that includes this module uses each of them.
+#[allow(unused_imports)]
 pub use virtio_vio::blk::{S_IOERR, S_OK, S_UNSUPP, T_FLUSH, T_GET_ID, T_IN, T_OUT};
 
 /// A temporary disk image, removed on drop.
