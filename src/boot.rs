@@ -283,7 +283,6 @@ fn from_source(
                 boot: opts.boot,
                 initrd: opts.initrd,
                 options: &cmdline,
-                default: opts.default,
                 root,
             },
         );

@@ -23,11 +23,10 @@ pub fn locate(fs: &mut dyn FileSystem) -> Option<&'static str> {
         .find(|r| fs.list_dir(&format!("{r}/loader/entries")).is_ok())
 }
 
-/// The entries, in the order to offer them, and what `loader.conf` says.
+/// The entries of one file system, in directory order, and what `loader.conf` says; [`merge`]
+/// orders them and picks the default.
 pub struct Entries {
     pub list: Vec<Entry>,
-    /// Index of the default entry in `list`.
-    pub default: usize,
     /// `loader.conf`'s timeout (seconds), if any.
     pub timeout: Option<u32>,
     /// `loader.conf`'s `default` (a glob on entry ids), if any.
@@ -69,8 +68,8 @@ pub struct Merged {
     pub timeout: Option<u32>,
 }
 
-/// Merges what [`read`] found on each file system of one menu into one list, sorted as the
-/// specification sorts. `loader.conf`'s keys come from the first part that sets them (the
+/// Merges what [`read`] found on each file system of one menu (one, or the ESP and XBOOTLDR
+/// partitions of a disk) into one list, sorted as the specification sorts. `loader.conf`'s keys come from the first part that sets them (the
 /// ESP's, as systemd-boot reads its `loader.conf` there), `default` overrides them all.
 pub fn merge(parts: Vec<Entries>, default: Option<&str>) -> Merged {
     let conf_default = parts.iter().find_map(|p| p.conf_default.clone());
@@ -99,8 +98,6 @@ pub struct Wanted<'a> {
     pub initrd: Option<&'a str>,
     /// The kernel command line for `vioboot.boot`.
     pub options: &'a str,
-    /// `vioboot.default`: overrides `loader.conf`.
-    pub default: Option<&'a str>,
     /// Where `loader/` is: one of [`ROOTS`].
     pub root: &'a str,
 }
@@ -119,7 +116,6 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
         };
         return Entries {
             list: vec![e],
-            default: 0,
             timeout: Some(0),
             conf_default: None,
             other_format: None,
@@ -166,11 +162,8 @@ pub fn read(fs: &mut dyn FileSystem, want: &Wanted) -> Entries {
         }
         Err(e) => notes.push(format!("{e}")),
     }
-    bls::sort(&mut list);
-    let default = bls::default_index(&list, want.default.or(conf.default.as_deref())).unwrap_or(0);
     Entries {
         list,
-        default,
         timeout: conf.timeout,
         conf_default: conf.default,
         other_format: other,
@@ -183,14 +176,20 @@ mod tests {
     use super::*;
     use crate::dev::memfs::MemFs;
 
-    fn wanted<'a>(default: Option<&'a str>) -> Wanted<'a> {
+    fn wanted<'a>() -> Wanted<'a> {
         Wanted {
             boot: None,
             initrd: None,
             options: "",
-            default,
             root: "",
         }
+    }
+
+    /// The menu one file system gives (as `boot` makes it), and what reading it noted.
+    fn menu_of(fs: &mut MemFs, want: &Wanted, default: Option<&str>) -> (Merged, Vec<String>) {
+        let e = read(fs, want);
+        let notes = e.notes.clone();
+        (merge(vec![e], default), notes)
     }
 
     fn share() -> MemFs {
@@ -214,20 +213,18 @@ mod tests {
     #[test]
     fn reads_orders_and_picks_the_default() {
         let mut fs = share();
-        let e = read(&mut fs, &wanted(None));
-        let ids: Vec<&str> = e.list.iter().map(|e| e.id.as_str()).collect();
+        let (e, notes) = menu_of(&mut fs, &wanted(), None);
         // No sort-key: by file name, newest version first; README is no entry.
-        assert_eq!(ids, ["linux-6.10", "linux-6.1"]);
+        assert_eq!(ids(&e), ["linux-6.10", "linux-6.1"]);
         assert_eq!(e.list[e.default].id, "linux-6.1", "loader.conf's default");
         assert_eq!(e.timeout, Some(7));
         assert!(
-            e.notes
+            notes
                 .iter()
                 .any(|n| n.contains("linux-6.10.conf") && n.contains("frobnicate")),
-            "{:?}",
-            e.notes
+            "{notes:?}"
         );
-        let e = read(&mut fs, &wanted(Some("linux-6.10*")));
+        let (e, _) = menu_of(&mut fs, &wanted(), Some("linux-6.10*"));
         assert_eq!(
             e.list[e.default].id, "linux-6.10",
             "vioboot.default overrides"
@@ -259,7 +256,7 @@ mod tests {
             ),
             ("/loader/entries/empty.conf", b"title Nothing\n"),
         ]);
-        let e = read(&mut fs, &wanted(None));
+        let (e, notes) = menu_of(&mut fs, &wanted(), None);
         // Without linux or efi an entry stays, to fail by name when loaded.
         assert_eq!(
             ids(&e),
@@ -276,21 +273,20 @@ mod tests {
             ("loader.conf", "`beep` not used"),
         ] {
             assert!(
-                e.notes.iter().any(|n| n.contains(file) && n.contains(why)),
-                "{file}: {why}: {:?}",
-                e.notes
+                notes.iter().any(|n| n.contains(file) && n.contains(why)),
+                "{file}: {why}: {notes:?}"
             );
         }
     }
 
-    fn ids(e: &Entries) -> Vec<&str> {
+    fn ids(e: &Merged) -> Vec<&str> {
         e.list.iter().map(|e| e.id.as_str()).collect()
     }
 
     #[test]
     fn no_entries_directory_is_a_note_not_a_failure() {
         let mut fs = MemFs::new(&[("/vmlinux", b"x")]);
-        let e = read(&mut fs, &wanted(None));
+        let e = read(&mut fs, &wanted());
         assert!(e.list.is_empty());
         assert!(
             e.notes.iter().any(|n| n.contains("ENOENT")),
@@ -308,7 +304,6 @@ mod tests {
                 boot: Some("/vmlinux"),
                 initrd: Some("/initrd"),
                 options: "console=hvc0",
-                default: None,
                 root: "",
             },
         );
@@ -334,7 +329,7 @@ mod tests {
             &mut fs,
             &Wanted {
                 root: "/boot",
-                ..wanted(None)
+                ..wanted()
             },
         );
         assert_eq!(e.list.len(), 1);
@@ -364,7 +359,7 @@ mod tests {
                 files.push(("/loader/entries.srel", s));
             }
             let mut fs = MemFs::new(&files);
-            let e = read(&mut fs, &wanted(None));
+            let e = read(&mut fs, &wanted());
             assert_eq!(e.list.len(), usize::from(offered), "{srel:?}");
             assert_eq!(e.other_format.is_none(), offered, "{srel:?}");
             if !offered {
@@ -382,7 +377,7 @@ mod tests {
             ("/loader/entries.srel", b"grub-bls\n"),
         ]);
         assert_eq!(
-            read(&mut fs, &wanted(None)).other_format.as_deref(),
+            read(&mut fs, &wanted()).other_format.as_deref(),
             Some("grub-bls")
         );
     }
@@ -407,14 +402,10 @@ mod tests {
                 b"title Boot\nsort-key a\nversion 6.10\nlinux /v\n",
             ),
         ]);
-        let parts = vec![
-            read(&mut esp, &wanted(None)),
-            read(&mut boot, &wanted(None)),
-        ];
+        let parts = vec![read(&mut esp, &wanted()), read(&mut boot, &wanted())];
         let m = merge(parts, None);
-        let ids: Vec<&str> = m.list.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(
-            ids,
+            ids(&m),
             ["boot-6.10", "boot-6.1", "esp-a"],
             "one order over both"
         );
@@ -428,21 +419,16 @@ mod tests {
             Some(5),
             "a key the first does not set comes from the next"
         );
-        let parts = vec![
-            read(&mut esp, &wanted(None)),
-            read(&mut boot, &wanted(None)),
-        ];
+        let parts = vec![read(&mut esp, &wanted()), read(&mut boot, &wanted())];
         let m = merge(parts, Some("boot-6.1"));
         assert_eq!(
             m.list[m.default].id, "boot-6.1",
             "vioboot.default overrides"
         );
-        // One part: the same as read() alone.
-        let one = read(&mut boot, &wanted(None));
-        let (ids1, def1): (Vec<String>, usize) =
-            (one.list.iter().map(|e| e.id.clone()).collect(), one.default);
-        let m = merge(vec![one], None);
-        let ids2: Vec<String> = m.list.iter().map(|e| e.id.clone()).collect();
-        assert_eq!((ids1, def1), (ids2, m.default));
+        // One part alone: its own order and its own loader.conf's default.
+        let (m, _) = menu_of(&mut boot, &wanted(), None);
+        assert_eq!(ids(&m), ["boot-6.10", "boot-6.1"]);
+        assert_eq!(m.from, [0, 0]);
+        assert_eq!(m.list[m.default].id, "boot-6.10");
     }
 }
