@@ -25,6 +25,7 @@ use alloc::string::String;
 use core::cell::Cell;
 use vioboot_core::inventory::DmaWindow;
 use virtio_drivers::transport::{DeviceStatus, Transport};
+use virtio_drivers::Hal;
 
 /// virtio device ids (virtio 1.2, 5).
 pub const VIRTIO_NET: u16 = 1;
@@ -340,19 +341,25 @@ pub fn block(
             .and_then(plausible_block_size)
     };
     let dev: Box<dyn crate::dev::BlockDevice> = if p.iommu {
-        let mut b = VirtioBlk::<VioHal, PciTransport, PciAttachment>::start(p.at, p.t, 512)?;
-        if let Some(bs) = block_size(r.device) {
-            b.set_block_size(bs);
-        }
-        Box::new(b)
+        started_blk::<VioHal>(p.at, p.t, || block_size(r.device))?
     } else {
-        let mut b = VirtioBlk::<RealHal, PciTransport, PciAttachment>::start(p.at, p.t, 512)?;
-        if let Some(bs) = block_size(r.device) {
-            b.set_block_size(bs);
-        }
-        Box::new(b)
+        started_blk::<RealHal>(p.at, p.t, || block_size(r.device))?
     };
     Ok((AnyDevice::Block(dev), p.detail))
+}
+
+/// The block driver over `t`, with the DMA of `H`; its block size is `block_size()`'s, asked
+/// once the device is set up (512 bytes if it gives none).
+fn started_blk<H: Hal + 'static>(
+    at: PciAttachment,
+    t: PciTransport,
+    block_size: impl FnOnce() -> Option<usize>,
+) -> Result<Box<dyn crate::dev::BlockDevice>, DeviceError> {
+    let mut b = VirtioBlk::<H, PciTransport, PciAttachment>::start(at, t, 512)?;
+    if let Some(bs) = block_size() {
+        b.set_block_size(bs);
+    }
+    Ok(Box::new(b))
 }
 
 /// Sets up the virtio-fs device (QEMU's vhost-user-fs-pci) of a virtio-pci function, as for

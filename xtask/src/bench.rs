@@ -104,6 +104,10 @@ fn now_epoch() -> f64 {
 /// vioboot alone (entry to verdict).
 const GROUPS: [&str; 5] = ["blk", "fs", "boot", "ext4", "entry"];
 
+/// The row both the Linux peer (group `blk`) and vioboot's boot (group `boot`) fill.
+const FIRST_LINE_LABEL: &str =
+    "QEMU start to the kernel's first line (vioboot: -bios, kernel from virtio-fs; Linux: -kernel under SLOF)";
+
 pub fn command(args: &[String]) -> Result {
     let (mut runs, mut json) = (3usize, false);
     let mut only: Option<Vec<String>> = None;
@@ -192,13 +196,13 @@ pub fn command(args: &[String]) -> Result {
                 kinds.insert(format!("vioboot {what}"), by_kind(&ours));
                 kinds.insert(format!("Linux {what}"), by_kind(&peer.phases));
                 t.add(
-                "linux-first-line",
-                "QEMU start to the kernel's first line (vioboot: -bios, kernel from virtio-fs; Linux: -kernel under SLOF)",
-                "ms",
-                "Linux -kernel, SLOF",
-                None,
-                peer.first_line_ms,
-            );
+                    "linux-first-line",
+                    FIRST_LINE_LABEL,
+                    "ms",
+                    "Linux -kernel, SLOF",
+                    None,
+                    peer.first_line_ms,
+                );
                 if iommu {
                     // Linux maps all of memory once through a dynamic DMA window when QEMU offers
                     // one (ddw=on); with disable_ddw it maps every request in the default window,
@@ -260,7 +264,7 @@ pub fn command(args: &[String]) -> Result {
                 if boot == Boot::Bios {
                     t.add(
                         "linux-first-line",
-                        "QEMU start to the kernel's first line (vioboot: -bios, kernel from virtio-fs; Linux: -kernel under SLOF)",
+                        FIRST_LINE_LABEL,
                         "ms",
                         "",
                         Some(b.first_line_ms),
