@@ -307,6 +307,15 @@ fn run_with(
     (run, log)
 }
 
+/// `check`'s line passed and names each of `parts`.
+fn passed_naming(run: &Run, check: &str, parts: &[&str]) {
+    let (ok, text) = line(run, check);
+    assert!(ok, "{text}");
+    for part in parts {
+        assert!(text.contains(part), "{part:?} in {text}");
+    }
+}
+
 fn line(run: &Run, check: &str) -> (bool, String) {
     let r = run.report();
     let l = r
@@ -330,17 +339,17 @@ fn cmdline(run: &Run) -> String {
 fn gpt_boot_partition_under_slof() {
     let (run, log) = run("gpt-slof", Boot::Slof, &images().gpt, "vioboot.mode=boot");
     assert_eq!(run.report().verdict, Some(true), "{}\n{log}", run.output);
-    let (ok, disk) = line(&run, "boot disk");
-    assert!(ok, "{disk}");
-    for part in [
-        "GPT (",
-        "3 partitions",
-        "1: 1 MiB PReP boot, name \"PReP\"",
-        "2: 52 MiB Linux /boot (XBOOTLDR), ext4 \"boot\", name \"boot\"",
-        "3: 52 MiB Linux filesystem, ext4 \"root\"",
-    ] {
-        assert!(disk.contains(part), "{part:?} in {disk}");
-    }
+    passed_naming(
+        &run,
+        "boot disk",
+        &[
+            "GPT (",
+            "3 partitions",
+            "1: 1 MiB PReP boot, name \"PReP\"",
+            "2: 52 MiB Linux /boot (XBOOTLDR), ext4 \"boot\", name \"boot\"",
+            "3: 52 MiB Linux filesystem, ext4 \"root\"",
+        ],
+    );
     let (_, src) = line(&run, "boot source");
     assert!(
         src.starts_with("boot source: virtio@71000010:2: ext4 \"boot\""),
@@ -446,10 +455,10 @@ fn truncated_ext4_is_named_and_the_next_source_boots() {
         &images().truncated,
         "vioboot.mode=boot",
     );
-    let (ok, disk) = line(&run, "boot disk");
-    assert!(
-        ok && disk.contains("2: 4 MiB Linux /boot (XBOOTLDR), ext4 \"boot\""),
-        "{disk}"
+    passed_naming(
+        &run,
+        "boot disk",
+        &["2: 4 MiB Linux /boot (XBOOTLDR), ext4 \"boot\""],
     );
     let sources: Vec<(bool, String)> = run
         .report()
@@ -477,17 +486,17 @@ fn truncated_ext4_is_named_and_the_next_source_boots() {
 #[test]
 fn mbr_disk_a_missing_kernel_and_the_next_source() {
     let (run, log) = run("mbr", Boot::Bios, &images().mbr, "vioboot.mode=boot");
-    let (ok, disk) = line(&run, "boot disk");
-    assert!(ok, "{disk}");
-    for part in [
-        "MBR (",
-        "3 partitions",
-        "1: 1 MiB PReP boot",
-        "2: 52 MiB Linux, ext4 \"mbrboot\"",
-        "5: 52 MiB Linux, ext4 \"mbrroot\"",
-    ] {
-        assert!(disk.contains(part), "{part:?} in {disk}");
-    }
+    passed_naming(
+        &run,
+        "boot disk",
+        &[
+            "MBR (",
+            "3 partitions",
+            "1: 1 MiB PReP boot",
+            "2: 52 MiB Linux, ext4 \"mbrboot\"",
+            "5: 52 MiB Linux, ext4 \"mbrroot\"",
+        ],
+    );
     let (ok, gone) = line(&run, "boot entry a-gone");
     assert!(!ok && gone.contains("/vmlinux-gone: ENOENT"), "{gone}");
     // Nothing on partition 2 boots: the next source with entries, the logical partition.
@@ -564,8 +573,7 @@ fn gpt_boot_partition_on_a_vscsi_disk() {
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
     let _ = std::fs::write(d.join("console.log"), &run.output);
     assert_eq!(run.report().verdict, Some(true), "{}", run.output);
-    let (ok, disk) = line(&run, "boot disk");
-    assert!(ok && disk.contains("ext4 \"boot\""), "{disk}");
+    passed_naming(&run, "boot disk", &["ext4 \"boot\""]);
     let (_, src) = line(&run, "boot source");
     assert!(
         src.starts_with("boot source: v-scsi@71000020 0:0:0:2:"),
@@ -898,17 +906,17 @@ fn fat_esp_boots_with_two_initrds_under_slof_and_without_firmware() {
     for (name, boot) in [("fat-slof", Boot::Slof), ("fat-bios", Boot::Bios)] {
         let (run, log) = run(name, boot, &fat_images().gpt, "vioboot.mode=boot");
         assert_eq!(run.report().verdict, Some(true), "{}\n{log}", run.output);
-        let (ok, disk) = line(&run, "boot disk");
-        assert!(ok, "{disk}");
-        for part in [
-            "GPT (",
-            "3 partitions",
-            "1: 1 MiB PReP boot",
-            "2: 96 MiB EFI system, vfat (FAT32) \"ESP\", name \"EFI System\"",
-            "3: 52 MiB Linux /boot (XBOOTLDR), ext4 \"fedora\"",
-        ] {
-            assert!(disk.contains(part), "{part:?} in {disk}");
-        }
+        passed_naming(
+            &run,
+            "boot disk",
+            &[
+                "GPT (",
+                "3 partitions",
+                "1: 1 MiB PReP boot",
+                "2: 96 MiB EFI system, vfat (FAT32) \"ESP\", name \"EFI System\"",
+                "3: 52 MiB Linux /boot (XBOOTLDR), ext4 \"fedora\"",
+            ],
+        );
         let (_, src) = line(&run, "boot source");
         assert!(
             src.starts_with("boot source: virtio@71000010:2: FAT32 \"ESP\""),
@@ -1068,8 +1076,7 @@ fn fat_esp_on_a_virtio_blk_pci_disk() {
     let run = vioboot_harness::run(&q, TIMEOUT).expect("QEMU runs");
     let _ = std::fs::write(d.join("console.log"), &run.output);
     assert_eq!(run.report().verdict, Some(true), "{}", run.output);
-    let (ok, disk) = line(&run, "boot disk");
-    assert!(ok && disk.contains("vfat (FAT32)"), "{disk}");
+    passed_naming(&run, "boot disk", &["vfat (FAT32)"]);
     let (_, src) = line(&run, "boot source");
     assert!(src.contains(":2: FAT32 \"ESP\""), "{src}");
     assert!(
